@@ -1,0 +1,32 @@
+# Two commands: `make run` serves the product with embedded stores; `make test` runs every test
+# against real Redis and ClickHouse servers (installed with apt when missing, as root).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+export PORT
+
+.PHONY: run test venv lint demo clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(PY) -m adserver demo
+	@echo "Open http://127.0.0.1:$(PORT)/ (demo store: /demo/store, demo microblog: /demo/feed)"
+	ADSERVER_COOKIE_SECURE=$${ADSERVER_COOKIE_SECURE:-1} ADSERVER_WORKERS=1 \
+		$(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py 'adserver:create_app()'
+
+test: venv
+	$(PY) scripts/test_servers.py run -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf var .pytest_cache

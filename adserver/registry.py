@@ -1,0 +1,120 @@
+"""Advertisers and placements: who may send events, and which publisher slots exist.
+
+Both live in ClickHouse (the durable store) and are cached in each process; the pixel and the ad
+check them in memory. If the database cannot be reached, the last copy keeps being used, and a
+process that never loaded one does not reject traffic because of our own outage.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tracker.clickhouse import ClickHouse
+from tracker.errors import AdServerError
+from tracker.events import ADVERTISER_RE, CURRENCIES, PLACEMENT_RE
+from tracker.schema import ADVERTISERS_COLUMNS, PLACEMENTS_COLUMNS
+
+SIZE_NAMES = ("300x250", "728x90", "160x600", "320x50", "320x100", "responsive")
+
+
+@dataclass(frozen=True)
+class Advertiser:
+    id: str
+    name: str
+    currency: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    id: str
+    site: str
+    sizes: tuple[str, ...] = ()
+    advertisers: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def save_advertiser(ch: ClickHouse, advertiser_id: str, name: str = "", currency: str = "CNY") -> Advertiser:
+    if not ADVERTISER_RE.match(advertiser_id):
+        raise AdServerError("advertiser id must be 1-64 lowercase letters, digits, '_' or '-'", "invalid_advertiser")
+    if currency not in CURRENCIES:
+        raise AdServerError(f"unknown currency {currency!r}", "invalid_currency")
+    name = (name or advertiser_id).strip()[:200]
+    ch.insert("advertisers", ADVERTISERS_COLUMNS, [(advertiser_id, name, currency, 0, time.time_ns(), _now())])
+    return Advertiser(advertiser_id, name, currency)
+
+
+def save_placement(ch: ClickHouse, placement_id: str, site: str, sizes=(), advertisers=()) -> Placement:
+    if not PLACEMENT_RE.match(placement_id):
+        raise AdServerError("placement id must be 1-64 lowercase letters, digits, '_' or '-'", "invalid_placement")
+    bad = [a for a in advertisers if not ADVERTISER_RE.match(a)]
+    if bad:
+        raise AdServerError(f"invalid advertiser ids: {bad}", "invalid_advertiser")
+    placement = Placement(placement_id, site.strip()[:200], tuple(sizes), tuple(advertisers))
+    ch.insert("placements", PLACEMENTS_COLUMNS, [
+        (placement.id, placement.site, list(placement.sizes), list(placement.advertisers), 0, time.time_ns(), _now())
+    ])
+    return placement
+
+
+class Registry:
+    """The in-process copy of advertisers and placements, reloaded every ``ttl`` seconds."""
+
+    def __init__(self, ch_factory, ttl: float = 30.0) -> None:
+        self._ch = ch_factory
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._loaded_at = -1e9
+        self._loaded = False
+        self.advertisers: dict[str, Advertiser] = {}
+        self.placements: dict[str, Placement] = {}
+
+    def _refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._loaded_at < self.ttl:
+            return
+        with self._lock:
+            if not force and now - self._loaded_at < self.ttl:
+                return
+            self._loaded_at = now
+            try:
+                ch = self._ch()
+                advertisers = {
+                    r[0]: Advertiser(r[0], r[1], r[2])
+                    for r in ch.execute("SELECT id, name, currency FROM advertisers FINAL WHERE deleted = 0 ORDER BY id")
+                }
+                placements = {
+                    r[0]: Placement(r[0], r[1], tuple(r[2]), tuple(r[3]))
+                    for r in ch.execute(
+                        "SELECT id, site, sizes, advertisers FROM placements FINAL WHERE deleted = 0 ORDER BY id"
+                    )
+                }
+            except Exception:  # noqa: BLE001 - keep the last copy while the database is away
+                return
+            self.advertisers, self.placements, self._loaded = advertisers, placements, True
+
+    def reload(self) -> None:
+        self._refresh(force=True)
+
+    def known_advertiser(self, advertiser_id: str) -> bool:
+        """True if registered, or if the registry could never be loaded (do not drop real traffic)."""
+        self._refresh()
+        if advertiser_id in self.advertisers or not self._loaded:
+            return True
+        # A store registered a moment ago in another process: look again, at most once per second.
+        if time.monotonic() - self._loaded_at > 1.0:
+            self._refresh(force=True)
+        return advertiser_id in self.advertisers
+
+    def placement(self, placement_id: str) -> Placement | None:
+        self._refresh()
+        return self.placements.get(placement_id)
+
+    def advertiser_ids(self) -> list[str]:
+        self._refresh()
+        return sorted(self.advertisers)

@@ -1,0 +1,141 @@
+"""The store side: the tracking pixel, its debug twin, the JS tag and the opt-out page."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from flask import Blueprint, Response, jsonify, render_template, request, send_file
+
+from adserver.services import services
+from tracker.events import Hit, Invalid, device_class, validate_hit
+from tracker.identity import OPTOUT_COOKIE, UID_COOKIE, UID_MAX_AGE, tracking_allowed
+
+log = logging.getLogger(__name__)
+bp = Blueprint("tracking", __name__)
+
+# The classic 43-byte transparent 1x1 GIF (what nginx's empty_gif sends).
+GIF = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+TAG_JS = Path(__file__).parent / "static" / "tag.js"
+
+
+def _raw_query() -> str:
+    return request.query_string.decode("utf-8", errors="replace")
+
+
+def _params() -> dict[str, str]:
+    return {k: v for k, v in request.args.items(multi=False)}
+
+
+def set_uid_cookie(response: Response, value: str) -> None:
+    settings = services().settings
+    response.set_cookie(
+        UID_COOKIE, value, max_age=UID_MAX_AGE, path="/", domain=settings.cookie_domain,
+        secure=settings.cookie_secure, httponly=True, samesite="None" if settings.cookie_secure else "Lax",
+    )
+
+
+def current_uid() -> str | None:
+    """The visitor's id if their cookie verifies and they allow tracking."""
+    if not tracking_allowed(request.cookies, request.headers):
+        return None
+    return services().ids.verify(request.cookies.get(UID_COOKIE))
+
+
+def _check(params: dict[str, str]) -> Hit | Invalid:
+    registry = services().registry
+    return validate_hit(params, _raw_query(), known_advertiser=registry.known_advertiser)
+
+
+@bp.get("/px.gif")
+def pixel() -> Response:
+    """Record a store event; always a GIF, whatever happens, so the store page never breaks."""
+    response = Response(GIF, mimetype="image/gif")
+    response.headers["Cache-Control"] = "no-store, max-age=0"
+    try:
+        if not tracking_allowed(request.cookies, request.headers):
+            return response
+        svc = services()
+        uid = svc.ids.verify(request.cookies.get(UID_COOKIE))
+        if uid is None:
+            uid, cookie = svc.ids.new()
+        else:
+            cookie = svc.ids.cookie_value(uid)  # re-set: lifetime counts from the last visit
+        set_uid_cookie(response, cookie)
+        result = _check(_params())
+        now = time.time()
+        if isinstance(result, Invalid):
+            svc.stream.record_bad({
+                "ts": now, "advertiser": result.advertiser, "event": result.event, "uid": uid,
+                "errors": result.errors, "raw": result.raw,
+            }, counter="pixel_rejected")
+            return response
+        row = {
+            "ts": now, "advertiser": result.advertiser, "event": result.event, "uid": uid,
+            "skus": result.skus, "order_id": result.order_id, "value": result.value,
+            "currency": result.currency, "url": result.url, "ref": result.ref,
+            "device": device_class(request.headers.get("User-Agent", "")), "addressable": 1,
+        }
+        svc.stream.record(row, uid=uid, counter="pixel_accepted")
+    except Exception:  # noqa: BLE001 - the GIF goes out even if Redis is down
+        log.exception("pixel hit not recorded")
+    return response
+
+
+@bp.get("/px/debug")
+def pixel_debug() -> Response:
+    """The same checks as the pixel, answered as JSON for integrators; records nothing."""
+    result = _check(_params())
+    if isinstance(result, Invalid):
+        errors = [{"code": e.split(":", 1)[0], "message": e.split(":", 1)[-1].strip()} for e in result.errors]
+        body = {"ok": False, "errors": errors}
+    else:
+        body = {"ok": True, "errors": [], "event": {
+            "advertiser": result.advertiser, "event": result.event, "skus": result.skus,
+            "order": result.order_id, "value": result.value, "currency": result.currency,
+        }}
+    body["tracking_allowed"] = tracking_allowed(request.cookies, request.headers)
+    body["cookie_valid"] = services().ids.verify(request.cookies.get(UID_COOKIE)) is not None
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/tag.js")
+def tag_js() -> Response:
+    response = send_file(TAG_JS, mimetype="application/javascript", max_age=3600)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@bp.route("/optout", methods=["GET", "POST"])
+def optout() -> Response:
+    """Explain what is collected; POST opts the browser out and deletes its profile."""
+    svc = services()
+    opted_out = request.cookies.get(OPTOUT_COOKIE) == "1"
+    removed = None
+    if request.method == "POST":
+        uid = svc.ids.verify(request.cookies.get(UID_COOKIE))
+        removed = 0
+        if uid:
+            try:
+                removed = svc.stream.forget(uid)
+            except Exception:  # noqa: BLE001 - the opt-out cookie must be set even if Redis is away
+                log.exception("profile of an opted-out visitor not deleted")
+        opted_out = True
+    response = Response(render_template("optout.html", opted_out=opted_out, removed=removed,
+                                        gpc=request.headers.get("Sec-GPC") == "1"))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    if request.method == "POST":
+        settings = svc.settings
+        response.set_cookie(OPTOUT_COOKIE, "1", max_age=5 * 365 * 86400, path="/", domain=settings.cookie_domain,
+                            secure=settings.cookie_secure, httponly=True,
+                            samesite="None" if settings.cookie_secure else "Lax")
+        response.delete_cookie(UID_COOKIE, path="/", domain=settings.cookie_domain,
+                               secure=settings.cookie_secure, httponly=True,
+                               samesite="None" if settings.cookie_secure else "Lax")
+    return response

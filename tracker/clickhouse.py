@@ -1,0 +1,250 @@
+"""One ClickHouse interface, two backends: a real server (clickhouse-driver) or chdb in-process.
+
+Both run exactly the same SQL. Values are never formatted into SQL by hand: queries carry
+``%(name)s`` placeholders and values travel separately. The native driver substitutes them with
+its own escaping; the chdb backend applies that same escaping function, so behaviour matches.
+Inserts go as data, not SQL: columnar blocks over the native protocol, ``JSONEachRow`` for chdb.
+
+ClickHouse 18.16 (Debian's server) and current ClickHouse (chdb) must both accept every statement.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from tracker.errors import StoreError, StoreUnavailable
+from tracker.settings import ClickHouseURL
+
+log = logging.getLogger(__name__)
+
+Row = tuple
+
+
+class ClickHouse(Protocol):
+    """What the rest of the project needs from ClickHouse."""
+
+    database: str
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]: ...
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int: ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _UTCContext:
+    """The escaping context clickhouse-driver expects; datetimes are always UTC here."""
+
+    class server_info:  # noqa: N801 - mirrors the driver's attribute name
+        @staticmethod
+        def get_timezone() -> str:
+            return "UTC"
+
+
+def substitute(sql: str, params: dict[str, Any] | None) -> str:
+    """Fill ``%(name)s`` placeholders using clickhouse-driver's own value escaping."""
+    if not params:
+        return sql
+    from clickhouse_driver.util.escape import escape_params
+
+    return sql % escape_params(params, _UTCContext())
+
+
+def _check_identifier(name: str) -> str:
+    if not name.replace("_", "").isalnum() or name[0].isdigit():
+        raise StoreError(f"not a plain identifier: {name!r}", code="bad_identifier")
+    return name
+
+
+class DriverClickHouse:
+    """A ClickHouse server over the native protocol, with timeouts and retries on network errors.
+
+    Only connection-level failures are retried (the statement may not have reached the server);
+    a server-side error (bad SQL, unknown table) is raised at once as :class:`StoreError`.
+    """
+
+    def __init__(self, url: ClickHouseURL, connect_timeout: float, timeout: float, retries: int = 2) -> None:
+        from clickhouse_driver import Client
+
+        self.database = url.database
+        self._url = url
+        self._retries = retries
+        self._lock = threading.Lock()
+        self._client = Client(
+            host=url.host,
+            port=url.port,
+            database=url.database,
+            user=url.user,
+            password=url.password,
+            secure=url.secure,
+            connect_timeout=connect_timeout,
+            send_receive_timeout=timeout,
+            sync_request_timeout=timeout,
+            settings={"strings_as_bytes": False},
+        )
+        self._server_client = None
+
+    def _call(self, fn, *args, **kwargs):
+        from clickhouse_driver import errors as ch_errors
+
+        network = (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError)
+        attempt = 0
+        while True:
+            try:
+                with self._lock:  # one driver connection is not safe to share between threads
+                    return fn(*args, **kwargs)
+            except network as exc:
+                self._client.disconnect()
+                attempt += 1
+                if attempt > self._retries:
+                    raise StoreUnavailable(f"ClickHouse at {self._url.host}:{self._url.port}: {exc}") from exc
+                time.sleep(0.1 * 2**attempt)
+            except ch_errors.Error as exc:
+                if getattr(exc, "code", None) == 81:  # UNKNOWN_DATABASE
+                    raise StoreError(str(exc).splitlines()[0], code="unknown_database") from exc
+                raise StoreError(str(exc).splitlines()[0], code=f"clickhouse_{getattr(exc, 'code', 0)}") from exc
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        return self._call(self._client.execute, sql, params or None)
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        rows = [tuple(r) for r in rows]
+        if not rows:
+            return 0
+        sql = f"INSERT INTO {_check_identifier(table)} ({', '.join(map(_check_identifier, columns))}) VALUES"
+        self._call(self._client.execute, sql, rows)
+        return len(rows)
+
+    def ping(self) -> None:
+        self.execute("SELECT 1")
+
+    def create_database(self) -> None:
+        """Create the configured database; needs a connection that does not select it yet."""
+        from clickhouse_driver import Client
+
+        url = self._url
+        client = Client(
+            host=url.host, port=url.port, user=url.user, password=url.password, secure=url.secure,
+            connect_timeout=self._client.connection.connect_timeout,
+            send_receive_timeout=self._client.connection.send_receive_timeout,
+        )
+        try:
+            sql = "CREATE DATABASE IF NOT EXISTS " + _check_identifier(self.database)
+            client.execute(sql)
+        except Exception as exc:  # noqa: BLE001 - mapped to the project's error
+            raise StoreUnavailable(f"ClickHouse at {url.host}:{url.port}: {exc}") from exc
+        finally:
+            client.disconnect()
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+
+def _convert(value: Any, type_name: str) -> Any:
+    """Turn a JSONCompact value into the Python type clickhouse-driver would return."""
+    base = type_name
+    while base.startswith(("Nullable(", "LowCardinality(")):
+        base = base[base.index("(") + 1 : -1]
+    if value is None:
+        return None
+    if base.startswith("DateTime"):
+        return datetime.strptime(value[:19], "%Y-%m-%d %H:%M:%S")
+    if base == "Date":
+        return date.fromisoformat(value)
+    if base.startswith(("UInt", "Int")) and isinstance(value, str):
+        return int(value)
+    if base.startswith("Float") and isinstance(value, str):
+        return float(value)
+    if base.startswith("Decimal") and isinstance(value, str):
+        return float(value)
+    if base.startswith("Array(") and isinstance(value, list):
+        inner = base[6:-1]
+        return [_convert(v, inner) for v in value]
+    if base.startswith("Tuple(") and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+class ChdbClickHouse:
+    """ClickHouse's engine in this process (chdb), for the zero-setup embedded mode.
+
+    chdb lets one process open a data path; the embedded product is therefore a single process.
+    Calls are serialised with a lock: the session is shared by web threads and the writer thread.
+    """
+
+    def __init__(self, path: Path, database: str) -> None:
+        from chdb import session
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.database = _check_identifier(database)
+        self._lock = threading.Lock()
+        try:
+            self._session = session.Session(str(path))
+        except Exception as exc:  # noqa: BLE001 - chdb raises plain RuntimeError here
+            raise StoreError(
+                f"cannot open the embedded ClickHouse at {path} ({exc}); is another process using it?",
+                code="chdb_locked",
+            ) from exc
+        self._query("CREATE DATABASE IF NOT EXISTS " + self.database)
+        self._query("USE " + self.database)
+
+    def _query(self, sql: str, fmt: str = "CSV"):
+        from chdb import ChdbError
+
+        with self._lock:
+            try:
+                return self._session.query(sql, fmt)
+            except ChdbError as exc:
+                raise StoreError(str(exc).splitlines()[0], code="clickhouse_error") from exc
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        result = self._query(substitute(sql, params), "JSONCompact")
+        raw = result.bytes() if hasattr(result, "bytes") else bytes(result)
+        if not raw.strip():
+            return []
+        doc = json.loads(raw)
+        types = [m["type"] for m in doc.get("meta", [])]
+        return [tuple(_convert(v, t) for v, t in zip(row, types)) for row in doc.get("data", [])]
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        columns = [_check_identifier(c) for c in columns]
+        lines = [json.dumps(dict(zip(columns, map(_jsonable, row))), ensure_ascii=False) for row in rows]
+        if not lines:
+            return 0
+        head = f"INSERT INTO {_check_identifier(table)} ({', '.join(columns)}) FORMAT JSONEachRow\n"
+        self._query(head + "\n".join(lines))
+        return len(lines)
+
+    def ping(self) -> None:
+        self.execute("SELECT 1")
+
+    def create_database(self) -> None:
+        """Already done when the session opened."""
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._session.close()
+            except Exception:  # noqa: BLE001 - closing twice is harmless
+                pass
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value

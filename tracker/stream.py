@@ -1,0 +1,163 @@
+"""The Redis side of tracking: the event stream and each visitor's profile.
+
+A pixel hit costs one Redis round trip: the event is appended to the stream (which the writer
+drains into ClickHouse) and the visitor's profile is updated in the same pipeline. An ad decision
+also costs one round trip: a server-side script reads the advertiser the visitor engaged with most
+recently, their recently viewed products there and what they already bought.
+
+Key layout (``{uid}`` and ``{advertiser}`` are Redis Cluster hash tags, so a visitor's keys live
+on one shard and a script may read them together):
+
+- ``p:{uid}:adv``             ZSET advertiser -> last interest time (ms)
+- ``p:{uid}:rv:<advertiser>`` ZSET sku -> last view time (ms), newest ``profile_size`` kept
+- ``p:{uid}:buy:<advertiser>`` SET skus bought (not advertised again)
+- ``pop:{advertiser}:<day>``  ZSET sku -> interest weight that day, kept 8 days
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis
+
+from tracker.events import INTEREST_EVENTS
+
+METRICS_KEY = "adserver:metrics"
+POPULAR_DAYS = 7
+POPULAR_WEIGHTS = {"view_item": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
+
+_READ_PROFILE = """
+local advs = redis.call('ZREVRANGE', KEYS[1], 0, 0)
+if #advs == 0 then return {} end
+local adv = advs[1]
+local rv = redis.call('ZREVRANGE', ARGV[1] .. ':rv:' .. adv, 0, tonumber(ARGV[2]) - 1)
+local buy = redis.call('SMEMBERS', ARGV[1] .. ':buy:' .. adv)
+return {adv, rv, buy}
+"""
+
+
+def profile_prefix(uid: str) -> str:
+    return "p:{%s}" % uid
+
+
+def popular_key(advertiser: str, day: str) -> str:
+    return "pop:{%s}:%s" % (advertiser, day)
+
+
+def utc_day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
+
+
+@dataclass
+class Profile:
+    """What an ad decision needs to know about a visitor, for one advertiser."""
+
+    advertiser: str | None = None
+    recent: list[str] = field(default_factory=list)
+    bought: set[str] = field(default_factory=set)
+
+
+class EventStream:
+    """Appends events to the stream and keeps visitor profiles, in one round trip per hit."""
+
+    def __init__(self, client: redis.Redis, stream_key: str, profile_size: int = 50, profile_ttl_days: int = 30) -> None:
+        self.client = client
+        self.stream_key = stream_key
+        self.profile_size = profile_size
+        self.profile_ttl = profile_ttl_days * 86400
+        self._read_profile = client.register_script(_READ_PROFILE)
+
+    def record(self, row: dict, uid: str | None = None, counter: str | None = None) -> None:
+        """Append an accepted event and, for a known visitor, fold it into their profile.
+
+        ``counter`` names a shared metric incremented in the same round trip (see ``counters``).
+        """
+        pipe = self.client.pipeline(transaction=False)
+        if counter:
+            pipe.hincrby(METRICS_KEY, counter, 1)
+        pipe.xadd(self.stream_key, {"t": "ev", "d": json.dumps(row, ensure_ascii=False, separators=(",", ":"))})
+        event, advertiser, skus = row["event"], row["advertiser"], row.get("skus") or []
+        now = row.get("ts") or time.time()
+        if uid and skus and event in INTEREST_EVENTS | {"purchase"}:
+            prefix = profile_prefix(uid)
+            if event in INTEREST_EVENTS:
+                ms = int(now * 1000)
+                rv = f"{prefix}:rv:{advertiser}"
+                pipe.zadd(rv, {sku: ms for sku in skus})
+                pipe.zremrangebyrank(rv, 0, -self.profile_size - 1)
+                pipe.expire(rv, self.profile_ttl)
+                pipe.zadd(f"{prefix}:adv", {advertiser: ms})
+                pipe.expire(f"{prefix}:adv", self.profile_ttl)
+            else:
+                buy = f"{prefix}:buy:{advertiser}"
+                pipe.sadd(buy, *skus)
+                pipe.expire(buy, self.profile_ttl)
+            pop = popular_key(advertiser, utc_day(now))
+            for sku in skus:
+                pipe.zincrby(pop, POPULAR_WEIGHTS[event], sku)
+            pipe.expire(pop, (POPULAR_DAYS + 1) * 86400)
+        pipe.execute()
+
+    def record_bad(self, row: dict, counter: str | None = None) -> None:
+        """Append a rejected hit; the writer stores it in ``bad_events``."""
+        pipe = self.client.pipeline(transaction=False)
+        if counter:
+            pipe.hincrby(METRICS_KEY, counter, 1)
+        pipe.xadd(self.stream_key, {"t": "bad", "d": json.dumps(row, ensure_ascii=False, separators=(",", ":"))})
+        pipe.execute()
+
+    def counters(self) -> dict[str, int]:
+        """Counters shared by every process (kept in Redis, so gunicorn workers add up)."""
+        return {k.decode(): int(v) for k, v in self.client.hgetall(METRICS_KEY).items()}
+
+    def profile(self, uid: str, limit: int = 20) -> Profile:
+        """The visitor's most recent advertiser, their recently viewed skus there (newest first), bought skus."""
+        prefix = profile_prefix(uid)
+        result = self._read_profile(keys=[f"{prefix}:adv"], args=[prefix, limit])
+        if not result:
+            return Profile()
+        adv, recent, bought = result
+        return Profile(
+            advertiser=adv.decode(),
+            recent=[s.decode() for s in recent],
+            bought={s.decode() for s in bought},
+        )
+
+    def forget(self, uid: str) -> int:
+        """Delete everything kept about a visitor in Redis; returns the number of keys removed."""
+        prefix = profile_prefix(uid)
+        advertisers = [a.decode() for a in self.client.zrange(f"{prefix}:adv", 0, -1)]
+        keys = [f"{prefix}:adv"]
+        for adv in advertisers:
+            keys += [f"{prefix}:rv:{adv}", f"{prefix}:buy:{adv}"]
+        return int(self.client.delete(*keys))
+
+    def popular(self, advertiser: str, limit: int = 50, now: float | None = None) -> list[str]:
+        """The advertiser's most wanted skus over the last days (views, carts, purchases weighted)."""
+        now = now or time.time()
+        keys = [popular_key(advertiser, utc_day(now - d * 86400)) for d in range(POPULAR_DAYS)]
+        scores: dict[str, float] = {}
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrevrange(key, 0, 200, withscores=True)
+        for rows in pipe.execute():
+            for sku, score in rows:
+                scores[sku.decode()] = scores.get(sku.decode(), 0.0) + score
+        return [s for s, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
+
+    def backlog(self, group: str) -> dict:
+        """Stream length and the writer group's pending count, for health and metrics."""
+        length = self.client.xlen(self.stream_key)
+        pending = 0
+        lag = None
+        try:
+            for g in self.client.xinfo_groups(self.stream_key):
+                if g["name"].decode() == group:
+                    pending = int(g["pending"])
+                    lag = g.get("lag")
+        except redis.ResponseError:  # no stream yet
+            pass
+        return {"length": int(length), "pending": pending, "lag": lag}

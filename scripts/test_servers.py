@@ -159,9 +159,7 @@ def pick_free_ports(count: int) -> list[int]:
     with contextlib.ExitStack() as stack:
         ports = []
         for _ in range(count):
-            sock = stack.enter_context(
-                socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            )
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind((LOOPBACK, 0))
             ports.append(sock.getsockname()[1])
         return ports
@@ -204,9 +202,7 @@ def services_not_started_by_dpkg() -> Iterator[None]:
     if policy.exists():  # someone already decided; respect it
         yield
         return
-    policy.write_text(
-        "#!/bin/sh\n# temporary, written by scripts/test_servers.py\nexit 101\n"
-    )
+    policy.write_text("#!/bin/sh\n# temporary, written by scripts/test_servers.py\nexit 101\n")
     policy.chmod(0o755)
     try:
         yield
@@ -223,11 +219,7 @@ def ensure_binaries() -> tuple[str, str]:
     redis, clickhouse = find_binary("redis-server"), find_binary("clickhouse-server")
     if redis and clickhouse:
         return redis, clickhouse
-    missing = [
-        n
-        for n, p in (("redis-server", redis), ("clickhouse-server", clickhouse))
-        if not p
-    ]
+    missing = [n for n, p in (("redis-server", redis), ("clickhouse-server", clickhouse)) if not p]
     if os.geteuid() != 0:
         raise SetupError(
             f"{' and '.join(missing)} not found "
@@ -241,18 +233,12 @@ def ensure_binaries() -> tuple[str, str]:
     with services_not_started_by_dpkg():
         for command in commands:
             say(f"$ DEBIAN_FRONTEND=noninteractive {shlex.join(command)}")
-            result = subprocess.run(
-                command, env=env, stdin=subprocess.DEVNULL, check=False
-            )
+            result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, check=False)
             if result.returncode != 0:
-                raise SetupError(
-                    f"{shlex.join(command)} failed with status {result.returncode}"
-                )
+                raise SetupError(f"{shlex.join(command)} failed with status {result.returncode}")
     redis, clickhouse = find_binary("redis-server"), find_binary("clickhouse-server")
     if not (redis and clickhouse):
-        raise SetupError(
-            "packages installed, but redis-server/clickhouse-server still not found"
-        )
+        raise SetupError("packages installed, but redis-server/clickhouse-server still not found")
     return redis, clickhouse
 
 
@@ -283,9 +269,7 @@ def _die_with_parent_preexec() -> Callable[[], None] | None:
     return preexec
 
 
-def spawn(
-    cmd: Sequence[str], *, cwd: Path, log_path: Path, detached: bool
-) -> subprocess.Popen[bytes]:
+def spawn(cmd: Sequence[str], *, cwd: Path, log_path: Path, detached: bool) -> subprocess.Popen[bytes]:
     """Start a server process in its own session, output going to a log.
 
     Its own session (and so process group) means a Ctrl-C in the terminal
@@ -572,9 +556,7 @@ def _relocate(text: str, data_dir: Path, log_dir: Path) -> str | None:
             rest = text[len(prefix) :].lstrip("/")
             moved = str(target / rest) if rest else str(target)
             # ClickHouse wants a trailing slash on folder paths.
-            return (
-                moved + "/" if text.endswith("/") and not moved.endswith("/") else moved
-            )
+            return moved + "/" if text.endswith("/") and not moved.endswith("/") else moved
     return None
 
 
@@ -612,10 +594,7 @@ def write_clickhouse_config(folder: Path, ports: ClickHousePorts) -> tuple[Path,
     )
     for source in (source_config, source_users):
         if not source.is_file():
-            raise SetupError(
-                f"{source} is missing; "
-                "is the clickhouse-server package installed correctly?"
-            )
+            raise SetupError(f"{source} is missing; is the clickhouse-server package installed correctly?")
     data_dir, log_dir = folder / "clickhouse", folder / "clickhouse-log"
     log_dir.mkdir(exist_ok=True)  # the logger does not create its folder
     config_path, users_path = folder / "config.xml", folder / "users.xml"
@@ -692,9 +671,7 @@ def clickhouse_ping(ports: ClickHousePorts) -> bool:
     the application talks native protocol (clickhouse-driver).
     """
     try:
-        with no_proxy_opener().open(
-            f"http://{LOOPBACK}:{ports.http}/ping", timeout=2.0
-        ) as response:
+        with no_proxy_opener().open(f"http://{LOOPBACK}:{ports.http}/ping", timeout=2.0) as response:
             if response.read().strip() != b"Ok.":
                 return False
     except (OSError, urllib.error.URLError):
@@ -704,9 +681,7 @@ def clickhouse_ping(ports: ClickHousePorts) -> bool:
 
 def clickhouse_query(http_port: int, sql: str) -> str:
     """Run one statement over HTTP (POST, so DDL is allowed)."""
-    request = urllib.request.Request(
-        f"http://{LOOPBACK}:{http_port}/", data=sql.encode(), method="POST"
-    )
+    request = urllib.request.Request(f"http://{LOOPBACK}:{http_port}/", data=sql.encode(), method="POST")
     try:
         with no_proxy_opener().open(request, timeout=30.0) as response:
             return response.read().decode()
@@ -836,22 +811,15 @@ class Servers:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
         tmp.replace(path)  # readers never see half a file
         lines = [f"export {k}={shlex.quote(v)}" for k, v in self.env().items()]
-        (self.folder / ENV_SH).write_text(
-            "# written by scripts/test_servers.py\n" + "\n".join(lines) + "\n"
-        )
+        (self.folder / ENV_SH).write_text("# written by scripts/test_servers.py\n" + "\n".join(lines) + "\n")
 
     def start(self, *, detached: bool) -> None:
         """Start Redis then ClickHouse, recording each child at once."""
         redis_bin, clickhouse_bin = ensure_binaries()
         self.redis = start_redis(redis_bin, self.folder, detached=detached)
         self.children.append(self.redis.proc)
-        say(
-            f"redis-server ready on port {self.redis.port} "
-            f"in {self.redis.ready_s:.1f} s (pid {self.redis.proc.pid})"
-        )
-        self.clickhouse = start_clickhouse(
-            clickhouse_bin, self.folder, detached=detached
-        )
+        say(f"redis-server ready on port {self.redis.port} in {self.redis.ready_s:.1f} s (pid {self.redis.proc.pid})")
+        self.clickhouse = start_clickhouse(clickhouse_bin, self.folder, detached=detached)
         self.children.append(self.clickhouse.proc)
         ch = self.clickhouse
         say(
@@ -904,10 +872,7 @@ def signals_deferred() -> Iterator[None]:
     """Keep Ctrl-C/SIGTERM from cutting cleanup short (it is bounded anyway)."""
 
     def note(signum: int, _frame: FrameType | None) -> None:
-        say(
-            f"{signal.Signals(signum).name} received; "
-            "still stopping the servers, please wait"
-        )
+        say(f"{signal.Signals(signum).name} received; still stopping the servers, please wait")
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {s: signal.signal(s, note) for s in handled}
@@ -935,19 +900,20 @@ def run_command(cmd: Sequence[str], env: dict[str, str]) -> int:
 
     While it runs, SIGTERM/SIGHUP (and a SIGINT not coming from the
     terminal) are passed on to it, so it can finish its own cleanup before we
-    stop the servers; a second signal kills it.
+    stop the servers; a second signal kills it.  The handlers are in place
+    before the command starts, so no signal can slip in between and leave
+    the command running on its own.
     """
-    try:
-        proc = subprocess.Popen(list(cmd), env=env)
-    except OSError as exc:
-        say(f"cannot run {cmd[0]!r}: {exc.strerror}")
-        return 127 if isinstance(exc, FileNotFoundError) else 126
+    proc: subprocess.Popen[bytes] | None = None
+    pending: list[int] = []  # signals that came while starting the command
     received = 0
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         nonlocal received
         received += 1
-        if received > 1:
+        if proc is None:
+            pending.append(signum)
+        elif received > 1:
             say(f"{signal.Signals(signum).name} again; killing the command")
             proc.kill()
         elif signum != signal.SIGINT or not _terminal_sent_sigint():
@@ -955,17 +921,27 @@ def run_command(cmd: Sequence[str], env: dict[str, str]) -> int:
 
     # A signal ignored by whoever started us (e.g. SIGINT for a background
     # job of a non-interactive shell) stays ignored, as the command inherits.
-    handled = [
-        s
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        if signal.getsignal(s) is not signal.SIG_IGN
-    ]
+    handled = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not signal.SIG_IGN]
     previous = {s: signal.signal(s, forward) for s in handled}
     try:
+        try:
+            proc = subprocess.Popen(list(cmd), env=env)
+        except OSError as exc:
+            say(f"cannot run {cmd[0]!r}: {exc.strerror}")
+            return 127 if isinstance(exc, FileNotFoundError) else 126
+        for signum in pending:  # it may have missed them; better twice than never
+            proc.send_signal(signum)
         return exit_status(proc.wait())
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if proc is not None and proc.poll() is None:  # leaving on an exception
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 # --------------------------------------------------------------------------
@@ -997,19 +973,12 @@ def cmd_run(command: list[str], keep: bool) -> int:
         env = dict(os.environ, **servers.env())
         # Our servers are on loopback: never send test traffic to a proxy.
         for var in ("NO_PROXY", "no_proxy"):
-            extra = [
-                h
-                for h in (LOOPBACK, "localhost")
-                if h not in env.get(var, "").split(",")
-            ]
+            extra = [h for h in (LOOPBACK, "localhost") if h not in env.get(var, "").split(",")]
             env[var] = ",".join(filter(None, [env.get(var, ""), *extra]))
         say(f"running: {shlex.join(command)}")
         started = time.monotonic()
         status = run_command(command, env)
-        say(
-            f"command exited with status {status} "
-            f"after {time.monotonic() - started:.1f} s"
-        )
+        say(f"command exited with status {status} after {time.monotonic() - started:.1f} s")
     except SetupError as exc:
         say(f"error: {exc}")
         status = EXIT_SETUP_FAILED
@@ -1029,10 +998,7 @@ def cmd_run(command: list[str], keep: bool) -> int:
             else:
                 remove_folder(folder)
     if status == EXIT_NO_TESTS:
-        say(
-            "exit status 5: pytest collected no tests; "
-            "a run that tests nothing is a failure -> exit 1"
-        )
+        say("exit status 5: pytest collected no tests; a run that tests nothing is a failure -> exit 1")
         return 1
     return status
 
@@ -1042,9 +1008,7 @@ def cmd_start(folder: Path) -> int:
     install_terminate_handlers()
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()
-    running = find_our_servers(folder) | {
-        p for p in load_recorded_pids(folder) if _is_our_server(p, folder)
-    }
+    running = find_our_servers(folder) | {p for p in load_recorded_pids(folder) if _is_our_server(p, folder)}
     if running:
         raise SetupError(
             f"servers already running for {folder} (pids {sorted(running)}); "
@@ -1070,10 +1034,7 @@ def cmd_stop(folder: Path) -> int:
         raise SetupError(f"{folder} does not exist")
     recorded = load_recorded_pids(folder)
     with signals_deferred():
-        found = sorted(
-            find_our_servers(folder)
-            | {p for p in recorded if _is_our_server(p, folder)}
-        )
+        found = sorted(find_our_servers(folder) | {p for p in recorded if _is_our_server(p, folder)})
         if not found:
             say(f"no servers running for {folder}")
         else:

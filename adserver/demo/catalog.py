@@ -6,8 +6,8 @@ catalog store. The same list, written as ``feed.json``, is the example of the Go
 feed an advertiser uploads; the pictures are generated SVG files so the demo works offline and every
 ad has a real image to show.
 
-Everything is deterministic: running ``python -m adserver.demo.catalog`` rewrites ``feed.json``,
-the product pictures and the logo byte for byte.
+Everything is deterministic: ``write_all()`` rewrites ``feed.json``, the product pictures and the
+logo byte for byte (``python -c "from adserver.demo.catalog import write_all; write_all()"``).
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ _SHAPES = {
     ),
     "keyboard": (
         '<rect x="52" y="138" width="296" height="132" rx="16" fill="F"/>'
-        '<path d="M72 170 H332 M72 202 H332 M72 234 H332" stroke="B" stroke-width="20" stroke-dasharray="24 8"/>'
+        '<path d="M76 170 H332 M76 202 H332 M76 234 H332" stroke="B" stroke-width="20" stroke-dasharray="24 8"/>'
         '<rect x="140" y="248" width="120" height="12" rx="4" fill="B"/>'
     ),
     "bottle": (
@@ -297,7 +297,8 @@ def write_logo(path: Path = LOGO_PATH) -> Path:
     return path
 
 
-if __name__ == "__main__":
+def write_all() -> None:
+    """Regenerate every committed demo file: the feed, the product pictures and the logo."""
     write_feed()
     write_images()
     write_logo()

@@ -198,12 +198,10 @@ class ChdbClickHouse:
         self._query("USE " + self.database)
 
     def _query(self, sql: str, fmt: str = "CSV"):
-        from chdb import ChdbError
-
         with self._lock:
             try:
                 return self._session.query(sql, fmt)
-            except ChdbError as exc:
+            except Exception as exc:  # noqa: BLE001 - chdb raises several unrelated classes
                 raise StoreError(str(exc).splitlines()[0], code="clickhouse_error") from exc
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:

@@ -16,20 +16,19 @@ from adserver.demo import catalog
 
 bp = Blueprint("demo", __name__, url_prefix="/demo", template_folder="templates")
 
-ADVERTISER = "demo"
 PLACEMENT = "demo-feed"
 UTM_ORDER = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 
-# The microblog's timeline: (name, handle, avatar colour, minutes ago, text, replies, likes).
+# The microblog's timeline: (name, handle, minutes ago, text, replies, likes). Avatars are CSS.
 FEED_POSTS = (
-    ("林小雨", "xiaoyu_lin", "#e57373", 3, "周末去杭州喝了龙井，回来就想买一套好看的茶具 🍵", 12, 86),
-    ("Marco Rossi", "marco_runs", "#64b5f6", 11, "Long run done: 28 km along the river. My shoes are falling apart, time for new ones.", 4, 41),
-    ("陈程序员", "chen_codes", "#81c784", 26, "换了茶轴机械键盘，打字声音终于不吵到同事了。Brown switches FTW.", 31, 204),
-    ("Aiko", "aiko_design", "#ba68c8", 48, "New desk setup: warm lamp, walnut tray, zero cables. 极简主义万岁。", 9, 153),
-    ("王大厨", "chef_wang", "#ffb74d", 75, "Cold brew + oat milk + a pinch of salt. 试试看，真的好喝。", 22, 97),
-    ("Sam Okafor", "samo", "#4db6ac", 122, "Anyone tried bone conduction headphones for cycling? I want to hear the traffic.", 17, 38),
-    ("旅行的猫", "travelcat", "#f06292", 190, "20 升的背包装下了一周的行李。Packing list in the replies 👇", 45, 512),
-    ("Lena K.", "lena_k", "#9575cd", 305, "Sunscreen reminder: even in winter. 冬天也要防晒！", 6, 77),
+    ("林小雨", "xiaoyu_lin", 3, "周末去杭州喝了龙井，回来就想买一套好看的茶具 🍵", 12, 86),
+    ("Marco Rossi", "marco_runs", 11, "Long run done: 28 km along the river. My shoes are falling apart, time for new ones.", 4, 41),
+    ("陈程序员", "chen_codes", 26, "换了茶轴机械键盘，打字声音终于不吵到同事了。Brown switches FTW.", 31, 204),
+    ("Aiko", "aiko_design", 48, "New desk setup: warm lamp, walnut tray, zero cables. 极简主义万岁。", 9, 153),
+    ("王大厨", "chef_wang", 75, "Cold brew + oat milk + a pinch of salt. 试试看，真的好喝。", 22, 97),
+    ("Sam Okafor", "samo", 122, "Anyone tried bone conduction headphones for cycling? I want to hear the traffic.", 17, 38),
+    ("旅行的猫", "travelcat", 190, "20 升的背包装下了一周的行李。Packing list in the replies 👇", 45, 512),
+    ("Lena K.", "lena_k", 305, "Sunscreen reminder: even in winter. 冬天也要防晒！", 6, 77),
 )
 
 
@@ -117,8 +116,8 @@ def cart() -> str:
 def feed() -> str:
     """The microblog page with our ad in the sidebar and in the timeline."""
     posts = [
-        {"name": n, "handle": h, "colour": c, "ago": _ago(m), "text": t, "replies": r, "likes": likes}
-        for n, h, c, m, t, r, likes in FEED_POSTS
+        {"name": n, "handle": h, "ago": _ago(m), "text": t, "replies": r, "likes": likes}
+        for n, h, m, t, r, likes in FEED_POSTS
     ]
     return render_template("demo/feed.html", posts=posts, placement=PLACEMENT)
 

@@ -25,13 +25,19 @@ its environment, then stops the servers and exits with the command's status::
     ADSERVER_TEST_CLICKHOUSE_HTTP http://127.0.0.1:HTTP
     ADSERVER_TEST_SERVERS_DIR     the throw-away folder
 
-The database ``adserver_test`` is created before the command runs.  The
-folder holds ``servers.json`` (pids, ports, command lines, config and log
-paths) so that fault-injection tests can stop a server and start it again
-with the very same command line and working directory.  A server restarted
-that way is still cleaned up at the end: cleanup also sweeps every
-redis/clickhouse process whose working directory or command line lies inside
-the folder, not only the pids this script started.
+(and 127.0.0.1/localhost appended to NO_PROXY/no_proxy, so an http_proxy of
+the machine never sees test traffic).  The database ``adserver_test`` is
+created before the command runs.
+
+Fault-injection tests: the folder holds ``servers.json`` (pids, ports,
+command lines, working directory, config and log paths).  A test may
+SIGTERM a server (this script reaps it at once, so its pid really vanishes)
+and start it again with the recorded ``cmd`` and ``cwd``: same ports, same
+data.  A server restarted that way is still stopped at the end: cleanup also
+sweeps every redis/clickhouse process whose working directory or command
+line lies inside the folder, not only the pids this script started.  If this
+script is killed outright (SIGKILL), Linux sends the servers it started a
+SIGTERM (PR_SET_PDEATHSIG); only the folder is then left behind.
 
 Status 5 from the command (pytest: "no tests were collected") is turned into
 1: a run that tested nothing must not look green.  Status 2 means the servers
@@ -88,6 +94,7 @@ APT_PACKAGES = ("redis-server", "clickhouse-server", "clickhouse-client")
 # PATH.
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 CLICKHOUSE_ETC = Path("/etc/clickhouse-server")
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 # Absolute path prefixes of the packaged ClickHouse config, mapped into our
 # folder.  Catching them by prefix (instead of a fixed list of tags) keeps the
@@ -198,7 +205,7 @@ def services_not_started_by_dpkg() -> Iterator[None]:
     ``policy-rc.d`` exiting 101 is Debian's documented way to say "do not
     start services" (invoke-rc.d honours it).
     """
-    policy = Path("/usr/sbin/policy-rc.d")
+    policy = POLICY_RC_D
     if policy.exists():  # someone already decided; respect it
         yield
         return
@@ -350,16 +357,20 @@ def stop_processes(
     children: Sequence[subprocess.Popen[bytes]] = (),
     extra_pids: Sequence[int] = (),
     grace: float = STOP_GRACE_S,
+    *,
+    sweep: bool = True,
 ) -> None:
     """Stop our servers: SIGTERM, wait up to ``grace`` seconds, then SIGKILL.
 
     The targets are our own children, the recorded pids that still belong to
-    the folder, and anything else a test restarted inside the folder.
-    ClickHouse needs the grace period to flush and close its parts cleanly.
+    the folder and, with ``sweep``, anything else a test restarted inside the
+    folder.  ClickHouse needs the grace period to flush and close its parts
+    cleanly.
     """
     pids = {c.pid for c in children if c.poll() is None}
     pids |= {p for p in extra_pids if _is_our_server(p, folder)}
-    pids |= find_our_servers(folder)
+    if sweep:
+        pids |= find_our_servers(folder)
     if not pids:
         return
     by_pid = {c.pid: c for c in children}
@@ -382,9 +393,20 @@ def stop_processes(
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     # Restarted servers can be started after our sweep; one more look.
-    late = find_our_servers(folder) - pids
+    late = find_our_servers(folder) - pids if sweep else set()
     if late:
         stop_processes(folder, extra_pids=sorted(late), grace=grace)
+
+
+def set_aside(logs: Sequence[Path], attempt: int) -> None:
+    """Rename the logs of a failed attempt, so the next one starts afresh.
+
+    Otherwise the next attempt's failure would be judged (port clash or
+    not) on the previous attempt's messages.
+    """
+    for log in logs:
+        with contextlib.suppress(OSError):
+            log.rename(log.with_name(f"{log.name}.attempt{attempt}"))
 
 
 class ServerStartError(SetupError):
@@ -500,8 +522,9 @@ def start_redis(binary: str, folder: Path, *, detached: bool) -> RedisServer:
                 [log],
             )
         except ServerStartError as exc:
-            stop_processes(folder, [proc], grace=5.0)
+            stop_processes(folder, [proc], grace=5.0, sweep=False)  # not the other server
             if exc.port_clash() and attempt < START_ATTEMPTS:
+                set_aside(exc.logs, attempt)
                 say(f"redis port {port} was taken meanwhile; retrying with another")
                 continue
             raise
@@ -755,8 +778,9 @@ def start_clickhouse(binary: str, folder: Path, *, detached: bool) -> ClickHouse
                 logs,
             )
         except ServerStartError as exc:
-            stop_processes(folder, [proc], grace=5.0)
+            stop_processes(folder, [proc], grace=5.0, sweep=False)  # not the other server
             if exc.port_clash() and attempt < START_ATTEMPTS:
+                set_aside(exc.logs, attempt)
                 say("a clickhouse port was taken meanwhile; retrying with others")
                 continue
             raise
@@ -828,6 +852,19 @@ class Servers:
             f"in {ch.ready_s:.1f} s (pid {ch.proc.pid})"
         )
         self.write_files()
+
+    def reap_children(self, _signum: int, _frame: FrameType | None) -> None:
+        """SIGCHLD handler: collect a server that exited while tests run.
+
+        A fault test that stops a server waits for its pid to vanish; as its
+        parent, we must reap it at once or it lingers as a zombie (and
+        ``kill(pid, 0)`` keeps succeeding).  It also tells whoever reads the
+        log that a server went away, which explains the failures that follow.
+        """
+        for child in self.children:
+            if child.returncode is None and child.poll() is not None:
+                name = Path(child.args[0]).name if isinstance(child.args, list) else "server"
+                say(f"note: {name} (pid {child.pid}) exited with status {exit_status(child.returncode)}")
 
     def stop(self) -> None:
         """Stop every server of the folder, ours or restarted by a test."""
@@ -977,6 +1014,7 @@ def cmd_run(command: list[str], keep: bool) -> int:
             env[var] = ",".join(filter(None, [env.get(var, ""), *extra]))
         say(f"running: {shlex.join(command)}")
         started = time.monotonic()
+        signal.signal(signal.SIGCHLD, servers.reap_children)
         status = run_command(command, env)
         say(f"command exited with status {status} after {time.monotonic() - started:.1f} s")
     except SetupError as exc:
@@ -989,6 +1027,7 @@ def cmd_run(command: list[str], keep: bool) -> int:
         say(str(exc))
         status = 128 + exc.signum
     finally:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         with signals_deferred():
             stopping = time.monotonic()
             servers.stop()
@@ -1062,7 +1101,11 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         description="Private, throw-away Redis + ClickHouse servers for tests.",
     )
     sub = parser.add_subparsers(dest="action", required=True)
-    run = sub.add_parser("run", help="start servers, run a command, stop servers")
+    run = sub.add_parser(
+        "run",
+        help="start servers, run a command, stop servers",
+        usage="test_servers.py run [--keep] -- <command...>",
+    )
     run.add_argument(
         "--keep",
         action="store_true",

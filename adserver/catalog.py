@@ -44,7 +44,8 @@ SELLABLE = frozenset({"in stock", "preorder", "backorder"})
 
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
-_PRICE = re.compile(r"^\s*(\d{1,10}(?:[.,]\d{1,4})?)\s*([A-Za-z]{3})?\s*$")
+# A decimal comma takes at most 2 digits: "1,299" is a thousands separator, not 1.299 (such prices are refused).
+_PRICE = re.compile(r"^\s*(\d{1,10}(?:\.\d{1,4}|,\d{1,2})?)\s*([A-Za-z]{3})?\s*$")
 
 
 @dataclass
@@ -83,6 +84,9 @@ class ImportReport:
     accepted: int = 0
     removed: int = 0
     errors: list[RowError] = field(default_factory=list)
+    # Ids of every row, good or rejected: a full import must not delete a product only because
+    # its row was rejected this time (a typo in a price should not take it off the ads).
+    seen: set[str] = field(default_factory=set, repr=False)
 
     def as_dict(self) -> dict:
         return {"accepted": self.accepted, "removed": self.removed, "rejected": len(self.errors),
@@ -217,11 +221,20 @@ def _guess_format(text: str) -> str:
     return "tsv" if first.count("\t") > first.count(",") else "csv"
 
 
-def parse_feed(data: bytes, fmt: str | None = None, default_currency: str = "") -> tuple[list[Product], ImportReport]:
-    """Validate a whole feed; duplicate ids keep the first row and report the others."""
+def parse_feed(data: bytes, fmt: str | None = None, default_currency: str = "",
+               progress=None) -> tuple[list[Product], ImportReport]:
+    """Validate a whole feed; duplicate ids keep the first row and report the others.
+
+    ``progress(rows_done)`` is called every 1,000 rows, for the CLI's progress bar.
+    """
     report = ImportReport()
     products: dict[str, Product] = {}
     for number, raw in read_feed(data, fmt):
+        if progress is not None and number % 1000 == 0:
+            progress(number)
+        raw_id = raw.get("id")
+        if isinstance(raw_id, str | int) and str(raw_id).strip():
+            report.seen.add(str(raw_id).strip())
         product, errors = validate_row(raw, number, default_currency)
         if errors:
             report.errors.extend(errors)
@@ -229,11 +242,14 @@ def parse_feed(data: bytes, fmt: str | None = None, default_currency: str = "") 
             report.errors.append(RowError(number, "id", f"duplicate id {product.sku!r} (first row kept)"))
         else:
             products[product.sku] = product
+    if progress is not None:
+        progress(len(products) + len(report.errors))
     return list(products.values()), report
 
 
-def store_products(ch: ClickHouse, advertiser: str, products: Iterable[Product], full: bool = False) -> tuple[int, int]:
-    """Write a catalog version; with ``full``, products missing from it are marked deleted."""
+def store_products(ch: ClickHouse, advertiser: str, products: Iterable[Product], full: bool = False,
+                   keep: set[str] | frozenset[str] = frozenset()) -> tuple[int, int]:
+    """Write a catalog version; with ``full``, products missing from it (and not in ``keep``) are marked deleted."""
     now = datetime.now(UTC).replace(tzinfo=None)
     version = time.time_ns()
     products = list(products)
@@ -244,7 +260,7 @@ def store_products(ch: ClickHouse, advertiser: str, products: Iterable[Product],
     ]
     removed = 0
     if full:
-        present = {p.sku for p in products}
+        present = {p.sku for p in products} | set(keep)
         current = ch.execute(
             "SELECT sku FROM products FINAL WHERE advertiser = %(a)s AND deleted = 0", {"a": advertiser}
         )

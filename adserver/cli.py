@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from tracker.errors import AdServerError
+from tracker.errors import AdServerError, FeedError
 from tracker.settings import SettingsError, get_settings
 
 
@@ -36,39 +36,116 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def import_products(advertiser: str, data: bytes, fmt: str | None, full: bool, out=sys.stdout):
-    """Validate and store a feed for a registered advertiser; returns the import report."""
-    from adserver.catalog import bump_version, parse_feed, store_products
-    from adserver.registry import Registry
-    from tracker.stores import get_redis
-
-    ch = _clickhouse()
-    registry = Registry(lambda: ch)
-    registry.reload()
-    if advertiser not in registry.advertisers:
-        raise AdServerError(f"unknown advertiser {advertiser!r}: create it with create-advertiser", "unknown_advertiser")
-    currency = registry.advertisers[advertiser].currency
-    products, report = parse_feed(data, fmt, default_currency=currency)
-    if not products and full:
-        raise AdServerError("the feed has no valid product; a full import would delete the whole catalog", "empty_feed")
-    report.accepted, report.removed = store_products(ch, advertiser, products, full=full)
-    bump_version(get_redis("web"), advertiser)
-    return report
-
-
 def cmd_import_feed(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         print(f"error: {path} is not a file", file=sys.stderr)
         return 2
     fmt = args.format or {".json": "json", ".tsv": "tsv", ".csv": "csv"}.get(path.suffix.lower())
-    report = import_products(args.advertiser, path.read_bytes(), fmt, args.full)
+    return _import(args.advertiser, path.read_bytes(), fmt, args.full)
+
+
+def _import(advertiser: str, data: bytes, fmt: str | None, full: bool) -> int:
+    from adserver.feeds import import_products
+    from adserver.progress import Progress
+
+    _clickhouse()
+    progress = Progress(f"import {advertiser}")
+    try:
+        report = import_products(advertiser, data, fmt, full, progress=progress.update)
+    except FeedError as exc:
+        if exc.report is not None:
+            _print_errors(exc.report)
+        raise
+    progress.finish()
+    _print_errors(report)
+    print(f"imported {report.accepted} products, rejected {len(report.errors)} rows/fields, removed {report.removed}")
+    return 0 if report.accepted else 1
+
+
+def _print_errors(report) -> None:
     for error in report.errors[:50]:
         print(f"row {error.row}: {error.field}: {error.reason}")
     if len(report.errors) > 50:
         print(f"... and {len(report.errors) - 50} more rejected fields")
-    print(f"imported {report.accepted} products, rejected {len(report.errors)} rows/fields, removed {report.removed}")
-    return 0 if report.accepted else 1
+
+
+def cmd_fetch_feed(args: argparse.Namespace) -> int:
+    from adserver.feeds import fetch_feed
+
+    data, fmt = fetch_feed(args.url)
+    return _import(args.advertiser, data, args.format or fmt, args.full)
+
+
+def cmd_create_token(args: argparse.Namespace) -> int:
+    from adserver.registry import Registry
+    from adserver.tokens import create_token
+
+    ch = _clickhouse()
+    registry = Registry(lambda: ch)
+    registry.reload()
+    if args.advertiser not in registry.advertisers:
+        raise AdServerError(f"unknown advertiser {args.advertiser!r}", "unknown_advertiser")
+    token = create_token(ch, args.advertiser, args.label)
+    print(f"API token for {args.advertiser} (shown once, store it now):")
+    print(token)
+    return 0
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    from adserver.tokens import revoke_token
+
+    token = sys.stdin.readline().strip()
+    if not revoke_token(_clickhouse(), token):
+        print("no such token", file=sys.stderr)
+        return 1
+    print("token revoked")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from adserver.registry import Registry
+    from adserver.training import train_advertiser
+
+    ch = _clickhouse()
+    registry = Registry(lambda: ch)
+    registry.reload()
+    advertisers = args.advertiser or registry.advertiser_ids()
+    unknown = [a for a in advertisers if a not in registry.advertisers]
+    if unknown:
+        raise AdServerError(f"unknown advertiser(s): {', '.join(unknown)}", "unknown_advertiser")
+    status = 0
+    for advertiser in advertisers:
+        try:
+            result = train_advertiser(ch, advertiser, get_settings().model_dir, k=args.k, days=args.days)
+        except ValueError as exc:
+            print(f"{advertiser}: skipped: {exc}")
+            status = 1
+            continue
+        print(f"{advertiser}: model {result.version}: {result.products:,} products, {result.events:,} events, "
+              f"{result.seconds:.1f}s -> {result.path}")
+    return status
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from adserver.progress import Progress
+    from models.evaluate import evaluate, format_table, read_events_csv
+
+    progress = Progress("read events")
+    try:
+        events = read_events_csv(args.events)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    progress.finish(f"{len(events):,} events")
+    if not events:
+        print("error: no events in the file", file=sys.stderr)
+        return 2
+    progress = Progress("replay")
+    result = evaluate(events, split_at=args.split_at, progress=progress.update)
+    progress.finish(f"{result['predictions']:,} predictions")
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
 
 
 def cmd_create_advertiser(args: argparse.Namespace) -> int:
@@ -94,6 +171,7 @@ def demo_base_url() -> str:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from adserver.demo import demo_products
+    from adserver.feeds import import_products
     from adserver.registry import save_advertiser, save_placement
 
     ch = _clickhouse()
@@ -104,7 +182,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report = import_products("demo", data, "json", full=True)
     print(f"demo advertiser 'demo': {report.accepted} products ({len(report.errors)} rejected); "
           "placements demo-feed, demo-sidebar")
-    return 0 if report.accepted else 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +200,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "tsv", "json"], help="default: from the file name or content")
     p.add_argument("--full", action="store_true", help="the feed is the whole catalog: remove products missing from it")
     p.set_defaults(func=cmd_import_feed)
+
+    p = sub.add_parser("fetch-feed", help="download a store's feed from its URL and import it",
+                       description="Fetch a feed over http(s) (30 s timeout, 50 MB cap) and import it.")
+    p.add_argument("advertiser")
+    p.add_argument("url")
+    p.add_argument("--format", choices=["csv", "tsv", "json"])
+    p.add_argument("--full", action="store_true", help="remove products missing from the feed")
+    p.set_defaults(func=cmd_fetch_feed)
+
+    p = sub.add_parser("create-token", help="create an API token for an advertiser (printed last)",
+                       description="Create an API token; only its hash is stored, so it is shown once.")
+    p.add_argument("advertiser")
+    p.add_argument("--label", default="")
+    p.set_defaults(func=cmd_create_token)
+
+    p = sub.add_parser("revoke-token", help="revoke an API token read from stdin",
+                       description="Revoke the API token given on standard input.")
+    p.set_defaults(func=cmd_revoke_token)
+
+    p = sub.add_parser("train", help="train the similar-products model of each advertiser",
+                       description="Build content + behavioural similarity from the catalog and ClickHouse events; "
+                                   "running servers pick up the new version without restart.")
+    p.add_argument("--advertiser", action="append", help="only this advertiser (repeatable); default: all")
+    p.add_argument("--k", type=int, default=20, help="neighbours kept per product")
+    p.add_argument("--days", type=int, default=90, help="events of the last N days")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="replay an event log and score the recommenders",
+                       description="Offline evaluation: train on events before the split, replay the rest in time "
+                                   "order asking for 20 products each time; HR@10, HR@20, MRR@20, NDCG@10, coverage "
+                                   "for the ad server's recommender, a popularity baseline and plain item-kNN.")
+    p.add_argument("events", help="CSV with header visitor,item,ts[,event,title] (.gz accepted)")
+    p.add_argument("--split-at", type=float, help="unix seconds; default: the last 10%% of the time range is held out")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("create-advertiser", help="register an advertiser (store)", description="Register a store.")
     p.add_argument("id")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_SIZE = re.compile(r"^(\d{2,4})x(\d{2,4})$")
+_SIZE = re.compile(r"([0-9]{2,4})x([0-9]{2,4})")  # ASCII digits: \d also takes other scripts' digits
 MIN_SIDE, MAX_SIDE = 20, 2000
 
 
@@ -26,7 +26,7 @@ def parse_size(value: str | None) -> Format:
     """``300x250`` style sizes within sane bounds, or ``responsive`` (the default)."""
     if not value or value == "responsive":
         return Format("responsive", None, None, "responsive", 4)
-    match = _SIZE.match(value)
+    match = _SIZE.fullmatch(value)  # not match(): `$` would let a trailing newline through
     if not match:
         raise BadSize("size must be WxH (for example 300x250) or responsive")
     width, height = int(match.group(1)), int(match.group(2))

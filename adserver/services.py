@@ -14,6 +14,7 @@ from flask import current_app
 
 from adserver.catalog import CatalogCache
 from adserver.clicks import ClickTokens
+from adserver.recommend import ModelCache
 from adserver.registry import Registry
 from tracker.identity import VisitorIds
 from tracker.settings import Settings
@@ -52,6 +53,7 @@ class Services:
         self.registry = Registry(get_clickhouse)
         self.catalog = CatalogCache(get_clickhouse, lambda: get_redis("web"))
         self.popular = PopularCache(self)
+        self.models = ModelCache(settings.model_dir)
         self._stream: EventStream | None = None
 
     @property

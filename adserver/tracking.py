@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 from flask import Blueprint, Response, jsonify, render_template, request, send_file
 
 from adserver.services import services
-from tracker.events import Hit, Invalid, device_class, validate_hit
+from tracker.events import MAX_RAW_LEN, Hit, Invalid, device_class, validate_hit
 from tracker.identity import OPTOUT_COOKIE, UID_COOKIE, UID_MAX_AGE, tracking_allowed
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ GIF = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
 )
 TAG_JS = Path(__file__).parent / "static" / "tag.js"
+HIT_PARAMS = ("a", "e", "sku", "order", "value", "currency", "url", "ref")
 
 
 def _raw_query() -> str:
@@ -45,9 +47,29 @@ def current_uid() -> str | None:
     return services().ids.verify(request.cookies.get(UID_COOKIE))
 
 
+def _request_errors() -> list[str]:
+    """What the parsed parameters hide: bytes that are not UTF-8 and parameters given twice."""
+    errors = []
+    try:
+        unquote_to_bytes(request.query_string.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        errors.append("invalid_encoding: parameters must be percent-encoded UTF-8")
+    repeated = [k for k in HIT_PARAMS if len(request.args.getlist(k)) > 1]
+    if repeated:
+        errors.append(f"duplicate_parameter: {', '.join(repeated)} given more than once")
+    return errors
+
+
 def _check(params: dict[str, str]) -> Hit | Invalid:
     registry = services().registry
-    return validate_hit(params, _raw_query(), known_advertiser=registry.known_advertiser)
+    result = validate_hit(params, _raw_query(), known_advertiser=registry.known_advertiser)
+    errors = _request_errors()
+    if not errors:
+        return result
+    if isinstance(result, Invalid):
+        result.errors[:0] = errors
+        return result
+    return Invalid(result.advertiser, result.event, errors, _raw_query()[:MAX_RAW_LEN])
 
 
 @bp.get("/px.gif")

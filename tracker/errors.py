@@ -34,6 +34,13 @@ class StoreUnavailable(StoreError):
 
 
 class FeedError(AdServerError):
-    """A product feed could not be read at all (as opposed to single bad rows)."""
+    """A product feed could not be read at all (as opposed to single bad rows).
+
+    ``report`` carries the row-by-row import report when the rows could be read but none was valid.
+    """
 
     code = "feed_error"
+
+    def __init__(self, message: str, code: str | None = None, report=None) -> None:
+        super().__init__(message, code)
+        self.report = report

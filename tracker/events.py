@@ -25,13 +25,13 @@ MAX_ORDER_LEN = 100
 MAX_URL_LEN = 2048
 MAX_RAW_LEN = 8192
 
-ADVERTISER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ADVERTISER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 PLACEMENT_RE = ADVERTISER_RE
 # Printable, no spaces, no commas (they separate skus), no quotes or angle brackets.
-SKU_RE = re.compile(r"^[^\x00-\x20\x7f,<>\"'`\\]{1,%d}$" % MAX_SKU_LEN)
-ORDER_RE = re.compile(r"^[^\x00-\x1f\x7f<>\"'`\\]{1,%d}$" % MAX_ORDER_LEN)
-VALUE_RE = re.compile(r"^\d{1,12}(\.\d{1,4})?$")
-CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+SKU_RE = re.compile(r"^[^\x00-\x20\x7f,<>\"'`\\]{1,%d}\Z" % MAX_SKU_LEN)
+ORDER_RE = re.compile(r"^[^\x00-\x1f\x7f<>\"'`\\]{1,%d}\Z" % MAX_ORDER_LEN)
+VALUE_RE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,4})?\Z")
+CURRENCY_RE = re.compile(r"^[A-Z]{3}\Z")
 
 # ISO 4217 codes in current use.
 CURRENCIES = frozenset(

@@ -18,7 +18,7 @@ OPTOUT_COOKIE = "optout"
 UID_MAX_AGE = 396 * 24 * 3600  # about 13 months, the longest lifetime regulators tolerate
 ID_BYTES = 16
 
-_UID_SHAPE = re.compile(r"^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{16}$")
+_UID_SHAPE = re.compile(r"^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{16}\Z")
 
 
 class VisitorIds:

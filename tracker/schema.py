@@ -142,6 +142,23 @@ ORDER BY id
 PLACEMENTS_COLUMNS = ("id", "site", "sizes", "advertisers", "deleted", "version", "updated_at")
 
 
+# API tokens of advertisers (feed uploads, reports). Only a SHA-256 of the token is stored: tokens
+# are 256-bit random strings, so a fast hash is enough (a slow KDF is for human passwords).
+API_TOKENS_TABLE = """
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_hash String,
+    advertiser String,
+    label String,
+    revoked UInt8,
+    version UInt64,
+    created_at DateTime
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY token_hash
+"""
+
+API_TOKENS_COLUMNS = ("token_hash", "advertiser", "label", "revoked", "version", "created_at")
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -152,9 +169,10 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events and bad_events", (EVENTS_TABLE, BAD_EVENTS_TABLE)),
     Migration(2, "catalog, advertisers, placements", (PRODUCTS_TABLE, ADVERTISERS_TABLE, PLACEMENTS_TABLE)),
+    Migration(3, "api tokens", (API_TOKENS_TABLE,)),
 )
 
-TABLES = ("events", "bad_events", "products", "advertisers", "placements")
+TABLES = ("events", "bad_events", "products", "advertisers", "placements", "api_tokens")
 
 
 def applied_versions(ch: ClickHouse) -> set[int]:

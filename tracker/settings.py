@@ -23,7 +23,7 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the environment variable."""
 
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Settings:
     redis_url: str | None
     clickhouse_url: ClickHouseURL | None
     data_dir: Path
+    model_dir: Path
     database: str
     cookie_domain: str | None
     cookie_secure: bool
@@ -191,6 +192,7 @@ def load_settings(env: dict | None = None) -> Settings:
         redis_url=redis_url,
         clickhouse_url=ch_url,
         data_dir=data_dir,
+        model_dir=Path(env.get("ADSERVER_MODEL_DIR") or data_dir / "models").resolve(),
         database=database,
         cookie_domain=cookie_domain,
         cookie_secure=_bool(env, "ADSERVER_COOKIE_SECURE", True),

@@ -1,0 +1,69 @@
+"""Helpers shared by the ad server's web tests: small feeds, second advertisers, visitor ids."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+FEED_FIELDS = ("id", "title", "link", "image_link", "price", "currency", "availability", "item_group_id")
+
+
+def product(sku: str, title: str | None = None, price: str = "10.00", **extra: str) -> dict[str, str]:
+    """A valid feed row for a shop on ``shop.example`` (override any field with keyword arguments)."""
+    row = {
+        "id": sku, "title": title or f"Product {sku}", "link": f"https://shop.example/p/{sku}",
+        "image_link": f"https://shop.example/img/{sku}.png", "price": price, "currency": "CNY",
+        "availability": "in stock",
+    }
+    row.update(extra)
+    return row
+
+
+def feed_bytes(rows: list[dict], fmt: str = "csv") -> bytes:
+    if fmt == "json":
+        return json.dumps(rows, ensure_ascii=False).encode()
+    fields = list(FEED_FIELDS) + sorted({k for r in rows for k in r} - set(FEED_FIELDS))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+@pytest.fixture
+def create_advertiser(runner) -> Callable[[str], None]:
+    def create(advertiser: str) -> None:
+        code, out = runner("create-advertiser", advertiser)
+        assert code == 0, out
+
+    return create
+
+
+@pytest.fixture
+def import_feed(runner, tmp_path: Path) -> Callable[..., tuple[int, str]]:
+    """``import_feed(advertiser, rows_or_bytes, fmt="csv", full=False)`` through the CLI: (exit code, output)."""
+    counter = iter(range(10**6))
+
+    def run(advertiser: str, rows: list[dict] | bytes, fmt: str = "csv", full: bool = False) -> tuple[int, str]:
+        data = rows if isinstance(rows, bytes) else feed_bytes(rows, fmt)
+        path = tmp_path / f"feed{next(counter)}.{fmt}"
+        path.write_bytes(data)
+        return runner("import-feed", advertiser, str(path), *(["--full"] if full else []))
+
+    return run
+
+
+def uid_from_cookie(value: str) -> str:
+    """The id part of a ``uid`` cookie value (``<id>.<mac>``)."""
+    return value.split(".", 1)[0]
+
+
+def visitor_uid(client) -> str:
+    cookie = client.get_cookie("uid")
+    assert cookie is not None, "no uid cookie in the test client"
+    return uid_from_cookie(cookie.value)

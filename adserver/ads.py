@@ -62,7 +62,8 @@ def _decide(fmt: Format, placement_id: str) -> tuple[Decision, str | None]:
             profile = svc.stream.profile(uid)
         except Exception:  # noqa: BLE001 - Redis trouble means a non-personalised ad, not an error
             log.warning("profile lookup failed; serving the fallback", exc_info=True)
-    decision = decide(profile, _fallback_advertiser(placement_id), svc.catalog.get, svc.popular.get, fmt.slots)
+    decision = decide(profile, _fallback_advertiser(placement_id), svc.catalog.get, svc.popular.get, fmt.slots,
+                      model=svc.models.get)
     return decision, uid
 
 

@@ -56,12 +56,7 @@ def _fallback_advertiser(placement_id: str) -> str | None:
 def _decide(fmt: Format, placement_id: str) -> tuple[Decision, str | None]:
     svc = services()
     uid = current_uid()
-    profile = None
-    if uid:
-        try:
-            profile = svc.stream.profile(uid)
-        except Exception:  # noqa: BLE001 - Redis trouble means a non-personalised ad, not an error
-            log.warning("profile lookup failed; serving the fallback", exc_info=True)
+    profile = svc.profile(uid) if uid else None
     decision = decide(profile, _fallback_advertiser(placement_id), svc.catalog.get, svc.popular.get, fmt.slots,
                       model=svc.models.get)
     return decision, uid
@@ -89,16 +84,13 @@ def _serve(as_json: bool) -> Response:
             item["source_sku"] = slot.source_sku
         items.append(item)
     if decision.slots:
-        try:
-            svc.stream.record({
-                "ts": time.time(), "advertiser": decision.advertiser, "event": "impression", "uid": uid or "",
-                "skus": [s.product.sku for s in decision.slots], "reasons": [s.reason for s in decision.slots],
-                "placement": placement_id, "impression_id": impression_id, "size": fmt.name,
-                "addressable": 1 if uid else 0, "device": device_class(request.headers.get("User-Agent", "")),
-                "ref": (request.referrer or "")[:2048],
-            }, counter="ads_served")
-        except Exception:  # noqa: BLE001 - the ad is shown even if the impression cannot be logged now
-            log.warning("impression not recorded", exc_info=True)
+        svc.record({
+            "ts": time.time(), "advertiser": decision.advertiser, "event": "impression", "uid": uid or "",
+            "skus": [s.product.sku for s in decision.slots], "reasons": [s.reason for s in decision.slots],
+            "placement": placement_id, "impression_id": impression_id, "size": fmt.name,
+            "addressable": 1 if uid else 0, "device": device_class(request.headers.get("User-Agent", "")),
+            "ref": (request.referrer or "")[:2048],
+        }, counter="ads_served")
     if as_json:
         response = jsonify({
             "impression_id": impression_id, "advertiser": decision.advertiser, "placement": placement_id,
@@ -150,15 +142,12 @@ def click(token: str) -> Response:
     uid = None
     if tracking_allowed(request.cookies, request.headers):
         uid = svc.ids.verify(request.cookies.get(UID_COOKIE))
-    try:
-        svc.stream.record({
-            "ts": time.time(), "advertiser": info.advertiser, "event": "click", "uid": uid or "",
-            "skus": [info.sku], "reasons": [info.reason], "placement": info.placement,
-            "impression_id": info.impression_id, "addressable": 1 if uid else 0,
-            "device": device_class(request.headers.get("User-Agent", "")),
-        }, counter="clicks")
-    except Exception:  # noqa: BLE001 - the shopper still gets to the store
-        log.warning("click not recorded", exc_info=True)
+    svc.record({
+        "ts": time.time(), "advertiser": info.advertiser, "event": "click", "uid": uid or "",
+        "skus": [info.sku], "reasons": [info.reason], "placement": info.placement,
+        "impression_id": info.impression_id, "addressable": 1 if uid else 0,
+        "device": device_class(request.headers.get("User-Agent", "")),
+    }, counter="clicks")
     response = Response(status=302)
     response.headers["Location"] = with_utm(product.link, info.placement, info.sku, info.advertiser)
     response.headers["Cache-Control"] = "no-store"

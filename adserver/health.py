@@ -33,6 +33,7 @@ def healthz() -> Response:
             body["stream"] = svc.stream.backlog(GROUP)
         except Exception as exc:  # noqa: BLE001
             body["stream"] = {"error": str(exc)[:200]}
+    body["spool"] = {"records": svc.spool.pending_records()}
     body["embedded"] = svc.settings.embedded
     response = jsonify(body)
     response.status_code = 200 if redis_ok and ch_ok else 503
@@ -56,6 +57,8 @@ def metrics() -> Response:
     except Exception:  # noqa: BLE001
         counters, backlog, redis_up = {}, {}, 0
     out.append(_line("adserver_redis_up", redis_up, "1 if Redis answered this scrape.", "gauge"))
+    out.append(_line("adserver_spool_records", svc.spool.pending_records(),
+                     "Events kept in the local spool while Redis was unavailable.", "gauge"))
     descriptions = {
         "pixel_accepted": "Pixel hits accepted into the event stream.",
         "pixel_rejected": "Pixel hits rejected and stored in bad_events.",

@@ -7,19 +7,25 @@ uses a socket inherited from its parent.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
+import redis
 from flask import current_app
 
 from adserver.catalog import CatalogCache
 from adserver.clicks import ClickTokens
 from adserver.recommend import ModelCache
 from adserver.registry import Registry
+from tracker.breaker import CircuitBreaker
 from tracker.identity import VisitorIds
 from tracker.settings import Settings
+from tracker.spool import Spool
 from tracker.stores import get_clickhouse, get_redis
-from tracker.stream import EventStream
+from tracker.stream import EventStream, Profile
+
+log = logging.getLogger(__name__)
 
 
 class PopularCache:
@@ -37,8 +43,9 @@ class PopularCache:
         if entry and now - entry[0] < self.ttl:
             return entry[1]
         try:
-            skus = self._services.stream.popular(advertiser)
-        except Exception:  # noqa: BLE001 - stale popularity beats no ad
+            skus = self._services.stream_if_up().popular(advertiser)
+        except (redis.RedisError, OSError):  # stale popularity beats no ad
+            self._services.breaker.failure()
             skus = entry[1] if entry else []
         with self._lock:
             self._entries[advertiser] = (now, skus)
@@ -51,10 +58,14 @@ class Services:
         self.ids = VisitorIds(settings.secret_keys)
         self.clicks = ClickTokens(settings.secret_keys, settings.click_ttl_days * 86400)
         self.registry = Registry(get_clickhouse)
-        self.catalog = CatalogCache(get_clickhouse, lambda: get_redis("web"))
+        self.catalog = CatalogCache(get_clickhouse, lambda: self.stream_if_up().client)
         self.popular = PopularCache(self)
         self.models = ModelCache(settings.model_dir)
+        self.breaker = CircuitBreaker(cooldown=1.0)
+        self.spool = Spool(settings.data_dir / "spool")
         self._stream: EventStream | None = None
+        if self.spool.pending_files():  # left by a process that died while Redis was down
+            self.spool.start_replayer(self._replay, self.breaker.allow)
 
     @property
     def stream(self) -> EventStream:
@@ -65,6 +76,52 @@ class Services:
                 client, self.settings.stream_key, self.settings.profile_size, self.settings.profile_ttl_days
             )
         return stream
+
+    def stream_if_up(self) -> EventStream:
+        """The stream, unless Redis failed a moment ago (then fail fast instead of waiting for a timeout)."""
+        if not self.breaker.allow():
+            raise redis.ConnectionError("Redis circuit open")
+        return self.stream
+
+    def record(self, row: dict, uid: str | None = None, counter: str | None = None, bad: bool = False) -> bool:
+        """Append an event (or a rejected hit with ``bad``); spooled locally if Redis is unavailable.
+
+        Returns True if it reached Redis now, False if it waits in the spool.
+        """
+        if self.breaker.allow():
+            try:
+                if bad:
+                    self.stream.record_bad(row, counter=counter)
+                else:
+                    self.stream.record(row, uid=uid, counter=counter)
+                self.breaker.success()
+                return True
+            except (redis.RedisError, OSError) as exc:
+                self.breaker.failure()
+                log.warning("Redis unavailable (%s): spooling events locally", exc)
+        self.spool.append({"kind": "bad" if bad else "ev", "row": row, "uid": uid, "counter": counter})
+        self.spool.start_replayer(self._replay, self.breaker.allow)
+        return False
+
+    def _replay(self, record: dict) -> None:
+        try:
+            if record.get("kind") == "bad":
+                self.stream.record_bad(record["row"], counter=record.get("counter"))
+            else:
+                self.stream.record(record["row"], uid=record.get("uid"), counter=record.get("counter"))
+        except (redis.RedisError, OSError):
+            self.breaker.failure()
+            raise
+        self.breaker.success()
+
+    def profile(self, uid: str) -> Profile | None:
+        """The visitor's profile, or None when Redis is unavailable (the ad falls back)."""
+        try:
+            return self.stream_if_up().profile(uid)
+        except (redis.RedisError, OSError) as exc:
+            self.breaker.failure()
+            log.warning("profile lookup failed (%s); serving the fallback", exc)
+            return None
 
 
 def services() -> Services:

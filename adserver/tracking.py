@@ -90,10 +90,10 @@ def pixel() -> Response:
         result = _check(_params())
         now = time.time()
         if isinstance(result, Invalid):
-            svc.stream.record_bad({
+            svc.record({
                 "ts": now, "advertiser": result.advertiser, "event": result.event, "uid": uid,
                 "errors": result.errors, "raw": result.raw,
-            }, counter="pixel_rejected")
+            }, counter="pixel_rejected", bad=True)
             return response
         row = {
             "ts": now, "advertiser": result.advertiser, "event": result.event, "uid": uid,
@@ -101,7 +101,7 @@ def pixel() -> Response:
             "currency": result.currency, "url": result.url, "ref": result.ref,
             "device": device_class(request.headers.get("User-Agent", "")), "addressable": 1,
         }
-        svc.stream.record(row, uid=uid, counter="pixel_accepted")
+        svc.record(row, uid=uid, counter="pixel_accepted")
     except Exception:  # noqa: BLE001 - the GIF goes out even if Redis is down
         log.exception("pixel hit not recorded")
     return response

@@ -224,6 +224,12 @@ class BatchWriter:
                 if self.stop_event.is_set():
                     break
                 log.warning("writer loop error: %s", exc)
+                if "NOGROUP" in str(exc):  # Redis restarted without its data: create the group again
+                    try:
+                        self.ensure_group()
+                        continue
+                    except redis.RedisError:
+                        pass
                 self.stop_event.wait(1.0)
 
     def stop(self) -> None:

@@ -133,6 +133,43 @@ def tag_js() -> Response:
     return response
 
 
+@bp.post("/privacy/forget")
+def forget() -> Response:
+    """Delete what is kept about this browser: its Redis profile and its rows in ClickHouse.
+
+    The ClickHouse part is a mutation: it is scheduled now and applied by the server shortly after.
+    The answer says what was found; the ``uid`` cookie is removed so the browser starts afresh.
+    """
+    from tracker.retention import forget_visitor
+    from tracker.stores import get_clickhouse
+
+    svc = services()
+    uid = svc.ids.verify(request.cookies.get(UID_COOKIE))
+    body: dict = {"visitor_known": uid is not None, "profile_keys_removed": 0, "rows_scheduled_for_deletion": {}}
+    status = 200
+    if uid is not None:
+        try:
+            body["profile_keys_removed"] = svc.stream.forget(uid)
+        except Exception:  # noqa: BLE001 - report it, the ClickHouse part still runs
+            log.exception("profile not deleted")
+            body["profile_error"] = "profile store unavailable, try again later"
+            status = 503
+        try:
+            body["rows_scheduled_for_deletion"] = forget_visitor(get_clickhouse(), uid)
+        except Exception:  # noqa: BLE001
+            log.exception("events not deleted")
+            body["events_error"] = "event store unavailable, try again later"
+            status = 503
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    if uid is not None and status == 200:
+        settings = svc.settings
+        response.delete_cookie(UID_COOKIE, path="/", domain=settings.cookie_domain, secure=settings.cookie_secure,
+                               httponly=True, samesite="None" if settings.cookie_secure else "Lax")
+    return response
+
+
 @bp.route("/optout", methods=["GET", "POST"])
 def optout() -> Response:
     """Explain what is collected; POST opts the browser out and deletes its profile."""

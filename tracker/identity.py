@@ -2,7 +2,8 @@
 
 The cookie holds a random id and its MAC. A cookie that fails verification (tampered, forged,
 signed with a retired key) is never trusted: the visitor simply gets a fresh id. Visitors who opted
-out (``optout=1``) or send ``Sec-GPC: 1`` get no id at all and are not tracked.
+out (``optout=1``) or whose browser sends ``Sec-GPC: 1`` or ``DNT: 1`` get no id at all and are not
+tracked; they still see ads, chosen without any personal data.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ class VisitorIds:
 
 
 def tracking_allowed(cookies: Mapping[str, str], headers: Mapping[str, str]) -> bool:
-    """False when the visitor opted out or their browser sends Global Privacy Control."""
+    """False when the visitor opted out or their browser sends Global Privacy Control or Do Not Track."""
     if cookies.get(OPTOUT_COOKIE) == "1":
         return False
-    if headers.get("Sec-GPC", "").strip() == "1":
+    if headers.get("Sec-GPC", "").strip() == "1" or headers.get("DNT", "").strip() == "1":
         return False
     return True

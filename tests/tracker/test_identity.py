@@ -45,3 +45,8 @@ def test_privacy_signals():
     assert not tracking_allowed({"optout": "1"}, {})
     assert not tracking_allowed({}, {"Sec-GPC": "1"})
     assert tracking_allowed({"optout": "0"}, {"Sec-GPC": "0"})
+
+
+def test_do_not_track_is_honoured():
+    assert not tracking_allowed({}, {"DNT": "1"})
+    assert tracking_allowed({}, {"DNT": "0"})

@@ -1,0 +1,68 @@
+"""Data removal in ClickHouse: a visitor's rows on request, and raw events past their retention.
+
+Retention drops whole monthly partitions (ClickHouse 18.16 has no TTL clause, and dropping a
+partition is instant and leaves no mutation behind). A visitor's rows are removed with an
+``ALTER TABLE ... DELETE`` mutation in every MergeTree table that has a ``uid`` column, so tables
+added later (aggregates keyed by visitor) are covered without a list to keep in sync.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tracker.clickhouse import ClickHouse
+
+RAW_TABLES = ("events", "bad_events")
+
+
+def visitor_tables(ch: ClickHouse) -> list[str]:
+    rows = ch.execute(
+        "SELECT c.table FROM system.columns AS c "
+        "WHERE c.database = %(db)s AND c.name = 'uid' AND c.type = 'String' AND c.table IN ("
+        "  SELECT name FROM system.tables WHERE database = %(db)s AND engine LIKE '%%MergeTree')"
+        " ORDER BY c.table",
+        {"db": ch.database},
+    )
+    return [r[0] for r in rows]
+
+
+def forget_visitor(ch: ClickHouse, uid: str) -> dict[str, int]:
+    """Schedule the deletion of every row of ``uid``; returns the rows found per table."""
+    found: dict[str, int] = {}
+    for table in visitor_tables(ch):
+        count = ch.execute("SELECT count() FROM " + table + " WHERE uid = %(uid)s", {"uid": uid})[0][0]
+        if count:
+            ch.execute("ALTER TABLE " + table + " DELETE WHERE uid = %(uid)s", {"uid": uid})
+        found[table] = int(count)
+    return found
+
+
+def expired_partitions(ch: ClickHouse, table: str, days: int, now: datetime | None = None) -> list[str]:
+    """Monthly partitions (``YYYYMM``) of ``table`` whose every day is older than ``days``."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    cutoff = now - timedelta(days=days)
+    rows = ch.execute(
+        "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
+        {"db": ch.database, "t": table},
+    )
+    expired = []
+    for (partition,) in rows:
+        text = str(partition).strip("'")
+        if len(text) != 6 or not text.isdigit():
+            continue
+        year, month = int(text[:4]), int(text[4:])
+        first_of_next = datetime(year + (month == 12), month % 12 + 1, 1)
+        if first_of_next <= cutoff:
+            expired.append(text)
+    return sorted(expired)
+
+
+def drop_expired(ch: ClickHouse, days: int, now: datetime | None = None) -> dict[str, list[str]]:
+    """Drop raw-event partitions past the retention; returns what was dropped per table."""
+    dropped: dict[str, list[str]] = {}
+    for table in RAW_TABLES:
+        parts = expired_partitions(ch, table, days, now)
+        for partition in parts:
+            ch.execute("ALTER TABLE " + table + " DROP PARTITION %(p)s", {"p": int(partition)})
+        dropped[table] = parts
+    return dropped

@@ -148,6 +148,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge_events(args: argparse.Namespace) -> int:
+    from tracker.retention import drop_expired
+
+    if args.older_than_days < 1:
+        print("error: --older-than-days must be at least 1", file=sys.stderr)
+        return 2
+    for table, partitions in drop_expired(_clickhouse(), args.older_than_days).items():
+        print(f"{table}: dropped {len(partitions)} partition(s) {' '.join(partitions)}".rstrip())
+    return 0
+
+
 def cmd_create_advertiser(args: argparse.Namespace) -> int:
     from adserver.registry import save_advertiser
 
@@ -235,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-at", type=float, help="unix seconds; default: the last 10%% of the time range is held out")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("purge-events", help="drop raw events older than the retention",
+                       description="Drop the monthly partitions of events and bad_events wholly older than N days.")
+    p.add_argument("--older-than-days", type=int, required=True)
+    p.set_defaults(func=cmd_purge_events)
 
     p = sub.add_parser("create-advertiser", help="register an advertiser (store)", description="Register a store.")
     p.add_argument("id")

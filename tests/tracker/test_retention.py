@@ -37,3 +37,13 @@ def test_partitions_wholly_past_retention_are_dropped(any_ch):
     assert expired_partitions(any_ch, "events", 30, now) == ["202608"]
     assert drop_expired(any_ch, 30, now) == {"events": ["202608"], "bad_events": []}
     assert _uids(any_ch) == {"edge": 1, "new": 1}
+
+
+def test_purge_events_cli(runner, ch):
+    ch.insert("events", schema.EVENTS_COLUMNS, [_row(datetime(2020, 1, 5), "ancient"), _row(datetime.now(), "today")])
+    code, out = runner("purge-events", "--older-than-days", "400")
+    assert code == 0, out
+    assert "events: dropped 1 partition(s) 202001" in out
+    assert _uids(ch) == {"today": 1}
+    code, out = runner("purge-events", "--older-than-days", "0")
+    assert code == 2

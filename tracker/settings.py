@@ -61,6 +61,7 @@ class Settings:
     writer_batch_seconds: float = 1.0
     writer_name: str = "writer-1"
     embedded_writer: bool = True
+    writer_crash_at: str = ""
     max_request_line: int = 8190
 
     @property
@@ -207,7 +208,19 @@ def load_settings(env: dict | None = None) -> Settings:
         writer_batch_seconds=_number(env, "ADSERVER_WRITER_BATCH_SECONDS", 1.0, minimum=0.01),
         writer_name=writer_name,
         embedded_writer=_bool(env, "ADSERVER_EMBEDDED_WRITER", True),
+        writer_crash_at=_crash_point(env),
     )
+
+
+CRASH_POINTS = ("", "before_insert", "between_inserts", "after_insert")
+
+
+def _crash_point(env: dict) -> str:
+    """Fault injection for the exactly-once tests: the writer kills itself (SIGKILL) at this point."""
+    value = env.get("ADSERVER_WRITER_CRASH_AT", "")
+    if value not in CRASH_POINTS:
+        raise SettingsError(f"ADSERVER_WRITER_CRASH_AT must be one of {', '.join(p for p in CRASH_POINTS if p)}")
+    return value
 
 
 _current: Settings | None = None

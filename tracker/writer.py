@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -84,6 +85,7 @@ class BatchWriter:
         batch_size: int = 5000,
         batch_seconds: float = 1.0,
         max_backoff: float = 30.0,
+        crash_at: str = "",
     ) -> None:
         self.client = client
         self.ch = ch
@@ -96,6 +98,12 @@ class BatchWriter:
         self.written = 0
         self.failures = 0
         self.last_flush: float | None = None
+        self.crash_at = crash_at
+
+    def _crash_point(self, name: str) -> None:
+        """Die like a killed process at a named point (fault-injection tests of exactly-once)."""
+        if self.crash_at == name:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def ensure_group(self) -> None:
         try:
@@ -153,8 +161,11 @@ class BatchWriter:
                 events.append(event_row(data, entry_id))
             else:
                 bad.append(bad_row(data, entry_id))
+        self._crash_point("before_insert")
         self.ch.insert("events", schema.EVENTS_COLUMNS, events)
+        self._crash_point("between_inserts")
         self.ch.insert("bad_events", schema.BAD_EVENTS_COLUMNS, bad)
+        self._crash_point("after_insert")
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.client.pipeline(transaction=False)
         pipe.xack(self.stream_key, GROUP, *ids)
@@ -265,7 +276,7 @@ def main() -> int:
     schema.migrate(ch)
     writer = BatchWriter(
         get_redis("writer"), ch, settings.stream_key, settings.writer_name,
-        settings.writer_batch_size, settings.writer_batch_seconds,
+        settings.writer_batch_size, settings.writer_batch_seconds, crash_at=settings.writer_crash_at,
     )
     signal.signal(signal.SIGTERM, lambda *_: writer.stop())
     signal.signal(signal.SIGINT, lambda *_: writer.stop())

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import SECRET, drain
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
@@ -115,3 +117,32 @@ def test_writer_process_flushes_and_exits_on_sigterm(stream, ch, settings, redis
     assert "writer stopped" in output
     # Stored rows leave the stream; whatever was not stored yet is still in it for the next start.
     assert _count(ch) + stream.client.xlen(stream.stream_key) == 57, output
+
+
+@pytest.mark.parametrize("point", ["before_insert", "between_inserts", "after_insert"])
+def test_writer_killed_at_any_point_loses_nothing_and_counts_nothing_twice(stream, ch, settings, redis_url,
+                                                                          clickhouse_url, point):
+    env = {**os.environ, "ADSERVER_SECRET_KEY": SECRET, "ADSERVER_REDIS_URL": redis_url,
+           "ADSERVER_CLICKHOUSE_URL": clickhouse_url, "ADSERVER_STREAM_KEY": settings.stream_key,
+           "ADSERVER_WRITER_NAME": "crashy", "ADSERVER_WRITER_BATCH_SECONDS": "0.3"}
+    _push(stream, 40)
+    for n in range(5):
+        stream.record_bad({"ts": time.time(), "advertiser": "shop", "errors": ["invalid_event: x"], "raw": f"r{n}"})
+    crashed = subprocess.run([sys.executable, "-m", "tracker.writer"], env={**env, "ADSERVER_WRITER_CRASH_AT": point},
+                             cwd=os.getcwd(), capture_output=True, timeout=60)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
+    assert stream.client.xpending(stream.stream_key, GROUP)["pending"] == 45  # nothing acknowledged
+    _push(stream, 10, advertiser="later")
+
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.writer"], env=env, cwd=os.getcwd(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while stream.client.xlen(stream.stream_key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    assert _count(ch) == 40 and _count(ch, "later") == 10
+    assert ch.execute("SELECT count() FROM bad_events")[0][0] == 5
+    assert ch.execute("SELECT count(), count(DISTINCT stream_id) FROM events")[0] == (50, 50)

@@ -72,6 +72,8 @@ def metrics() -> Response:
                          "Entries in the event stream not yet deleted by the writer.", "gauge"))
         out.append(_line("adserver_stream_pending", backlog["pending"],
                          "Entries read by the writer but not yet acknowledged.", "gauge"))
+        out.append(_line("adserver_writer_lag_seconds", backlog["oldest_age_seconds"],
+                         "Age of the oldest event not yet written to ClickHouse.", "gauge"))
         if backlog.get("lag") is not None:
             out.append(_line("adserver_stream_lag", backlog["lag"],
                              "Entries in the stream not yet read by the writer group.", "gauge"))

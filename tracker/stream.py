@@ -149,8 +149,10 @@ class EventStream:
         return [s for s, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
 
     def backlog(self, group: str) -> dict:
-        """Stream length and the writer group's pending count, for health and metrics."""
+        """Stream length, the writer group's pending count and the age of the oldest entry (writer lag)."""
         length = self.client.xlen(self.stream_key)
+        oldest = self.client.xrange(self.stream_key, count=1)
+        age = round(max(0.0, time.time() - int(oldest[0][0].split(b"-")[0]) / 1000), 3) if oldest else 0.0
         pending = 0
         lag = None
         try:
@@ -160,4 +162,4 @@ class EventStream:
                     lag = g.get("lag")
         except redis.ResponseError:  # no stream yet
             pass
-        return {"length": int(length), "pending": pending, "lag": lag}
+        return {"length": int(length), "pending": pending, "lag": lag, "oldest_age_seconds": age}

@@ -1,0 +1,97 @@
+"""ClickHouse stopped under traffic, for real: pixels keep answering, events wait in the stream,
+the writer retries with back-off and drains the backlog when the server returns."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SECRET
+from tracker import schema, stores
+from tracker.clickhouse import DriverClickHouse
+from tracker.settings import load_settings, parse_clickhouse_url, set_settings
+from tracker.writer import BatchWriter
+
+_spec = importlib.util.spec_from_file_location("test_servers", Path(__file__).parents[2] / "scripts" / "test_servers.py")
+test_servers = importlib.util.module_from_spec(_spec)
+sys.modules["test_servers"] = test_servers
+_spec.loader.exec_module(test_servers)
+
+
+@pytest.fixture
+def own_clickhouse(tmp_path):
+    _redis_bin, ch_bin = test_servers.ensure_binaries()
+    (tmp_path / "ch").mkdir()
+    server = test_servers.start_clickhouse(ch_bin, tmp_path / "ch", detached=False)
+    yield server
+    test_servers.stop_processes(tmp_path / "ch", [server.proc], grace=10.0, sweep=True)
+
+
+def _wait(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def test_clickhouse_down_under_traffic(tmp_path, own_clickhouse, redis_url, redis_client):
+    from adserver import create_app
+    from adserver.registry import save_advertiser
+
+    url = own_clickhouse.url
+    settings = load_settings({
+        "ADSERVER_SECRET_KEY": SECRET, "ADSERVER_REDIS_URL": redis_url, "ADSERVER_CLICKHOUSE_URL": url,
+        "ADSERVER_DATA_DIR": str(tmp_path / "var"), "ADSERVER_STREAM_KEY": "test:chdown",
+    })
+    ch = DriverClickHouse(parse_clickhouse_url(url), connect_timeout=0.5, timeout=2, retries=0)
+    schema.migrate(ch)
+    save_advertiser(ch, "demo")
+    stores.reset_after_fork()
+    app = create_app(settings)
+    client = app.test_client()
+    writer = BatchWriter(redis_client, ch, settings.stream_key, "chdown", batch_seconds=0.1, max_backoff=1.0)
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    try:
+        for n in range(10):
+            assert client.get(f"/px.gif?a=demo&e=view_item&sku=D10{10 + n}").status_code == 200
+        count = lambda: ch.execute("SELECT count() FROM events")[0][0]  # noqa: E731
+        _wait(lambda: count() == 10)
+
+        own_clickhouse.proc.terminate()
+        own_clickhouse.proc.wait(timeout=30)
+        for n in range(30):
+            response = client.get(f"/px.gif?a=demo&e=view_item&sku=D10{20 + n % 10}")
+            assert response.status_code == 200 and response.mimetype == "image/gif"
+        _wait(lambda: writer.failures >= 2)  # the writer is retrying, and acknowledged nothing
+        health = client.get("/healthz")
+        assert health.status_code == 503 and health.get_json()["clickhouse"].startswith("down")
+        assert health.get_json()["stream"]["length"] == 30
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert "adserver_stream_length 30" in metrics and "adserver_writer_lag_seconds" in metrics
+
+        restarted = subprocess.Popen(own_clickhouse.cmd, cwd=own_clickhouse.cwd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        own_clickhouse.proc = restarted
+        _wait(lambda: _safe(count) == 40)
+        _wait(lambda: redis_client.xlen(settings.stream_key) == 0)
+        assert client.get("/healthz").get_json()["stream"]["length"] == 0
+    finally:
+        writer.stop()
+        thread.join(timeout=10)
+        stores.close_all()
+        set_settings(None)
+
+
+def _safe(fn):
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - the server is still starting
+        return None

@@ -34,7 +34,9 @@ class Progress:
             share = min(1.0, self.done / self.total)
             bar = "#" * int(share * 30)
             return f"{self.label} [{bar:<30}] {self.done:,}/{self.total:,} {elapsed:6.1f}s"
-        return f"{self.label} {self.done:,} {elapsed:6.1f}s"
+        if self.done:
+            return f"{self.label} {self.done:,} {elapsed:6.1f}s"
+        return f"{self.label} {elapsed:.1f}s"
 
     def finish(self, note: str = "") -> float:
         elapsed = time.monotonic() - self.started

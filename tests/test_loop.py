@@ -16,9 +16,10 @@ def test_view_then_ad_then_click_reaches_clickhouse(client, demo_loaded, writer,
     assert ad["advertiser"] == "demo"
     assert ad["path"] == "personalised"
     shown = [p["sku"] for p in ad["products"]]
-    assert shown[:3] == ["D1010", "D1021", "D1004"]  # most recent interest first
-    assert [p["reason"] for p in ad["products"][:3]] == ["recent"] * 3
-    assert all(p["reason"] == "popular" for p in ad["products"][3:])
+    # Most recent interest first, half of the unit; then products similar to those views.
+    assert shown[:2] == ["D1010", "D1021"]
+    assert [p["reason"] for p in ad["products"]] == ["recent", "recent", "similar", "similar"]
+    assert {p["source_sku"] for p in ad["products"][2:]} <= {"D1010", "D1021", "D1004"}
 
     click = client.get(urlsplit(ad["products"][0]["click_url"]).path)
     assert click.status_code == 302

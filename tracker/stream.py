@@ -8,8 +8,8 @@ recently, their recently viewed products there and what they already bought.
 Key layout (``{uid}`` and ``{advertiser}`` are Redis Cluster hash tags, so a visitor's keys live
 on one shard and a script may read them together):
 
-- ``p:{uid}:adv``             ZSET advertiser -> last interest time (ms)
-- ``p:{uid}:rv:<advertiser>`` ZSET sku -> last view time (ms), newest ``profile_size`` kept
+- ``p:{uid}:adv``             ZSET advertiser -> last interest time (µs)
+- ``p:{uid}:rv:<advertiser>`` ZSET sku -> last view time (µs), newest ``profile_size`` kept
 - ``p:{uid}:buy:<advertiser>`` SET skus bought (not advertised again)
 - ``pop:{advertiser}:<day>``  ZSET sku -> interest weight that day, kept 8 days
 """
@@ -84,12 +84,12 @@ class EventStream:
         if uid and skus and event in INTEREST_EVENTS | {"purchase"}:
             prefix = profile_prefix(uid)
             if event in INTEREST_EVENTS:
-                ms = int(now * 1000)
+                us = int(now * 1_000_000)  # microseconds: two hits in the same millisecond keep their order
                 rv = f"{prefix}:rv:{advertiser}"
-                pipe.zadd(rv, {sku: ms for sku in skus})
+                pipe.zadd(rv, {sku: us for sku in skus})
                 pipe.zremrangebyrank(rv, 0, -self.profile_size - 1)
                 pipe.expire(rv, self.profile_ttl)
-                pipe.zadd(f"{prefix}:adv", {advertiser: ms})
+                pipe.zadd(f"{prefix}:adv", {advertiser: us})
                 pipe.expire(f"{prefix}:adv", self.profile_ttl)
             else:
                 buy = f"{prefix}:buy:{advertiser}"

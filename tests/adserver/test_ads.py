@@ -77,7 +77,15 @@ class AdPage(HTMLParser):
 # --- what is shown, in which order ----------------------------------------------------------------
 
 
-def test_recently_viewed_newest_first_then_popular(app, demo_loaded):
+@pytest.fixture
+def untrained(app, tmp_path):
+    """The demo advertiser as a new store with no trained model yet: no similar products."""
+    from adserver.recommend import ModelCache
+
+    app.extensions["adserver"].models = ModelCache(tmp_path / "no-models")
+
+
+def test_recently_viewed_newest_first_then_popular(app, demo_loaded, untrained):
     others = app.test_client()
     hit(others, "a=demo&e=add_to_cart&sku=D1030")  # weight 3: the most popular product
     view(others, "D1040")
@@ -129,7 +137,7 @@ def test_out_of_stock_products_are_never_shown(app, demo_loaded):
     assert len(skus(fallback)) == 12
 
 
-def test_bought_products_are_not_shown_again(app, demo_loaded):
+def test_bought_products_are_not_shown_again(app, demo_loaded, untrained):
     visitor = app.test_client()
     view(visitor, "D1004", "D1005", "D1006")
     assert skus(ad(visitor))[:3] == ["D1006", "D1005", "D1004"]

@@ -184,6 +184,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from adserver.demo import demo_products
     from adserver.feeds import import_products
     from adserver.registry import save_advertiser, save_placement
+    from adserver.training import train_advertiser
 
     ch = _clickhouse()
     save_advertiser(ch, "demo", "Lotus & Co. 莲花良品", "CNY")
@@ -193,6 +194,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report = import_products("demo", data, "json", full=True)
     print(f"demo advertiser 'demo': {report.accepted} products ({len(report.errors)} rejected); "
           "placements demo-feed, demo-sidebar")
+    result = train_advertiser(ch, "demo", get_settings().model_dir)
+    print(f"demo similar-products model {result.version} ({result.seconds:.1f}s)")
     return 0
 
 

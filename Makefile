@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test venv lint demo clean
+.PHONY: run test bench venv lint demo clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,17 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 run: venv
-	$(PY) -m adserver demo
+	$(PY) -m adserver demo --reports
 	@echo "Open http://127.0.0.1:$(PORT)/ (demo store: /demo/store, demo microblog: /demo/feed)"
+	@echo "Reports: http://127.0.0.1:$(PORT)/reports (demo@example.com / demo-password)"
 	ADSERVER_COOKIE_SECURE=$${ADSERVER_COOKIE_SECURE:-1} ADSERVER_WORKERS=1 \
 		$(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py 'adserver:create_app()'
 
 test: venv
 	$(PY) scripts/test_servers.py run -- $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -29,6 +29,9 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     app.extensions["adserver"] = Services(settings)
     for blueprint in (tracking.bp, ads.bp, feeds.bp, health.bp, demo.bp):
         app.register_blueprint(blueprint)
+    from adserver import reports
+
+    reports.init_app(app, settings)
 
     @app.get("/")
     def index():

@@ -162,8 +162,8 @@ def cmd_purge_events(args: argparse.Namespace) -> int:
 def cmd_create_advertiser(args: argparse.Namespace) -> int:
     from adserver.registry import save_advertiser
 
-    advertiser = save_advertiser(_clickhouse(), args.id, args.name or args.id, args.currency)
-    print(f"advertiser {advertiser.id} ({advertiser.name}, {advertiser.currency})")
+    advertiser = save_advertiser(_clickhouse(), args.id, args.name or args.id, args.currency, args.timezone)
+    print(f"advertiser {advertiser.id} ({advertiser.name}, {advertiser.currency}, {advertiser.timezone})")
     return 0
 
 
@@ -196,6 +196,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
           "placements demo-feed, demo-sidebar")
     result = train_advertiser(ch, "demo", get_settings().model_dir)
     print(f"demo similar-products model {result.version} ({result.seconds:.1f}s)")
+    if args.reports:
+        from adserver.reports.demo import setup_demo
+
+        print(setup_demo(ch))
     return 0
 
 
@@ -259,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--name", default="")
     p.add_argument("--currency", default="CNY")
+    p.add_argument("--timezone", default="UTC", help="IANA time zone of its reports' days and hours, e.g. Asia/Shanghai")
     p.set_defaults(func=cmd_create_advertiser)
 
     p = sub.add_parser("create-placement", help="register a publisher placement", description="Register an ad slot.")
@@ -271,7 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="load the demo advertiser, catalog and placements",
                        description="Load the demo store 'demo' (60 products) and placements into the configured stores.")
     p.add_argument("--base-url", help="where the demo store's pages are served (default: ADSERVER_PUBLIC_URL or 127.0.0.1:PORT)")
+    p.add_argument("--reports", action="store_true",
+                   help="also the demo marketer demo@example.com (password demo-password), a CPC price and 14 days "
+                        "of generated ad traffic for /reports (not for production stores)")
     p.set_defaults(func=cmd_demo)
+    from adserver.reports.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -11,11 +11,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tracker.clickhouse import ClickHouse
 from tracker.errors import AdServerError
 from tracker.events import ADVERTISER_RE, CURRENCIES, PLACEMENT_RE
-from tracker.schema import ADVERTISERS_COLUMNS, PLACEMENTS_COLUMNS
+from tracker.schema import ADVERTISERS_COLUMNS, ADVERTISERS_TIMEZONE_COLUMN, PLACEMENTS_COLUMNS
 
 SIZE_NAMES = ("300x250", "728x90", "160x600", "320x50", "320x100", "responsive")
 
@@ -25,6 +26,7 @@ class Advertiser:
     id: str
     name: str
     currency: str
+    timezone: str = "UTC"  # IANA name: reports' days and hours are the advertiser's
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,29 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def save_advertiser(ch: ClickHouse, advertiser_id: str, name: str = "", currency: str = "CNY") -> Advertiser:
+def check_timezone(timezone: str) -> str:
+    """An IANA time zone name such as ``Asia/Shanghai``, or :class:`AdServerError`."""
+    try:
+        if not timezone or timezone != timezone.strip() or ".." in timezone:
+            raise ValueError(timezone)
+        ZoneInfo(timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise AdServerError(f"unknown time zone {timezone!r} (use an IANA name like Asia/Shanghai)",
+                            "invalid_timezone") from None
+    return timezone
+
+
+def save_advertiser(ch: ClickHouse, advertiser_id: str, name: str = "", currency: str = "CNY",
+                    timezone: str = "UTC") -> Advertiser:
     if not ADVERTISER_RE.match(advertiser_id):
         raise AdServerError("advertiser id must be 1-64 lowercase letters, digits, '_' or '-'", "invalid_advertiser")
     if currency not in CURRENCIES:
         raise AdServerError(f"unknown currency {currency!r}", "invalid_currency")
+    check_timezone(timezone)
     name = (name or advertiser_id).strip()[:200]
-    ch.insert("advertisers", ADVERTISERS_COLUMNS, [(advertiser_id, name, currency, 0, time.time_ns(), _now())])
-    return Advertiser(advertiser_id, name, currency)
+    ch.insert("advertisers", (*ADVERTISERS_COLUMNS, ADVERTISERS_TIMEZONE_COLUMN),
+              [(advertiser_id, name, currency, 0, time.time_ns(), _now(), timezone)])
+    return Advertiser(advertiser_id, name, currency, timezone)
 
 
 def save_placement(ch: ClickHouse, placement_id: str, site: str, sizes=(), advertisers=()) -> Placement:
@@ -85,8 +102,10 @@ class Registry:
             try:
                 ch = self._ch()
                 advertisers = {
-                    r[0]: Advertiser(r[0], r[1], r[2])
-                    for r in ch.execute("SELECT id, name, currency FROM advertisers FINAL WHERE deleted = 0 ORDER BY id")
+                    r[0]: Advertiser(r[0], r[1], r[2], r[3])
+                    for r in ch.execute(
+                        "SELECT id, name, currency, timezone FROM advertisers FINAL WHERE deleted = 0 ORDER BY id"
+                    )
                 }
                 placements = {
                     r[0]: Placement(r[0], r[1], tuple(r[2]), tuple(r[3]))

@@ -89,7 +89,9 @@ START_ATTEMPTS = 3
 EXIT_SETUP_FAILED = 2
 EXIT_NO_TESTS = 5  # pytest.ExitCode.NO_TESTS_COLLECTED
 
-APT_PACKAGES = ("redis-server", "clickhouse-server", "clickhouse-client")
+APT_PACKAGES = ("redis-server", "clickhouse-server", "clickhouse-client", "chromium", "fonts-noto-cjk")
+# The browser tests (reports dashboard) drive Debian's Chromium and need a CJK font for Chinese text.
+BROWSER_FILES = (Path("/usr/bin/chromium"), Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"))
 # Debian puts clickhouse-server in /usr/sbin, which is not on a normal user's
 # PATH.
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
@@ -224,9 +226,11 @@ def ensure_binaries() -> tuple[str, str]:
     case on CI, a fresh Debian 12 machine); otherwise says what to install.
     """
     redis, clickhouse = find_binary("redis-server"), find_binary("clickhouse-server")
-    if redis and clickhouse:
+    browser = all(f.exists() for f in BROWSER_FILES)
+    if redis and clickhouse and browser:
         return redis, clickhouse
-    missing = [n for n, p in (("redis-server", redis), ("clickhouse-server", clickhouse)) if not p]
+    missing = [n for n, p in (("redis-server", redis), ("clickhouse-server", clickhouse),
+                              ("chromium and fonts-noto-cjk", browser)) if not p]
     if os.geteuid() != 0:
         raise SetupError(
             f"{' and '.join(missing)} not found "

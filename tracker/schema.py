@@ -159,20 +159,331 @@ ORDER BY token_hash
 API_TOKENS_COLUMNS = ("token_hash", "advertiser", "label", "revoked", "version", "created_at")
 
 
+# --- Reports -------------------------------------------------------------------------------------
+# Raw ``events`` stay the source of truth; reports read the tables below, which materialized views
+# keep up to date as events are inserted (``python -m adserver rebuild-reports`` refills them from
+# ``events``). Everything is aggregated per UTC hour; reports convert hours to the advertiser's
+# time zone at query time. Views must never fail (a failing view fails the insert into ``events``),
+# so they only use total functions: out-of-range array reads give '' instead of an error. States
+# are written with ``-StateIf`` (not ``-IfState``, whose type 18.16 cannot store in the column).
+
+# Each advertiser's time zone (IANA name), for day and hour breakdowns. Added by ``AddColumn``,
+# which checks ``system.columns`` first: ClickHouse 18.16 has no ``ADD COLUMN IF NOT EXISTS``.
+ADVERTISERS_TIMEZONE_COLUMN = "timezone"
+
+# Ad units: one row per (advertiser, UTC hour, placement). ``impressions`` counts ad decisions
+# that showed products, ``addressable_impressions`` those whose request carried a valid cookie,
+# ``visitors`` estimates distinct cookies reached (HyperLogLog, 2^12 cells: exact up to 16
+# visitors, about 1.6 % error beyond; small, fixed-size states that merge fast across hours).
+REPORT_ADS_HOURLY_TABLE = """
+CREATE TABLE IF NOT EXISTS report_ads_hourly (
+    advertiser String,
+    hour DateTime,
+    placement String,
+    impressions AggregateFunction(sum, UInt64),
+    addressable_impressions AggregateFunction(sum, UInt64),
+    clicks AggregateFunction(sum, UInt64),
+    visitors AggregateFunction(uniqHLL12, String)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY toYYYYMM(hour)
+ORDER BY (advertiser, hour, placement)
+"""
+
+REPORT_ADS_HOURLY_SELECT = """
+SELECT
+    advertiser,
+    toStartOfHour(ts, 'UTC') AS hour,
+    placement,
+    sumState(toUInt64(event = 'impression')) AS impressions,
+    sumState(toUInt64(event = 'impression' AND addressable = 1)) AS addressable_impressions,
+    sumState(toUInt64(event = 'click')) AS clicks,
+    uniqHLL12StateIf(uid, event = 'impression' AND uid != '') AS visitors
+FROM events
+WHERE event IN ('impression', 'click')
+GROUP BY advertiser, hour, placement
+"""
+
+REPORT_ADS_HOURLY_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS report_ads_hourly_mv TO report_ads_hourly AS " + REPORT_ADS_HOURLY_SELECT
+
+
+# Products shown, per recommendation reason and placement: one row per product slot of an ad
+# (``impressions`` = product impressions) and per click. ``impression_share`` adds 1/n for each of
+# the n products of an ad, so a CPM cost can be split between the products an ad showed.
+REPORT_REASONS_HOURLY_TABLE = """
+CREATE TABLE IF NOT EXISTS report_reasons_hourly (
+    advertiser String,
+    hour DateTime,
+    placement String,
+    reason String,
+    impressions AggregateFunction(sum, UInt64),
+    impression_share AggregateFunction(sum, Float64),
+    addressable_impressions AggregateFunction(sum, UInt64),
+    clicks AggregateFunction(sum, UInt64),
+    visitors AggregateFunction(uniqHLL12, String)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY toYYYYMM(hour)
+ORDER BY (advertiser, hour, reason, placement)
+"""
+
+REPORT_REASONS_HOURLY_SELECT = """
+SELECT
+    advertiser,
+    toStartOfHour(ts, 'UTC') AS hour,
+    placement,
+    reasons[slot] AS reason,
+    sumState(toUInt64(event = 'impression')) AS impressions,
+    sumState(if(event = 'impression', 1 / length(skus), 0)) AS impression_share,
+    sumState(toUInt64(event = 'impression' AND addressable = 1)) AS addressable_impressions,
+    sumState(toUInt64(event = 'click')) AS clicks,
+    uniqHLL12StateIf(uid, event = 'impression' AND uid != '') AS visitors
+FROM events
+ARRAY JOIN arrayEnumerate(skus) AS slot
+WHERE event IN ('impression', 'click')
+GROUP BY advertiser, hour, placement, reason
+"""
+
+REPORT_REASONS_HOURLY_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS report_reasons_hourly_mv TO report_reasons_hourly AS " + REPORT_REASONS_HOURLY_SELECT
+
+
+# The same per product (no placement, reason or visitors: a catalog has thousands of products,
+# and this keeps the table at most hours x products rows).
+REPORT_PRODUCTS_HOURLY_TABLE = """
+CREATE TABLE IF NOT EXISTS report_products_hourly (
+    advertiser String,
+    hour DateTime,
+    sku String,
+    impressions AggregateFunction(sum, UInt64),
+    impression_share AggregateFunction(sum, Float64),
+    addressable_impressions AggregateFunction(sum, UInt64),
+    clicks AggregateFunction(sum, UInt64)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY toYYYYMM(hour)
+ORDER BY (advertiser, hour, sku)
+"""
+
+REPORT_PRODUCTS_HOURLY_SELECT = """
+SELECT
+    advertiser,
+    toStartOfHour(ts, 'UTC') AS hour,
+    skus[slot] AS sku,
+    sumState(toUInt64(event = 'impression')) AS impressions,
+    sumState(if(event = 'impression', 1 / length(skus), 0)) AS impression_share,
+    sumState(toUInt64(event = 'impression' AND addressable = 1)) AS addressable_impressions,
+    sumState(toUInt64(event = 'click')) AS clicks
+FROM events
+ARRAY JOIN arrayEnumerate(skus) AS slot
+WHERE event IN ('impression', 'click')
+GROUP BY advertiser, hour, sku
+"""
+
+REPORT_PRODUCTS_HOURLY_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS report_products_hourly_mv TO report_products_hourly AS " + REPORT_PRODUCTS_HOURLY_SELECT
+
+# Daily twins of the three tables above (UTC days). A report over whole UTC days reads a day row
+# instead of 24 hour rows; the hours at either end of its range (local midnights are rarely UTC
+# midnights) still come from the hourly tables.
+def _daily(sql: str) -> str:
+    return (sql.replace("_hourly", "_daily").replace("hour DateTime", "day Date")
+            .replace("toYYYYMM(hour)", "toYYYYMM(day)").replace("(advertiser, hour,", "(advertiser, day,")
+            .replace("toStartOfHour(ts, 'UTC') AS hour", "toDate(ts, 'UTC') AS day")
+            .replace("GROUP BY advertiser, hour,", "GROUP BY advertiser, day,"))
+
+
+REPORT_ADS_DAILY_TABLE = _daily(REPORT_ADS_HOURLY_TABLE)
+REPORT_ADS_DAILY_SELECT = _daily(REPORT_ADS_HOURLY_SELECT)
+REPORT_ADS_DAILY_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS report_ads_daily_mv TO report_ads_daily AS " + REPORT_ADS_DAILY_SELECT
+REPORT_REASONS_DAILY_TABLE = _daily(REPORT_REASONS_HOURLY_TABLE)
+REPORT_REASONS_DAILY_SELECT = _daily(REPORT_REASONS_HOURLY_SELECT)
+REPORT_REASONS_DAILY_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS report_reasons_daily_mv TO report_reasons_daily AS " + REPORT_REASONS_DAILY_SELECT
+REPORT_PRODUCTS_DAILY_TABLE = _daily(REPORT_PRODUCTS_HOURLY_TABLE)
+REPORT_PRODUCTS_DAILY_SELECT = _daily(REPORT_PRODUCTS_HOURLY_SELECT)
+REPORT_PRODUCTS_DAILY_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS report_products_daily_mv TO report_products_daily AS " + REPORT_PRODUCTS_DAILY_SELECT
+
+# Attribution touchpoints: impressions and clicks of visitors with a cookie, ordered for lookup by
+# visitor. ``kind`` 2 = click, 1 = impression (a view). Small granules: attribution reads the
+# touches of a few visitors at a time. Like every table with a ``uid`` column, a visitor's rows are
+# removed by tracker/retention.py when they ask to be forgotten.
+REPORT_TOUCHPOINTS_TABLE = """
+CREATE TABLE IF NOT EXISTS report_touchpoints (
+    advertiser String,
+    uid String,
+    ts DateTime,
+    kind UInt8,
+    placement String,
+    skus Array(String),
+    reasons Array(String)
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(ts)
+ORDER BY (advertiser, uid, ts)
+SETTINGS index_granularity = 1024
+"""
+
+REPORT_TOUCHPOINTS_SELECT = """
+SELECT advertiser, uid, ts, toUInt8(if(event = 'click', 2, 1)) AS kind, placement, skus, reasons
+FROM events
+WHERE event IN ('impression', 'click') AND uid != ''
+"""
+
+REPORT_TOUCHPOINTS_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS report_touchpoints_mv TO report_touchpoints AS " + REPORT_TOUCHPOINTS_SELECT
+
+# Visitors reached per advertiser and UTC hour, for totals, days and hours: a few hundred states
+# per month to merge instead of one per placement and hour.
+REPORT_REACH_HOURLY_TABLE = """
+CREATE TABLE IF NOT EXISTS report_reach_hourly (
+    advertiser String,
+    hour DateTime,
+    visitors AggregateFunction(uniqHLL12, String)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY toYYYYMM(hour)
+ORDER BY (advertiser, hour)
+"""
+
+REPORT_REACH_HOURLY_SELECT = """
+SELECT advertiser, toStartOfHour(ts, 'UTC') AS hour, uniqHLL12State(uid) AS visitors
+FROM events
+WHERE event = 'impression' AND uid != ''
+GROUP BY advertiser, hour
+"""
+
+REPORT_REACH_HOURLY_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS report_reach_hourly_mv TO report_reach_hourly AS " + REPORT_REACH_HOURLY_SELECT
+
+# Each order's last click and last impression before it (same visitor, at most 90 days back),
+# whatever the windows: a report applies its windows to these. (Orders themselves are read from
+# ``events``: purchases are a small, contiguous range of its sorting key.) Written by reports themselves
+# (adserver/reports/attribution.py) for orders older than an hour, so that a report reads a few
+# rows per order instead of every touch of every buyer; ``rebuild-reports`` empties it.
+# ``click_ts``/``view_ts`` = 0 (1970-01-01) when there is none.
+REPORT_ORDER_TOUCHES_TABLE = """
+CREATE TABLE IF NOT EXISTS report_order_touches (
+    advertiser String,
+    order_id String,
+    uid String,
+    pts DateTime,
+    value Float64,
+    order_skus Array(String),
+    click_ts DateTime,
+    click_placement String,
+    click_skus Array(String),
+    click_reasons Array(String),
+    view_ts DateTime,
+    view_placement String,
+    view_skus Array(String),
+    view_reasons Array(String),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (advertiser, pts, order_id)
+"""
+
+# Marketer accounts: a user signs in with an e-mail and a password (scrypt hash, see
+# adserver/reports/accounts.py) and sees the advertisers they are a member of.
+USERS_TABLE = """
+CREATE TABLE IF NOT EXISTS users (
+    email String,
+    password_hash String,
+    disabled UInt8,
+    version UInt64,
+    updated_at DateTime
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY email
+"""
+
+USERS_COLUMNS = ("email", "password_hash", "disabled", "version", "updated_at")
+
+MEMBERSHIPS_TABLE = """
+CREATE TABLE IF NOT EXISTS memberships (
+    email String,
+    advertiser String,
+    deleted UInt8,
+    version UInt64,
+    updated_at DateTime
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (email, advertiser)
+"""
+
+MEMBERSHIPS_COLUMNS = ("email", "advertiser", "deleted", "version", "updated_at")
+
+# What an advertiser pays: ``model`` 'cpc' (per click) or 'cpm' (per 1000 impressions), in the
+# advertiser's currency; '' means no price (reports then show no cost and no ROAS).
+PRICES_TABLE = """
+CREATE TABLE IF NOT EXISTS advertiser_prices (
+    advertiser String,
+    model String,
+    amount Float64,
+    version UInt64,
+    updated_at DateTime
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY advertiser
+"""
+
+PRICES_COLUMNS = ("advertiser", "model", "amount", "version", "updated_at")
+
+# The tables the report views fill, with the SELECT each view runs on inserted events: a rebuild
+# runs the same SELECT over the whole ``events`` table (adserver/reports/maintenance.py).
+REPORT_VIEWS = (
+    ("report_ads_hourly", REPORT_ADS_HOURLY_SELECT),
+    ("report_reasons_hourly", REPORT_REASONS_HOURLY_SELECT),
+    ("report_products_hourly", REPORT_PRODUCTS_HOURLY_SELECT),
+    ("report_ads_daily", REPORT_ADS_DAILY_SELECT),
+    ("report_reasons_daily", REPORT_REASONS_DAILY_SELECT),
+    ("report_products_daily", REPORT_PRODUCTS_DAILY_SELECT),
+    ("report_touchpoints", REPORT_TOUCHPOINTS_SELECT),
+    ("report_reach_hourly", REPORT_REACH_HOURLY_SELECT),
+)
+# Filled by reports themselves (emptied by a rebuild).
+REPORT_CACHES = ("report_order_touches",)
+
+
+@dataclass(frozen=True)
+class AddColumn:
+    """``ALTER TABLE ... ADD COLUMN`` applied only if the column is missing (18.16 has no IF NOT EXISTS)."""
+
+    table: str
+    column: str
+    definition: str
+
+    @property
+    def sql(self) -> str:
+        return f"ALTER TABLE {self.table} ADD COLUMN {self.column} {self.definition}"
+
+    def apply(self, ch: ClickHouse) -> None:
+        rows = ch.execute(
+            "SELECT count() FROM system.columns WHERE database = currentDatabase() "
+            "AND table = %(table)s AND name = %(column)s",
+            {"table": self.table, "column": self.column},
+        )
+        if not rows[0][0]:
+            ch.execute(self.sql)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple[str | AddColumn, ...]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events and bad_events", (EVENTS_TABLE, BAD_EVENTS_TABLE)),
     Migration(2, "catalog, advertisers, placements", (PRODUCTS_TABLE, ADVERTISERS_TABLE, PLACEMENTS_TABLE)),
     Migration(3, "api tokens", (API_TOKENS_TABLE,)),
+    Migration(4, "reports: advertiser time zone, pre-aggregated tables and views, accounts, prices", (
+        AddColumn("advertisers", ADVERTISERS_TIMEZONE_COLUMN, "String DEFAULT 'UTC'"),
+        REPORT_ADS_HOURLY_TABLE, REPORT_ADS_HOURLY_VIEW,
+        REPORT_REASONS_HOURLY_TABLE, REPORT_REASONS_HOURLY_VIEW,
+        REPORT_PRODUCTS_HOURLY_TABLE, REPORT_PRODUCTS_HOURLY_VIEW,
+        REPORT_ADS_DAILY_TABLE, REPORT_ADS_DAILY_VIEW,
+        REPORT_REASONS_DAILY_TABLE, REPORT_REASONS_DAILY_VIEW,
+        REPORT_PRODUCTS_DAILY_TABLE, REPORT_PRODUCTS_DAILY_VIEW,
+        REPORT_TOUCHPOINTS_TABLE, REPORT_TOUCHPOINTS_VIEW,
+        REPORT_REACH_HOURLY_TABLE, REPORT_REACH_HOURLY_VIEW, REPORT_ORDER_TOUCHES_TABLE,
+        USERS_TABLE, MEMBERSHIPS_TABLE, PRICES_TABLE,
+    )),
 )
 
-TABLES = ("events", "bad_events", "products", "advertisers", "placements", "api_tokens")
+TABLES = ("events", "bad_events", "products", "advertisers", "placements", "api_tokens",
+          "report_ads_hourly", "report_reasons_hourly", "report_products_hourly", "report_touchpoints",
+          "report_ads_daily", "report_reasons_daily", "report_products_daily",
+          "users", "memberships", "advertiser_prices", "report_reach_hourly",
+          "report_order_touches")
 
 
 def applied_versions(ch: ClickHouse) -> set[int]:
@@ -189,7 +500,10 @@ def migrate(ch: ClickHouse) -> list[Migration]:
             continue
         log.info("applying migration %d: %s", migration.version, migration.name)
         for statement in migration.statements:
-            ch.execute(statement)
+            if isinstance(statement, AddColumn):
+                statement.apply(ch)
+            else:
+                ch.execute(statement)
         ch.insert(
             "schema_migrations",
             ("version", "name", "applied_at"),

@@ -1,0 +1,158 @@
+"""Impressions, clicks, visitors and addressable share per report key.
+
+``agg`` reads the hourly tables the materialized views fill; ``raw`` computes the same from
+``events`` (the source of truth), for tests and the benchmark. Hours are UTC hours; keys convert
+them to the advertiser's time zone. Only whitelisted table names and key expressions are
+formatted into the SQL; values are parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tracker.clickhouse import ClickHouse
+
+# Which table answers each breakdown, and whether its impressions are ads or product slots.
+TABLES = {
+    "total": "report_ads_hourly",
+    "day": "report_ads_hourly",
+    "hour": "report_ads_hourly",
+    "placement": "report_ads_hourly",
+    "reason": "report_reasons_hourly",
+    "sku": "report_products_hourly",
+}
+PRODUCT_LEVEL = frozenset({"reason", "sku"})
+
+KEYS = {
+    "total": "'total'",
+    "day": "toString(toDate(hour, %(tz)s))",
+    "hour": "toString(hour, %(tz)s)",
+    "placement": "placement",
+    "reason": "reason",
+    "sku": "sku",
+}
+
+_AGG = """
+SELECT {key} AS key,
+       sumMerge(impressions) AS imps,
+       sumMerge(addressable_impressions) AS addressable,
+       sumMerge(clicks) AS clks,
+       {share} AS share,
+       {visitors} AS uniq_visitors
+FROM {source}
+WHERE {where}
+GROUP BY key
+"""
+_HOURS = "advertiser = %(advertiser)s AND hour >= toDateTime(%(start)s) AND hour < toDateTime(%(end)s)"
+
+# Breakdowns without time in the key (placement, reason, product) read whole UTC days from the
+# daily tables and only the hours at the ends of the range from the hourly ones.
+DAILY = {"report_ads_hourly": "report_ads_daily", "report_reasons_hourly": "report_reasons_daily",
+         "report_products_hourly": "report_products_daily"}
+STATE_COLUMNS = {
+    "report_ads_hourly": "placement, impressions, addressable_impressions, clicks, visitors",
+    "report_reasons_hourly": ("placement, reason, impressions, impression_share, addressable_impressions, clicks, "
+                              "visitors"),
+    "report_products_hourly": "sku, impressions, impression_share, addressable_impressions, clicks",
+}
+_SPLIT_SOURCE = """(
+    SELECT {columns} FROM {table}
+    WHERE advertiser = %(advertiser)s
+      AND ((hour >= toDateTime(%(start)s) AND hour < toDateTime(%(day_lo)s))
+           OR (hour >= toDateTime(%(day_hi)s) AND hour < toDateTime(%(end)s)))
+    UNION ALL
+    SELECT {columns} FROM {daily}
+    WHERE advertiser = %(advertiser)s AND day >= %(day_lo_date)s AND day < %(day_hi_date)s
+)"""
+
+# Visitors for totals, days and hours come from the small per-hour reach table.
+REACH_GROUPS = frozenset({"total", "day", "hour"})
+_REACH = """
+SELECT {key} AS key, uniqHLL12Merge(visitors) AS uniq_visitors
+FROM report_reach_hourly
+WHERE advertiser = %(advertiser)s AND hour >= toDateTime(%(start)s) AND hour < toDateTime(%(end)s)
+GROUP BY key
+"""
+
+# The raw twin: the same hour truncation and key expressions over ``events``.
+_RAW = """
+SELECT {key} AS key,
+       sum(toUInt64(event = 'impression')) AS imps,
+       sum(toUInt64(event = 'impression' AND addressable = 1)) AS addressable,
+       sum(toUInt64(event = 'click')) AS clks,
+       {share} AS share,
+       {visitors} AS uniq_visitors
+FROM (
+    SELECT toStartOfHour(ts, 'UTC') AS hour, event, addressable, uid, placement{slot_columns}
+    FROM events {array_join}
+    WHERE advertiser = %(advertiser)s AND event IN ('impression', 'click')
+      AND ts >= toDateTime(%(start)s) AND ts < toDateTime(%(end)s)
+)
+GROUP BY key
+"""
+
+
+@dataclass
+class AdStats:
+    impressions: int = 0
+    addressable: int = 0
+    clicks: int = 0
+    share: float = 0.0  # ad impressions these product impressions stand for (sum of 1/n)
+    visitors: int | None = None
+
+
+def day_split(start: int, end: int) -> dict:
+    """The whole UTC days inside ``[start, end)``: ``[day_lo, day_hi)``, empty if there is none."""
+    day_lo = -(-start // 86400) * 86400
+    day_hi = end // 86400 * 86400
+    if day_lo >= day_hi:
+        day_lo = day_hi = end
+    return {"day_lo": day_lo, "day_hi": day_hi,
+            "day_lo_date": datetime.fromtimestamp(day_lo, UTC).date(),
+            "day_hi_date": datetime.fromtimestamp(day_hi, UTC).date()}
+
+
+def ad_stats_sql(group_by: str, source: str = "agg") -> str:
+    if group_by not in KEYS:
+        raise ValueError(f"unknown group_by {group_by!r}")
+    product_level = group_by in PRODUCT_LEVEL
+    if source == "agg":
+        table = TABLES[group_by]
+        split = group_by not in REACH_GROUPS
+        return _AGG.format(
+            key=KEYS[group_by],
+            source=_SPLIT_SOURCE.format(columns=STATE_COLUMNS[table], table=table, daily=DAILY[table])
+            if split else table,
+            where="1" if split else _HOURS,
+            share="sumMerge(impression_share)" if product_level else "toFloat64(sumMerge(impressions))",
+            visitors=("toUInt64(0)" if group_by == "sku" or group_by in REACH_GROUPS
+                      else "uniqHLL12Merge(visitors)"),
+        )
+    if source == "raw":
+        return _RAW.format(
+            key=KEYS[group_by],
+            share=("sum(if(event = 'impression', 1 / n_products, 0))" if product_level
+                   else "toFloat64(sum(toUInt64(event = 'impression')))"),
+            visitors="toUInt64(0)" if group_by == "sku" else "uniqHLL12If(uid, event = 'impression' AND uid != '')",
+            slot_columns=", skus[slot] AS sku, reasons[slot] AS reason, length(skus) AS n_products"
+            if product_level else "",
+            array_join="ARRAY JOIN arrayEnumerate(skus) AS slot" if product_level else "",
+        )
+    raise ValueError(f"unknown source {source!r}")
+
+
+def ad_stats(ch: ClickHouse, advertiser: str, start: int, end: int, group_by: str, timezone: str,
+             source: str = "agg") -> dict[str, AdStats]:
+    """Ad statistics per key for UTC hours in ``[start, end)`` (unix seconds, whole hours)."""
+    params = {"advertiser": advertiser, "start": start, "end": end, "tz": timezone, **day_split(start, end)}
+    rows = ch.execute(ad_stats_sql(group_by, source), params)
+    stats = {
+        str(key): AdStats(int(imps), int(addr), int(clks), float(share),
+                          None if group_by == "sku" else int(vis))
+        for key, imps, addr, clks, share, vis in rows
+    }
+    if source == "agg" and group_by in REACH_GROUPS:
+        for key, visitors in ch.execute(_REACH.format(key=KEYS[group_by]), params):
+            stats.setdefault(str(key), AdStats(visitors=0)).visitors = int(visitors)
+    return stats

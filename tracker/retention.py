@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from tracker.clickhouse import ClickHouse
 
-RAW_TABLES = ("events", "bad_events")
+# Raw events, and the per-visitor copy of ad events the reports keep for attribution.
+RAW_TABLES = ("events", "bad_events", "report_touchpoints")
 
 
 def visitor_tables(ch: ClickHouse) -> list[str]:

@@ -35,7 +35,7 @@ def test_partitions_wholly_past_retention_are_dropped(any_ch):
     now = datetime(2026, 10, 20)
     # 30 days before now is 2026-09-20: August is wholly older, September is not.
     assert expired_partitions(any_ch, "events", 30, now) == ["202608"]
-    assert drop_expired(any_ch, 30, now) == {"events": ["202608"], "bad_events": []}
+    assert drop_expired(any_ch, 30, now) == {"events": ["202608"], "bad_events": [], "report_touchpoints": []}
     assert _uids(any_ch) == {"edge": 1, "new": 1}
 
 

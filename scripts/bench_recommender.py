@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Recommender at production scale, end to end through the product's own commands.
+
+Loads a synthetic store of ``--products`` products (a feed through ``import-feed``, timed) and
+``--events`` interest events (inserted into ClickHouse's ``events`` table), runs ``train`` (timed: the
+ClickHouse extraction, content and behavioural similarity, blend, artifact), then measures the
+per-decision lookup of the serving side (profile -> recent + similar + popular, in memory) against a
+decision without the model, and prints the figures. Needs ``ADSERVER_CLICKHOUSE_URL``/``ADSERVER_REDIS_URL``
+(e.g. ``source`` the env.sh of ``scripts/test_servers.py start``) or runs embedded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ADVERTISER = "bench-shop"
+
+
+def _cli(*args: str, stdin: bytes | None = None) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "adserver", *args], cwd=ROOT, input=stdin,
+                            capture_output=True, check=False)
+    seconds = time.perf_counter() - started
+    out = (result.stdout + result.stderr).decode(errors="replace")
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"{args[0]} failed:\n{out}")
+    return seconds, out
+
+
+def feed_file(path: Path, products: int) -> None:
+    from models.synthetic import synthetic_catalogue
+
+    titles, cats = synthetic_catalogue(products, seed=1)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["id", "title", "link", "image_link", "price", "currency", "availability", "product_type"])
+    for n, (title, cat) in enumerate(zip(titles, cats)):
+        writer.writerow([f"P{n}", title, f"https://bench.example/p/{n}", f"https://bench.example/i/{n}.jpg",
+                         f"{10 + n % 500}.90", "CNY", "in stock", f"Category {cat}"])
+    path.write_text(buf.getvalue())
+
+
+def insert_events(events: int, products: int) -> float:
+    from models.synthetic import synthetic_events
+    from tracker import schema
+    from tracker.stores import get_clickhouse
+
+    visitors, items, ts, weights = synthetic_events(events, products, seed=2)
+    now = time.time()
+    ts = ts - ts.max() + now - 3600  # the last 90 days up to an hour ago
+    names = {1.0: "view_item", 3.0: "add_to_cart", 5.0: "purchase"}
+    ch = get_clickhouse()
+    started = time.perf_counter()
+    from datetime import UTC, datetime
+
+    chunk = 200_000
+    for lo in range(0, len(items), chunk):
+        rows = [
+            (datetime.fromtimestamp(float(t), UTC).replace(tzinfo=None), ADVERTISER, names[float(w)], f"v{v}",
+             f"P{i}", [f"P{i}"], [], "", 0.0, "", "", "", "", 1, "desktop", "", "", f"bench-{lo + k}")
+            for k, (v, i, t, w) in enumerate(zip(visitors[lo:lo + chunk], items[lo:lo + chunk],
+                                                  ts[lo:lo + chunk], weights[lo:lo + chunk]))
+        ]
+        ch.insert("events", schema.EVENTS_COLUMNS, rows)
+        print(f"\r  events {min(lo + chunk, len(items)):,}/{len(items):,}", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    return time.perf_counter() - started
+
+
+def lookup_timing(decisions: int) -> dict:
+    from adserver.catalog import load_products
+    from adserver.decision import decide
+    from adserver.recommend import ModelCache
+    from tracker.settings import get_settings
+    from tracker.stores import get_clickhouse
+    from tracker.stream import Profile
+
+    products = load_products(get_clickhouse(), ADVERTISER)
+    models = ModelCache(get_settings().model_dir, check_seconds=3600)
+    model = models.get(ADVERTISER)
+    skus = list(products)
+    rng = np.random.default_rng(3)
+    profiles = [Profile(ADVERTISER, [skus[j] for j in rng.integers(0, len(skus), 5)], set()) for _ in range(decisions)]
+    popular = model.popular_ids(50)
+    out = {}
+    for label, model_fn in (("with model", lambda a: model), ("without model", lambda a: None)):
+        started = time.perf_counter()
+        for profile in profiles:
+            decide(profile, ADVERTISER, lambda a: products, lambda a: popular, 4, model=model_fn)
+        out[label] = (time.perf_counter() - started) / decisions * 1e6
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--decisions", type=int, default=20_000)
+    args = parser.parse_args()
+    work = Path(os.environ.get("ADSERVER_BENCH_DIR") or "/tmp/adserver-bench-recommender")
+    work.mkdir(parents=True, exist_ok=True)
+    _cli("create-advertiser", ADVERTISER)
+    feed = work / "feed.csv"
+    feed_file(feed, args.products)
+    import_s, out = _cli("import-feed", ADVERTISER, str(feed), "--full")
+    print(out.strip().splitlines()[-1])
+    events_s = insert_events(args.events, args.products)
+    train_s, out = _cli("train", "--advertiser", ADVERTISER)
+    print(out.strip())
+    lookups = lookup_timing(args.decisions)
+    print()
+    print(f"import-feed, {args.products:,} products:           {import_s:7.1f} s (CLI, including start-up)")
+    print(f"events inserted, {args.events:,}:             {events_s:7.1f} s")
+    print(f"train, {args.products:,} products + {args.events:,} events: {train_s:7.1f} s (CLI, including start-up)")
+    for label, micros in lookups.items():
+        print(f"ad decision lookup {label:<14}          {micros:7.1f} µs per decision (in memory, 4 slots)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

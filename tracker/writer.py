@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -33,15 +33,21 @@ GROUP = "writer"
 RECOVERY_WINDOW = 3600  # seconds around a pending batch searched for rows already stored
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def _ts(value: Any) -> datetime:
+    """A naive UTC datetime from unix seconds (arithmetic on a naive epoch: no time-zone work per row)."""
     try:
-        return datetime.fromtimestamp(float(value), UTC).replace(tzinfo=None)
-    except (TypeError, ValueError, OverflowError, OSError):
+        return _EPOCH + timedelta(seconds=int(float(value)))
+    except (TypeError, ValueError, OverflowError):
         return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _str(value: Any, limit: int = 2048) -> str:
-    return value[:limit] if isinstance(value, str) else ("" if value is None else str(value)[:limit])
+    if type(value) is str:  # the common case, kept cheap: the writer handles every event
+        return value if len(value) <= limit else value[:limit]
+    return "" if value is None else str(value)[:limit]
 
 
 def _strs(value: Any) -> list[str]:
@@ -150,7 +156,7 @@ class BatchWriter:
                 continue
             kind = fields.get(b"t", b"").decode(errors="replace")
             try:
-                data = json.loads(fields.get(b"d", b"{}"))
+                data = json.loads(fields.get(b"d", b"{}").decode())
                 if not isinstance(data, dict):
                     raise ValueError("not an object")
             except ValueError:

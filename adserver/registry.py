@@ -88,17 +88,15 @@ class Registry:
         self._lock = threading.Lock()
         self._loaded_at = -1e9
         self._loaded = False
+        self._healthy = True
+        self._refreshing: threading.Thread | None = None
         self.advertisers: dict[str, Advertiser] = {}
         self.placements: dict[str, Placement] = {}
 
-    def _refresh(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._loaded_at < self.ttl:
-            return
+    def _load(self) -> None:
+        """Read both tables; on failure keep the last copy (and remember the database is away)."""
         with self._lock:
-            if not force and now - self._loaded_at < self.ttl:
-                return
-            self._loaded_at = now
+            self._loaded_at = time.monotonic()
             try:
                 ch = self._ch()
                 advertisers = {
@@ -114,20 +112,38 @@ class Registry:
                     )
                 }
             except Exception:  # noqa: BLE001 - keep the last copy while the database is away
+                self._healthy = False
                 return
-            self.advertisers, self.placements, self._loaded = advertisers, placements, True
+            self.advertisers, self.placements = advertisers, placements
+            self._loaded = self._healthy = True
+
+    def _refresh(self) -> None:
+        """Reload when stale. Only the very first load waits; later ones run in the background, so a
+        request never waits for ClickHouse (which may be down) once the registry is known."""
+        if time.monotonic() - self._loaded_at < self.ttl:
+            return
+        if not self._loaded:
+            self._load()
+            return
+        with self._lock:
+            if self._refreshing is not None and self._refreshing.is_alive():
+                return
+            self._loaded_at = time.monotonic()  # one background attempt per ttl
+            self._refreshing = threading.Thread(target=self._load, name="registry-refresh", daemon=True)
+            self._refreshing.start()
 
     def reload(self) -> None:
-        self._refresh(force=True)
+        self._load()
 
     def known_advertiser(self, advertiser_id: str) -> bool:
         """True if registered, or if the registry could never be loaded (do not drop real traffic)."""
         self._refresh()
         if advertiser_id in self.advertisers or not self._loaded:
             return True
-        # A store registered a moment ago in another process: look again, at most once per second.
-        if time.monotonic() - self._loaded_at > 1.0:
-            self._refresh(force=True)
+        # A store registered a moment ago in another process: look again now, at most once per second,
+        # and only while the database answers (otherwise this would stall the pixel).
+        if self._healthy and time.monotonic() - self._loaded_at > 1.0:
+            self._load()
         return advertiser_id in self.advertisers
 
     def placement(self, placement_id: str) -> Placement | None:

@@ -1,0 +1,48 @@
+"""The registry never makes a request wait for ClickHouse once it has a copy."""
+
+from __future__ import annotations
+
+import threading
+
+from adserver.registry import Registry, save_advertiser
+from tracker.clickhouse import DriverClickHouse
+from tracker.settings import parse_clickhouse_url
+
+
+def test_stale_registry_refreshes_in_the_background(ch):
+    save_advertiser(ch, "shop-a")
+    gate = threading.Event()
+    calls = []
+
+    def factory():
+        calls.append(1)
+        if len(calls) > 1:  # every reload after the first waits until the test lets it go
+            assert gate.wait(20)
+        return ch
+
+    registry = Registry(factory, ttl=0.0)
+    assert registry.known_advertiser("shop-a")  # first load: synchronous
+    save_advertiser(ch, "shop-b")
+    # Stale: a background reload starts (held at the gate) and the answer comes from the copy at once.
+    assert registry.advertiser_ids() == ["shop-a"]
+    refresh = registry._refreshing
+    assert refresh is not None and refresh.is_alive()
+    gate.set()
+    refresh.join(timeout=20)
+    assert registry.advertiser_ids() == ["shop-a", "shop-b"]
+
+
+def test_database_away_keeps_the_copy_and_skips_lookups(ch):
+    save_advertiser(ch, "shop-a")
+    dead = DriverClickHouse(parse_clickhouse_url("clickhouse://127.0.0.1:1/x"), 0.2, 0.5, retries=0)
+    current = {"ch": ch}
+    registry = Registry(lambda: current["ch"], ttl=3600)
+    registry.reload()
+    current["ch"] = dead
+    registry.reload()  # fails: the copy stays, the registry knows the database is away
+    assert registry.advertiser_ids() == ["shop-a"]
+    loads = []
+    registry._ch = lambda: loads.append(1) or dead
+    registry._loaded_at -= 10
+    assert registry.known_advertiser("unknown-shop") is False
+    assert loads == []  # no synchronous lookup while the database is away

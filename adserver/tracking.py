@@ -32,12 +32,15 @@ def _params() -> dict[str, str]:
     return {k: v for k, v in request.args.items(multi=False)}
 
 
-def set_uid_cookie(response: Response, value: str) -> None:
+def _cookie_options() -> dict:
+    """Attributes of every cookie we set: third-party (SameSite=None) needs Secure; plain-HTTP development gets Lax."""
     settings = services().settings
-    response.set_cookie(
-        UID_COOKIE, value, max_age=UID_MAX_AGE, path="/", domain=settings.cookie_domain,
-        secure=settings.cookie_secure, httponly=True, samesite="None" if settings.cookie_secure else "Lax",
-    )
+    return {"path": "/", "domain": settings.cookie_domain, "secure": settings.cookie_secure, "httponly": True,
+            "samesite": "None" if settings.cookie_secure else "Lax"}
+
+
+def set_uid_cookie(response: Response, value: str) -> None:
+    response.set_cookie(UID_COOKIE, value, max_age=UID_MAX_AGE, **_cookie_options())
 
 
 def current_uid() -> str | None:
@@ -164,9 +167,7 @@ def forget() -> Response:
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     if uid is not None and status == 200:
-        settings = svc.settings
-        response.delete_cookie(UID_COOKIE, path="/", domain=settings.cookie_domain, secure=settings.cookie_secure,
-                               httponly=True, samesite="None" if settings.cookie_secure else "Lax")
+        response.delete_cookie(UID_COOKIE, **_cookie_options())
     return response
 
 
@@ -190,11 +191,6 @@ def optout() -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     if request.method == "POST":
-        settings = svc.settings
-        response.set_cookie(OPTOUT_COOKIE, "1", max_age=5 * 365 * 86400, path="/", domain=settings.cookie_domain,
-                            secure=settings.cookie_secure, httponly=True,
-                            samesite="None" if settings.cookie_secure else "Lax")
-        response.delete_cookie(UID_COOKIE, path="/", domain=settings.cookie_domain,
-                               secure=settings.cookie_secure, httponly=True,
-                               samesite="None" if settings.cookie_secure else "Lax")
+        response.set_cookie(OPTOUT_COOKIE, "1", max_age=5 * 365 * 86400, **_cookie_options())
+        response.delete_cookie(UID_COOKIE, **_cookie_options())
     return response

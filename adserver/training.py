@@ -16,8 +16,8 @@ import numpy as np
 from adserver.catalog import load_products
 from adserver.progress import Progress
 from tracker.clickhouse import ClickHouse
+from tracker.events import INTEREST_WEIGHTS
 
-EVENT_WEIGHTS = {"view_item": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 TRAINING_SQL = """
 SELECT uid, arrayJoin(skus) AS sku, toUnixTimestamp(ts) AS t, event
 FROM events
@@ -49,7 +49,7 @@ def training_events(ch: ClickHouse, advertiser: str, index: dict[str, int], days
         v.append(visitors.setdefault(uid, len(visitors)))
         i.append(item)
         t.append(float(ts))
-        w.append(EVENT_WEIGHTS[event])
+        w.append(INTEREST_WEIGHTS[event])
     return (np.asarray(v, dtype=np.int64), np.asarray(i, dtype=np.int64),
             np.asarray(t, dtype=np.float64), np.asarray(w, dtype=np.float64))
 

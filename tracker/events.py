@@ -18,6 +18,8 @@ AD_EVENTS = frozenset({"impression", "click"})
 SKU_EVENTS = frozenset({"view_item", "add_to_cart", "purchase"})
 # Events that show interest in a product: they feed the visitor's recently-viewed list.
 INTEREST_EVENTS = frozenset({"view_item", "add_to_cart"})
+# How much each product event says about wanting the product (popularity and the models use them).
+INTEREST_WEIGHTS = {"view_item": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 
 MAX_SKUS = 50
 MAX_SKU_LEN = 100

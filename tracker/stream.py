@@ -23,11 +23,10 @@ from datetime import UTC, datetime
 
 import redis
 
-from tracker.events import INTEREST_EVENTS
+from tracker.events import INTEREST_EVENTS, INTEREST_WEIGHTS
 
 METRICS_KEY = "adserver:metrics"
 POPULAR_DAYS = 7
-POPULAR_WEIGHTS = {"view_item": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 
 _READ_PROFILE = """
 local advs = redis.call('ZREVRANGE', KEYS[1], 0, 0)
@@ -97,7 +96,7 @@ class EventStream:
                 pipe.expire(buy, self.profile_ttl)
             pop = popular_key(advertiser, utc_day(now))
             for sku in skus:
-                pipe.zincrby(pop, POPULAR_WEIGHTS[event], sku)
+                pipe.zincrby(pop, INTEREST_WEIGHTS[event], sku)
             pipe.expire(pop, (POPULAR_DAYS + 1) * 86400)
         pipe.execute()
 

@@ -42,22 +42,16 @@ def _site_apps(port: int) -> tuple[Flask, Flask]:
     store = Flask("store")
     tag = f'<script async src="{ads}/tag.js" data-advertiser="shop"></script>'
 
-    @store.get("/p/<sku>")
-    def product_page(sku: str):
-        return (f"<!doctype html><title>{sku}</title><h1 id=sku>{sku}</h1>"
-                f"<script>window.adserver=window.adserver||[];adserver.push({{event:'view_item',sku:'{sku}'}});"
+    def page(title: str, event: str, extra: str = "") -> str:
+        """A store page that tells the tag about one event (queued before the tag loads)."""
+        return (f"<!doctype html><title>{title}</title><h1 id=sku>{title}</h1>"
+                f"<script>window.adserver=window.adserver||[];adserver.push({{event:'{event}',{extra}}});"
                 f"</script>{tag}")
 
-    @store.get("/cart/<sku>")
-    def cart(sku: str):
-        return (f"<!doctype html><title>cart</title><script>window.adserver=window.adserver||[];"
-                f"adserver.push({{event:'add_to_cart',sku:'{sku}'}});</script>{tag}")
-
-    @store.get("/buy/<sku>")
-    def buy(sku: str):
-        return (f"<!doctype html><title>thanks</title><script>window.adserver=window.adserver||[];"
-                f"adserver.push({{event:'purchase',sku:'{sku}',order:'O-1',value:'88.00',currency:'CNY'}});"
-                f"</script>{tag}")
+    store.add_url_rule("/p/<sku>", "product", lambda sku: page(sku, "view_item", f"sku:'{sku}'"))
+    store.add_url_rule("/cart/<sku>", "cart", lambda sku: page("cart", "add_to_cart", f"sku:'{sku}'"))
+    store.add_url_rule("/buy/<sku>", "buy", lambda sku: page(
+        "thanks", "purchase", f"sku:'{sku}',order:'O-1',value:'88.00',currency:'CNY'"))
 
     @store.get("/img/<sku>.svg")
     def image(sku: str):

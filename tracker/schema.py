@@ -58,6 +58,7 @@ ORDER BY (advertiser, event, ts)
 EVENTS_COLUMNS = (
     "ts", "advertiser", "event", "uid", "sku", "skus", "reasons", "order_id", "value", "currency",
     "placement", "impression_id", "size", "addressable", "device", "url", "ref", "stream_id",
+    "campaign", "cost", "pctr", "interest_age", "interest_views", "invalid", "invalid_reason",
 )
 
 # Invalid hits are kept with the raw request and every reason found, for integrators to debug.
@@ -432,6 +433,56 @@ REPORT_VIEWS = (
 REPORT_CACHES = ("report_order_touches",)
 
 
+# --- Campaigns and the auction -----------------------------------------------------------------
+# A campaign is what competes for a slot: its price (CPC or CPM, in the exchange currency of the
+# settings), daily budget, dates, audience rules, frequency caps and look. Versioned like the other
+# registries: the newest version wins, a removed campaign gets ``deleted = 1``.
+CAMPAIGNS_TABLE = """
+CREATE TABLE IF NOT EXISTS campaigns (
+    id String,
+    advertiser String,
+    name String,
+    status String,
+    start_date Date,
+    end_date Date,
+    pricing String,
+    price Float64,
+    daily_budget Float64,
+    audience_days UInt16,
+    exclude_buyers_days UInt16,
+    cap_per_day UInt16,
+    min_gap_seconds UInt32,
+    logo_url String,
+    brand_color String,
+    text_color String,
+    deleted UInt8,
+    version UInt64,
+    updated_at DateTime
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY id
+"""
+
+CAMPAIGNS_COLUMNS = (
+    "id", "advertiser", "name", "status", "start_date", "end_date", "pricing", "price", "daily_budget",
+    "audience_days", "exclude_buyers_days", "cap_per_day", "min_gap_seconds", "logo_url", "brand_color",
+    "text_color", "deleted", "version", "updated_at",
+)
+
+# Columns added to ``events`` and ``placements`` by migration 5 (order of the writer's rows):
+# the campaign that won, what it was charged, the predicted CTR and the interest the decision saw
+# (the CTR model trains on them), and the invalid-traffic verdict (bots, prefetches, click floods).
+EVENTS_V5_COLUMNS = (
+    ("campaign", "String DEFAULT ''"),
+    ("cost", "Float64 DEFAULT 0"),
+    ("pctr", "Float64 DEFAULT 0"),
+    ("interest_age", "UInt32 DEFAULT 0"),
+    ("interest_views", "UInt16 DEFAULT 0"),
+    ("invalid", "UInt8 DEFAULT 0"),
+    ("invalid_reason", "String DEFAULT ''"),
+)
+PLACEMENTS_FLOOR_COLUMN = "floor"
+
+
 @dataclass(frozen=True)
 class AddColumn:
     """``ALTER TABLE ... ADD COLUMN`` applied only if the column is missing (18.16 has no IF NOT EXISTS)."""
@@ -477,13 +528,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         REPORT_REACH_HOURLY_TABLE, REPORT_REACH_HOURLY_VIEW, REPORT_ORDER_TOUCHES_TABLE,
         USERS_TABLE, MEMBERSHIPS_TABLE, PRICES_TABLE,
     )),
+    Migration(5, "campaigns, placement floors, auction and invalid-traffic columns on events", (
+        CAMPAIGNS_TABLE,
+        AddColumn("placements", PLACEMENTS_FLOOR_COLUMN, "Float64 DEFAULT 0"),
+        *(AddColumn("events", name, definition) for name, definition in EVENTS_V5_COLUMNS),
+    )),
 )
 
 TABLES = ("events", "bad_events", "products", "advertisers", "placements", "api_tokens",
           "report_ads_hourly", "report_reasons_hourly", "report_products_hourly", "report_touchpoints",
           "report_ads_daily", "report_reasons_daily", "report_products_daily",
           "users", "memberships", "advertiser_prices", "report_reach_hourly",
-          "report_order_touches")
+          "report_order_touches", "campaigns")
 
 
 def applied_versions(ch: ClickHouse) -> set[int]:

@@ -67,7 +67,25 @@ def event_row(d: dict, stream_id: str) -> tuple:
         _str(d.get("currency"), 3), _str(d.get("placement"), 64), _str(d.get("impression_id"), 64),
         _str(d.get("size"), 16), 1 if d.get("addressable") else 0, _str(d.get("device"), 16),
         _str(d.get("url")), _str(d.get("ref")), stream_id,
+        _str(d.get("campaign"), 64), _num(d.get("cost")), _num(d.get("pctr")),
+        _uint(d.get("interest_age"), 0xFFFFFFFF), _uint(d.get("interest_views"), 0xFFFF),
+        1 if d.get("invalid") else 0, _str(d.get("invalid_reason"), 64),
     )
+
+
+def _num(value: Any) -> float:
+    try:
+        number = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if number == number and abs(number) < 1e15 else 0.0  # no NaN or infinities
+
+
+def _uint(value: Any, limit: int) -> int:
+    try:
+        return min(max(int(value or 0), 0), limit)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def bad_row(d: dict, stream_id: str) -> tuple:

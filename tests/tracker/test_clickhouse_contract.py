@@ -13,7 +13,8 @@ from tracker.errors import StoreError, StoreUnavailable
 from tracker.settings import parse_clickhouse_url
 
 ROW = (datetime(2026, 11, 27, 8, 30, 1), "shop", "view_item", "uid1", "A1", ["A1", "B2"], [], "", 12.5, "CNY",
-       "", "", "", 1, "mobile", "https://shop.example/p/A1", "", "1-0")
+       "", "", "", 1, "mobile", "https://shop.example/p/A1", "", "1-0",
+       "", 0.0, 0.0, 0, 0, 0, "")
 
 
 def test_migrations_are_recorded_and_idempotent(any_ch):
@@ -40,7 +41,7 @@ def test_parameters_are_never_sql(any_ch, hostile):
 
 
 def test_in_tuples_and_datetimes_as_parameters(any_ch):
-    any_ch.insert("events", schema.EVENTS_COLUMNS, [ROW, ROW[:-1] + ("2-0",)])
+    any_ch.insert("events", schema.EVENTS_COLUMNS, [ROW, ROW[:17] + ("2-0",) + ROW[18:]])
     rows = any_ch.execute(
         "SELECT stream_id FROM events WHERE stream_id IN %(ids)s AND ts >= %(since)s ORDER BY stream_id",
         {"ids": ("2-0", "9-9"), "since": datetime(2026, 11, 27)})

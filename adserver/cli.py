@@ -127,6 +127,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_train_ctr(args: argparse.Namespace) -> int:
+    from adserver.ctr import train_ctr_job
+
+    if args.days < 1:
+        print("error: --days must be at least 1", file=sys.stderr)
+        return 2
+    train_ctr_job(_clickhouse(), get_settings().model_dir, args.days)  # NotEnoughData: message, exit 1
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from adserver.progress import Progress
     from models.evaluate import evaluate, format_table, read_events_csv
@@ -244,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=20, help="neighbours kept per product")
     p.add_argument("--days", type=int, default=90, help="events of the last N days")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("train-ctr", help="train the click-through-rate model of the auction",
+                       description="Logistic regression on the impressions of the last N days and their clicks; "
+                                   "prints held-out AUC and log-loss against a constant baseline. Running servers "
+                                   "pick up the new version without restart.")
+    p.add_argument("--days", type=int, default=30, help="impressions of the last N days")
+    p.set_defaults(func=cmd_train_ctr)
 
     p = sub.add_parser("evaluate", help="replay an event log and score the recommenders",
                        description="Offline evaluation: train on events before the split, replay the rest in time "

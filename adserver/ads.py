@@ -6,17 +6,26 @@ import logging
 import secrets
 import time
 
-from flask import Blueprint, Response, abort, jsonify, render_template, request
+import redis
+from flask import Blueprint, Response, abort, jsonify, request
 
+from adserver import auction
+from adserver.auction import AuctionContext, Candidate
+from adserver.budgets import local_date
+from adserver.campaigns import Campaign
 from adserver.catalog import Product
 from adserver.clicks import InvalidToken, with_utm
-from adserver.decision import Decision, decide
+from adserver.decision import Decision
 from adserver.formats import BadSize, Format, parse_size
+from adserver.publisher import impression_id_for, valid_nonce
 from adserver.services import services
 from adserver.tracking import current_uid
+from adserver.traffic import invalid_fields, request_verdict
+from adserver.units import Brand, render_unit
 from tracker.events import PLACEMENT_RE, device_class
-from tracker.identity import UID_COOKIE, tracking_allowed
+from tracker.identity import OPTOUT_COOKIE, UID_COOKIE, tracking_allowed
 from tracker.signing import b64encode
+from tracker.stream import Frequency
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ads", __name__)
@@ -46,20 +55,85 @@ def _bad_request(message: str, as_json: bool) -> Response:
     return response
 
 
-def _fallback_advertiser(placement_id: str) -> str | None:
-    registry = services().registry
-    placement = registry.placement(placement_id)
-    candidates = list(placement.advertisers) if placement and placement.advertisers else registry.advertiser_ids()
-    return candidates[0] if candidates else None
+def _fallback_reason(uid: str | None, read: bool, interests) -> str:
+    if not tracking_allowed(request.cookies, request.headers):
+        return "opted_out" if request.cookies.get(OPTOUT_COOKIE) == "1" else "do_not_track"
+    if uid is None:
+        return "no_cookie"
+    if not read:
+        return "profile_unavailable"
+    return "not_eligible" if interests else "no_interest"
 
 
-def _decide(fmt: Format, placement_id: str) -> tuple[Decision, str | None]:
+def _decide(fmt: Format, placement_id: str, device: str) -> tuple[Decision, str | None, list[Candidate]]:
+    """Run the auction for this request (see ``adserver.auction``)."""
     svc = services()
+    registry = svc.registry
     uid = current_uid()
-    profile = svc.profile(uid) if uid else None
-    decision = decide(profile, _fallback_advertiser(placement_id), svc.catalog.get, svc.popular.get, fmt.slots,
-                      model=svc.models.get)
-    return decision, uid
+    now = time.time()
+    state = svc.interests(uid, now) if uid else None
+    interests, frequency = state if state else ([], Frequency())
+    placement = registry.placement(placement_id)
+    known = placement is not None or not registry.loaded
+    ctx = AuctionContext(placement_id, placement, known, fmt.name, fmt.slots, device, now,
+                         time.gmtime(now).tm_hour, interests, frequency, personalised=state is not None,
+                         fatigue_free=svc.settings.fatigue_free, fatigue_decay=svc.settings.fatigue_decay)
+    decision, ranked = auction.run(ctx, _sources(svc))
+    if decision.path != "personalised":
+        decision.fallback_reason = "unknown_placement" if not known else _fallback_reason(uid, state is not None,
+                                                                                          interests)
+    return decision, uid, ranked
+
+
+def _sources(svc) -> auction.Sources:
+    registry = svc.registry
+
+    def reserve(campaign: Campaign, amount: float) -> bool:
+        try:
+            return svc.budgets.reserve(campaign.id, registry.timezone_of(campaign.advertiser),
+                                       campaign.daily_budget, amount)
+        except (redis.RedisError, OSError):
+            svc.breaker.failure()  # no budget check possible: paid ads sit out, house ads still show
+            return False
+
+    def predict(campaign: Campaign, advertiser: str, interest, ctx: AuctionContext) -> float:
+        return svc.predict_ctr(ctx, advertiser, interest)
+
+    return auction.Sources(
+        campaigns=registry.campaigns_of, advertisers=registry.advertiser_ids, timezone=registry.timezone_of,
+        catalog=svc.catalog.get, popular=svc.popular.get, model=svc.models.get, predict=predict, reserve=reserve,
+        local_date=lambda advertiser, now: local_date(now, registry.timezone_of(advertiser)),
+        house=lambda placement_id: _house_advertisers(registry, placement_id),
+    )
+
+
+def _house_advertisers(registry, placement_id: str) -> list[str]:
+    """The placement's house advertisers, or (none listed, unknown placement) the first one registered."""
+    placement = registry.placement(placement_id)
+    if placement is not None and placement.advertisers:
+        return list(placement.advertisers)
+    return registry.advertiser_ids()[:1]
+
+
+def _auction_row(decision: Decision) -> dict:
+    """What the impression row keeps of the auction (the CTR model learns from these)."""
+    interest = decision.interest
+    return {
+        "campaign": decision.campaign.id if decision.campaign else "", "cost": decision.charged,
+        "pctr": decision.pctr,
+        "interest_age": int(max(0.0, time.time() - interest.last_seen)) if interest else 0,
+        "interest_views": interest.views if interest else 0,
+    }
+
+
+def _auction_json(decision: Decision, ranked: list[Candidate], placement_id: str) -> dict:
+    placement = services().registry.placements.get(placement_id)
+    campaign = decision.campaign
+    return {
+        "floor": placement.floor if placement else 0.0, "currency": services().settings.currency,
+        "winner": campaign.id if campaign else None, "charged": round(decision.charged, 6),
+        "candidates": [c.describe() for c in ranked[:20]],
+    }
 
 
 def _serve(as_json: bool) -> Response:
@@ -71,13 +145,17 @@ def _serve(as_json: bool) -> Response:
     except BadSize as exc:
         return _bad_request(str(exc), as_json)
     svc = services()
-    decision, uid = _decide(fmt, placement_id)
-    impression_id = b64encode(secrets.token_bytes(12))
+    device = device_class(request.headers.get("User-Agent", ""))
+    decision, uid, ranked = _decide(fmt, placement_id, device)
+    nonce = valid_nonce(request.args.get("r"))  # pub.js slots: the id derives from it, for /px/viewable
+    impression_id = impression_id_for(svc.settings.secret_keys, nonce) if nonce else b64encode(secrets.token_bytes(12))
     base = _base_url()
+    campaign_id = decision.campaign.id if decision.campaign else ""
     items = []
     for slot in decision.slots:
         p = slot.product
-        token = svc.clicks.issue(impression_id, decision.advertiser, placement_id, p.sku, slot.reason)
+        token = svc.clicks.issue(impression_id, decision.advertiser, placement_id, p.sku, slot.reason,
+                                 campaign=campaign_id)
         item = {"sku": p.sku, "title": p.title, "price": round(p.display_price, 2), "currency": p.currency,
                 "image": p.image_link, "click_url": f"{base}/c/{token}", "reason": slot.reason}
         if slot.source_sku:
@@ -90,22 +168,23 @@ def _serve(as_json: bool) -> Response:
             "placement": placement_id, "impression_id": impression_id, "size": fmt.name,
             "addressable": 1 if uid else 0, "device": device_class(request.headers.get("User-Agent", "")),
             "ref": (request.referrer or "")[:2048],
-        }, counter="ads_served")
+            **invalid_fields(request_verdict()),
+            **_auction_row(decision),
+        }, uid=uid, counter="ads_served")
     if as_json:
         response = jsonify({
             "impression_id": impression_id, "advertiser": decision.advertiser, "placement": placement_id,
             "size": fmt.name, "path": decision.path, "addressable": uid is not None, "products": items,
+            "fallback_reason": decision.fallback_reason or None, "campaign": campaign_id or None,
+            "auction": _auction_json(decision, ranked, placement_id),
         })
     else:
         advertiser = svc.registry.advertisers.get(decision.advertiser or "")
         for item, slot in zip(items, decision.slots):
             item["price_text"] = price_text(slot.product)
-        cols = {"strip": len(items), "column": 1, "grid": max(1, min(4, (fmt.width or 300) // 140))}.get(fmt.layout, 2)
-        response = Response(render_template(
-            "ad.html", items=items, fmt=fmt, cols=max(1, cols), lang="zh" if _has_cjk(items) else "en",
-            advertiser_name=advertiser.name if advertiser else (decision.advertiser or ""),
-            optout_url=f"{base}/optout",
-        ))
+        name = advertiser.name if advertiser else (decision.advertiser or "")
+        brand = Brand.for_campaign(getattr(decision, "campaign", None), name)
+        response = Response(render_unit(items, fmt, brand, f"{base}/optout", "zh" if _has_cjk(items) else "en"))
         response.headers["Content-Security-Policy"] = AD_CSP
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -128,6 +207,23 @@ def ad_json() -> Response:
     return response
 
 
+def _charge_click(info) -> float:
+    """A CPC campaign pays for the click (once per impression, within its budget); 0 otherwise."""
+    svc = services()
+    campaign = svc.registry.campaigns.get(info.campaign)
+    if campaign is None or campaign.pricing != "cpc":
+        return 0.0
+    try:
+        charged = svc.budgets.charge(campaign.id, svc.registry.timezone_of(campaign.advertiser),
+                                     campaign.daily_budget, campaign.price, info.impression_id,
+                                     remember_seconds=svc.settings.click_ttl_days * 86400 + 86400)
+    except (redis.RedisError, OSError):
+        svc.breaker.failure()
+        log.warning("click on %s not charged: Redis unavailable", info.impression_id)
+        return 0.0
+    return charged or 0.0
+
+
 @bp.get("/c/<token>")
 def click(token: str) -> Response:
     """Verify the token, log the click, redirect to the product's link from the catalog."""
@@ -142,14 +238,18 @@ def click(token: str) -> Response:
     uid = None
     if tracking_allowed(request.cookies, request.headers):
         uid = svc.ids.verify(request.cookies.get(UID_COOKIE))
-    svc.record({
+    row = {
         "ts": time.time(), "advertiser": info.advertiser, "event": "click", "uid": uid or "",
         "skus": [info.sku], "reasons": [info.reason], "placement": info.placement,
         "impression_id": info.impression_id, "addressable": 1 if uid else 0,
-        "device": device_class(request.headers.get("User-Agent", "")),
-    }, counter="clicks")
+        "device": device_class(request.headers.get("User-Agent", "")), "campaign": info.campaign,
+        **invalid_fields(request_verdict(uid, click=True)),
+    }
+    if not row.get("invalid"):
+        row["cost"] = _charge_click(info)
+    svc.record(row, uid=uid, counter="clicks")
     response = Response(status=302)
-    response.headers["Location"] = with_utm(product.link, info.placement, info.sku, info.advertiser)
+    response.headers["Location"] = with_utm(product.link, info.placement, info.sku, info.advertiser, info.campaign)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer-when-downgrade"
     return response

@@ -180,9 +180,59 @@ def cmd_create_advertiser(args: argparse.Namespace) -> int:
 def cmd_create_placement(args: argparse.Namespace) -> int:
     from adserver.registry import save_placement
 
-    placement = save_placement(_clickhouse(), args.id, args.site, args.size or [], args.advertiser or [])
+    placement = save_placement(_clickhouse(), args.id, args.site, args.size or [], args.advertiser or [], args.floor)
     print(f"placement {placement.id} on {placement.site}")
     return 0
+
+
+def cmd_create_campaign(args: argparse.Namespace) -> int:
+    """Create a campaign, or store a new version of it (every option given replaces the old value)."""
+    from dataclasses import replace
+
+    from adserver.campaigns import Campaign, load_campaigns, save_campaign
+
+    ch = _clickhouse()
+    old = load_campaigns(ch).get(args.id)
+    if old is None and not args.advertiser:
+        print(f"error: campaign {args.id!r} does not exist yet: --advertiser is required", file=sys.stderr)
+        return 2
+    if old is not None and args.advertiser and args.advertiser != old.advertiser:
+        print(f"error: campaign {args.id!r} belongs to {old.advertiser!r}", file=sys.stderr)
+        return 2
+    base = old or Campaign(args.id, args.advertiser)
+    changes = {name: value for name, value in (
+        ("name", args.name), ("status", args.status), ("pricing", args.pricing), ("price", args.price),
+        ("daily_budget", args.daily_budget), ("start_date", args.start), ("end_date", args.end),
+        ("audience_days", args.audience_days), ("exclude_buyers_days", args.exclude_buyers_days),
+        ("cap_per_day", args.cap_per_day), ("min_gap_seconds", args.min_gap_seconds), ("logo_url", args.logo_url),
+        ("brand_color", args.brand_color), ("text_color", args.text_color),
+    ) if value is not None}
+    campaign = save_campaign(ch, replace(base, **changes))
+    budget = f"{campaign.daily_budget:g}/day" if campaign.daily_budget else "no daily budget"
+    print(f"campaign {campaign.id} of {campaign.advertiser}: {campaign.status}, {campaign.pricing.upper()} "
+          f"{campaign.price:g} {get_settings().currency}, {budget}, {campaign.start_date} to {campaign.end_date}")
+    return 0
+
+
+def cmd_list_campaigns(args: argparse.Namespace) -> int:
+    from adserver.campaigns import load_campaigns
+
+    print("id\tadvertiser\tstatus\tpricing\tprice\tdaily_budget\tstart\tend\tcap/day\tmin_gap_s")
+    for c in load_campaigns(_clickhouse()).values():
+        if args.advertiser and c.advertiser != args.advertiser:
+            continue
+        print(f"{c.id}\t{c.advertiser}\t{c.status}\t{c.pricing}\t{c.price:g}\t{c.daily_budget:g}\t{c.start_date}"
+              f"\t{c.end_date}\t{c.cap_per_day}\t{c.min_gap_seconds}")
+    return 0
+
+
+def _date(value: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
 def demo_base_url() -> str:
@@ -191,6 +241,7 @@ def demo_base_url() -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from adserver.campaigns import Campaign, save_campaign
     from adserver.demo import demo_products
     from adserver.feeds import import_products
     from adserver.registry import save_advertiser, save_placement
@@ -198,12 +249,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     ch = _clickhouse()
     save_advertiser(ch, "demo", "Lotus & Co. 莲花良品", "CNY")
-    save_placement(ch, "demo-feed", "Demo microblog", ["300x250", "responsive"], ["demo"])
-    save_placement(ch, "demo-sidebar", "Demo microblog sidebar", ["160x600", "300x250"], ["demo"])
-    data = json.dumps(demo_products(args.base_url or demo_base_url()), ensure_ascii=False).encode()
+    save_placement(ch, "demo-feed", "Demo microblog", ["300x250", "320x100", "responsive"], ["demo"], floor=0.3)
+    save_placement(ch, "demo-sidebar", "Demo microblog sidebar", ["160x600", "300x250"], ["demo"], floor=2.0)
+    save_placement(ch, "demo-banner", "Demo microblog banner", ["728x90", "320x50"], ["demo"], floor=0.5)
+    base_url = args.base_url or demo_base_url()
+    data = json.dumps(demo_products(base_url), ensure_ascii=False).encode()
     report = import_products("demo", data, "json", full=True)
-    print(f"demo advertiser 'demo': {report.accepted} products ({len(report.errors)} rejected); "
-          "placements demo-feed, demo-sidebar")
+    # A CPC campaign (pays per click: also buys non-personalised slots) for the demo store.
+    save_campaign(ch, Campaign("demo-retargeting", "demo", "Lotus & Co. retargeting", pricing="cpc", price=0.6,
+                               daily_budget=500.0, cap_per_day=30, logo_url=f"{base_url}/static/demo/logo.svg",
+                               brand_color="#2e7d6b", text_color="#ffffff"))
+    print(f"demo advertiser 'demo': {report.accepted} products ({len(report.errors)} rejected), campaign "
+          "demo-retargeting (CPC 0.60); placements demo-feed (floor 0.30), demo-sidebar (2.00), demo-banner (0.50)")
     result = train_advertiser(ch, "demo", get_settings().model_dir)
     print(f"demo similar-products model {result.version} ({result.seconds:.1f}s)")
     if args.reports:
@@ -283,11 +340,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timezone", default="UTC", help="IANA time zone of its reports' days and hours, e.g. Asia/Shanghai")
     p.set_defaults(func=cmd_create_advertiser)
 
+    p = sub.add_parser("create-campaign", help="create or update an advertiser's campaign",
+                       description="Create a campaign, or change the options given of an existing one. Prices, "
+                                   "budgets and floors are in the exchange currency (ADSERVER_CURRENCY).")
+    p.add_argument("id")
+    p.add_argument("--advertiser", help="required for a new campaign")
+    p.add_argument("--name")
+    p.add_argument("--status", choices=("active", "paused"))
+    p.add_argument("--pricing", choices=("cpc", "cpm"), help="pay per click, or per thousand impressions")
+    p.add_argument("--price", type=float, help="price per click (cpc) or per thousand impressions (cpm)")
+    p.add_argument("--daily-budget", type=float, help="0 for no limit; paced through the advertiser's day")
+    p.add_argument("--start", type=_date, help="first day, YYYY-MM-DD (advertiser's time zone)")
+    p.add_argument("--end", type=_date, help="last day, YYYY-MM-DD")
+    p.add_argument("--audience-days", type=int, help="visitors stay targetable this long after their last view")
+    p.add_argument("--exclude-buyers-days", type=int, help="do not show to visitors who bought within N days")
+    p.add_argument("--cap-per-day", type=int, help="impressions per visitor per day (0: no cap)")
+    p.add_argument("--min-gap-seconds", type=int, help="minimum time between two impressions to a visitor")
+    p.add_argument("--logo-url")
+    p.add_argument("--brand-color", help="#rrggbb")
+    p.add_argument("--text-color", help="#rrggbb")
+    p.set_defaults(func=cmd_create_campaign)
+
+    p = sub.add_parser("list-campaigns", help="list campaigns", description="List campaigns (tab-separated).")
+    p.add_argument("--advertiser")
+    p.set_defaults(func=cmd_list_campaigns)
+
     p = sub.add_parser("create-placement", help="register a publisher placement", description="Register an ad slot.")
     p.add_argument("id")
     p.add_argument("--site", required=True)
     p.add_argument("--size", action="append", help="allowed size (repeatable), e.g. 300x250")
     p.add_argument("--advertiser", action="append", help="house advertiser for non-personalised ads (repeatable)")
+    p.add_argument("--floor", type=float, default=0.0, help="lowest eCPM accepted (exchange currency)")
     p.set_defaults(func=cmd_create_placement)
 
     p = sub.add_parser("demo", help="load the demo advertiser, catalog and placements",

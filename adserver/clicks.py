@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tracker.signing import MAC_BYTES, Signer, b64decode, b64encode
 
-TOKEN_VERSION = 1
+TOKEN_VERSION = 2  # 2 added the campaign; version 1 tokens (no campaign) still verify until they expire
 REASONS = ("recent", "similar", "popular")
 IMPRESSION_BYTES = 12
 _HEAD = struct.Struct(">BIB")  # version, expiry (unix seconds), reason index
@@ -34,6 +34,7 @@ class Click:
     sku: str
     reason: str
     expires: int
+    campaign: str = ""
 
 
 class ClickTokens:
@@ -44,10 +45,10 @@ class ClickTokens:
         self.ttl = ttl_seconds
 
     def issue(self, impression_id: str, advertiser: str, placement: str, sku: str, reason: str,
-              now: float | None = None) -> str:
+              now: float | None = None, campaign: str = "") -> str:
         expires = int((now or time.time()) + self.ttl)
         body = _HEAD.pack(TOKEN_VERSION, expires, REASONS.index(reason))
-        body += b64decode(impression_id) + "\x00".join((advertiser, placement, sku)).encode()
+        body += b64decode(impression_id) + "\x00".join((advertiser, placement, sku, campaign)).encode()
         return b64encode(body + self._signer.mac(body))
 
     def verify(self, token: str, now: float | None = None) -> Click:
@@ -61,27 +62,30 @@ class ClickTokens:
         if not self._signer.verify(body, tag):
             raise InvalidToken("bad signature")
         version, expires, reason = _HEAD.unpack_from(body)
-        if version != TOKEN_VERSION or reason >= len(REASONS):
+        if version not in (1, TOKEN_VERSION) or reason >= len(REASONS):
             raise InvalidToken("unknown token version")
         if expires < (now or time.time()):
             raise InvalidToken("expired token")
         rest = body[_HEAD.size:]
         impression = b64encode(rest[:IMPRESSION_BYTES])
         try:
-            advertiser, placement, sku = rest[IMPRESSION_BYTES:].decode().split("\x00")
+            fields = rest[IMPRESSION_BYTES:].decode().split("\x00")
         except ValueError:
             raise InvalidToken("malformed token") from None
-        return Click(impression, advertiser, placement, sku, REASONS[reason], expires)
+        if len(fields) != (3 if version == 1 else 4):
+            raise InvalidToken("malformed token")
+        campaign = fields[3] if version == 2 else ""
+        return Click(impression, fields[0], fields[1], fields[2], REASONS[reason], expires, campaign)
 
 
-def with_utm(link: str, placement: str, sku: str, advertiser: str) -> str:
+def with_utm(link: str, placement: str, sku: str, advertiser: str, campaign: str = "") -> str:
     """The product link with our UTM parameters (replacing any utm_* it already had)."""
     parts = urlsplit(link)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.startswith("utm_")]
     query += [
         ("utm_source", "adserver"),
         ("utm_medium", "retargeting"),
-        ("utm_campaign", advertiser),
+        ("utm_campaign", campaign or advertiser),
         ("utm_content", sku),
         ("utm_term", placement),
     ]

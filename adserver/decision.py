@@ -33,6 +33,11 @@ class Decision:
     slots: list[Slot] = field(default_factory=list)
     personalised: bool = False
     path: str = "fallback"  # personalised | fallback | empty
+    fallback_reason: str = ""  # why not personalised: no_cookie, opted_out, no_interest, ...
+    campaign: object | None = None  # adserver.campaigns.Campaign that won, None for house ads
+    charged: float = 0.0  # what the impression itself cost (CPM); CPC is charged on the click
+    pctr: float = 0.0
+    interest: object | None = None  # tracker.stream.Interest behind a personalised decision
 
 
 def similar_candidates(model, recent: Sequence[str], sources: int = SIMILAR_SOURCES) -> list[tuple[str, str]]:
@@ -108,18 +113,18 @@ def decide(profile: Profile | None, fallback_advertiser: str | None,
         products = catalog(advertiser)
         artifact = model(advertiser)
         similar = similar_candidates(artifact, [s for s in profile.recent if s in products])
-        slots = fill_slots(products, profile.recent, _popular(popular, artifact, advertiser), profile.bought,
+        slots = fill_slots(products, profile.recent, popular_for(popular, artifact, advertiser), profile.bought,
                            count, similar)
         if slots:
             return Decision(advertiser, slots, personalised=True, path="personalised")
     if fallback_advertiser is None:
         return Decision(None, [], path="empty")
     products = catalog(fallback_advertiser)
-    slots = fill_slots(products, [], _popular(popular, model(fallback_advertiser), fallback_advertiser), set(), count)
+    slots = fill_slots(products, [], popular_for(popular, model(fallback_advertiser), fallback_advertiser), set(), count)
     return Decision(fallback_advertiser, slots, path="fallback" if slots else "empty")
 
 
-def _popular(popular: Callable[[str], Sequence[str]], artifact, advertiser: str) -> list[str]:
+def popular_for(popular: Callable[[str], Sequence[str]], artifact, advertiser: str) -> list[str]:
     """Live popularity (Redis, last days) first, then the trained model's longer view."""
     live = list(popular(advertiser))
     if artifact is not None:

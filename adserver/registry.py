@@ -13,10 +13,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from adserver.campaigns import Campaign, load_campaigns
 from tracker.clickhouse import ClickHouse
 from tracker.errors import AdServerError
 from tracker.events import ADVERTISER_RE, CURRENCIES, PLACEMENT_RE
-from tracker.schema import ADVERTISERS_COLUMNS, ADVERTISERS_TIMEZONE_COLUMN, PLACEMENTS_COLUMNS
+from tracker.schema import (
+    ADVERTISERS_COLUMNS,
+    ADVERTISERS_TIMEZONE_COLUMN,
+    PLACEMENTS_COLUMNS,
+    PLACEMENTS_FLOOR_COLUMN,
+)
 
 SIZE_NAMES = ("300x250", "728x90", "160x600", "320x50", "320x100", "responsive")
 
@@ -35,6 +41,7 @@ class Placement:
     site: str
     sizes: tuple[str, ...] = ()
     advertisers: tuple[str, ...] = field(default_factory=tuple)
+    floor: float = 0.0  # lowest eCPM (exchange currency per thousand impressions) the slot accepts
 
 
 def _now() -> datetime:
@@ -66,15 +73,19 @@ def save_advertiser(ch: ClickHouse, advertiser_id: str, name: str = "", currency
     return Advertiser(advertiser_id, name, currency, timezone)
 
 
-def save_placement(ch: ClickHouse, placement_id: str, site: str, sizes=(), advertisers=()) -> Placement:
+def save_placement(ch: ClickHouse, placement_id: str, site: str, sizes=(), advertisers=(),
+                   floor: float = 0.0) -> Placement:
     if not PLACEMENT_RE.match(placement_id):
         raise AdServerError("placement id must be 1-64 lowercase letters, digits, '_' or '-'", "invalid_placement")
     bad = [a for a in advertisers if not ADVERTISER_RE.match(a)]
     if bad:
         raise AdServerError(f"invalid advertiser ids: {bad}", "invalid_advertiser")
-    placement = Placement(placement_id, site.strip()[:200], tuple(sizes), tuple(advertisers))
-    ch.insert("placements", PLACEMENTS_COLUMNS, [
-        (placement.id, placement.site, list(placement.sizes), list(placement.advertisers), 0, time.time_ns(), _now())
+    if not (0 <= floor <= 1_000_000) or floor != floor:
+        raise AdServerError("floor must be between 0 and 1,000,000 (eCPM)", "invalid_floor")
+    placement = Placement(placement_id, site.strip()[:200], tuple(sizes), tuple(advertisers), float(floor))
+    ch.insert("placements", (*PLACEMENTS_COLUMNS, PLACEMENTS_FLOOR_COLUMN), [
+        (placement.id, placement.site, list(placement.sizes), list(placement.advertisers), 0, time.time_ns(), _now(),
+         placement.floor)
     ])
     return placement
 
@@ -92,6 +103,8 @@ class Registry:
         self._refreshing: threading.Thread | None = None
         self.advertisers: dict[str, Advertiser] = {}
         self.placements: dict[str, Placement] = {}
+        self.campaigns: dict[str, Campaign] = {}
+        self._by_advertiser: dict[str, tuple[Campaign, ...]] = {}
 
     def _load(self) -> None:
         """Read both tables; on failure keep the last copy (and remember the database is away)."""
@@ -106,15 +119,20 @@ class Registry:
                     )
                 }
                 placements = {
-                    r[0]: Placement(r[0], r[1], tuple(r[2]), tuple(r[3]))
+                    r[0]: Placement(r[0], r[1], tuple(r[2]), tuple(r[3]), float(r[4]))
                     for r in ch.execute(
-                        "SELECT id, site, sizes, advertisers FROM placements FINAL WHERE deleted = 0 ORDER BY id"
+                        "SELECT id, site, sizes, advertisers, floor FROM placements FINAL WHERE deleted = 0 ORDER BY id"
                     )
                 }
+                campaigns = load_campaigns(ch)
             except Exception:  # noqa: BLE001 - keep the last copy while the database is away
                 self._healthy = False
                 return
-            self.advertisers, self.placements = advertisers, placements
+            by_advertiser: dict[str, list[Campaign]] = {}
+            for campaign in campaigns.values():
+                by_advertiser.setdefault(campaign.advertiser, []).append(campaign)
+            self.advertisers, self.placements, self.campaigns = advertisers, placements, campaigns
+            self._by_advertiser = {a: tuple(c) for a, c in by_advertiser.items()}
             self._loaded = self._healthy = True
 
     def _refresh(self) -> None:
@@ -148,7 +166,25 @@ class Registry:
 
     def placement(self, placement_id: str) -> Placement | None:
         self._refresh()
-        return self.placements.get(placement_id)
+        placement = self.placements.get(placement_id)
+        if placement is None and self._loaded and self._healthy and time.monotonic() - self._loaded_at > 1.0:
+            self._load()  # registered a moment ago in another process (at most one look per second)
+            placement = self.placements.get(placement_id)
+        return placement
+
+    @property
+    def loaded(self) -> bool:
+        """False until ClickHouse answered once: then nothing can be called unknown."""
+        self._refresh()
+        return self._loaded
+
+    def campaigns_of(self, advertiser_id: str) -> tuple[Campaign, ...]:
+        """The advertiser's campaigns (running or not: the auction says why one is not)."""
+        return self._by_advertiser.get(advertiser_id, ())
+
+    def timezone_of(self, advertiser_id: str) -> str:
+        advertiser = self.advertisers.get(advertiser_id)
+        return advertiser.timezone if advertiser else "UTC"
 
     def advertiser_ids(self) -> list[str]:
         self._refresh()

@@ -14,18 +14,35 @@ import time
 import redis
 from flask import current_app
 
+from adserver.budgets import Budgets
 from adserver.catalog import CatalogCache
 from adserver.clicks import ClickTokens
 from adserver.recommend import ModelCache
 from adserver.registry import Registry
+from models.ctr import DEFAULT_PRIOR_CTR, CtrContext
 from tracker.breaker import CircuitBreaker
 from tracker.identity import VisitorIds
 from tracker.settings import Settings
 from tracker.spool import Spool
 from tracker.stores import get_clickhouse, get_redis
-from tracker.stream import EventStream, Profile
+from tracker.stream import EventStream, Frequency, Interest, Profile
 
 log = logging.getLogger(__name__)
+
+
+NO_INTEREST_CTR_RATIO = 0.2  # a visitor who never looked at the store clicks about 5x less
+PRIOR_HALF_LIFE_DAYS = 7.0  # interest fades: a week-old view is worth half a fresh one
+
+
+def prior_ctr(context: CtrContext) -> float:
+    """The CTR assumed before any model is trained: the default, less for older or no interest.
+
+    Without it every candidate would look alike, and price alone would decide: a store the visitor
+    never saw could outbid the one they browsed a minute ago.
+    """
+    if not context.interest_views:
+        return DEFAULT_PRIOR_CTR * NO_INTEREST_CTR_RATIO
+    return DEFAULT_PRIOR_CTR / (1.0 + context.interest_age / (PRIOR_HALF_LIFE_DAYS * 86400))
 
 
 class PopularCache:
@@ -63,7 +80,9 @@ class Services:
         self.models = ModelCache(settings.model_dir)
         self.breaker = CircuitBreaker(cooldown=1.0)
         self.spool = Spool(settings.data_dir / "spool")
+        self.ctr = None  # set below once the CTR model module is wired
         self._stream: EventStream | None = None
+        self._budgets: Budgets | None = None
         if self.spool.pending_files():  # left by a process that died while Redis was down
             self.spool.start_replayer(self._replay, self.breaker.allow)
 
@@ -113,6 +132,33 @@ class Services:
             self.breaker.failure()
             raise
         self.breaker.success()
+
+    def interests(self, uid: str, now: float) -> tuple[list[Interest], Frequency] | None:
+        """The visitor's interests and frequency state, or None when Redis is unavailable."""
+        try:
+            return self.stream_if_up().interests(uid, now=now)
+        except (redis.RedisError, OSError) as exc:
+            self.breaker.failure()
+            log.warning("profile lookup failed (%s); serving the fallback", exc)
+            return None
+
+    def predict_ctr(self, ctx, advertiser: str, interest) -> float:
+        """Predicted CTR of an ad of ``advertiser`` in this request (the prior until a model is trained)."""
+        context = CtrContext(
+            placement=ctx.placement_id, size=ctx.size, advertiser=advertiser,
+            interest_age=int(max(0.0, ctx.now - interest.last_seen)) if interest else 0,
+            interest_views=interest.views if interest else 0, hour=ctx.hour, device=ctx.device,
+        )
+        model = self.ctr.get() if self.ctr is not None else None
+        return model.predict(context) if model is not None else prior_ctr(context)
+
+    @property
+    def budgets(self) -> Budgets:
+        client = get_redis("web")
+        budgets = self._budgets
+        if budgets is None or budgets.client is not client:
+            budgets = self._budgets = Budgets(client)
+        return budgets
 
     def profile(self, uid: str) -> Profile | None:
         """The visitor's profile, or None when Redis is unavailable (the ad falls back)."""

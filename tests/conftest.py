@@ -119,6 +119,9 @@ def settings(tmp_path: Path, redis_url: str, clickhouse_url: str) -> Settings:
         "ADSERVER_DATA_DIR": str(tmp_path / "var"),
         "ADSERVER_STREAM_KEY": "test:events:" + secrets.token_hex(4),
         "ADSERVER_WRITER_BATCH_SECONDS": "0.05",
+        # Fatigue is random by design: tests that are not about it must not depend on a draw
+        # (tests/adserver/test_auction.py sets it back to the default).
+        "ADSERVER_FATIGUE_FREE": "1000",
     })
 
 

@@ -57,12 +57,17 @@ class Settings:
     profile_size: int = 50
     profile_ttl_days: int = 30
     click_ttl_days: int = 7
+    click_limit_visitor: int = 10
+    click_limit_address: int = 30
     writer_batch_size: int = 5000
     writer_batch_seconds: float = 1.0
     writer_name: str = "writer-1"
     embedded_writer: bool = True
     writer_crash_at: str = ""
     max_request_line: int = 8190
+    currency: str = "CNY"  # the exchange currency: campaign prices, budgets and placement floors
+    fatigue_free: int = 3  # unclicked impressions of an advertiser before its chance to show decays
+    fatigue_decay: float = 0.6  # chance multiplier per further unclicked impression
 
     @property
     def embedded(self) -> bool:
@@ -87,7 +92,8 @@ def _bool(env: dict, name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
 
 
-def _number(env: dict, name: str, default: float, kind: type = float, minimum: float = 0) -> float:
+def _number(env: dict, name: str, default: float, kind: type = float, minimum: float = 0,
+            maximum: float = float("inf")) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -97,6 +103,8 @@ def _number(env: dict, name: str, default: float, kind: type = float, minimum: f
         raise SettingsError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+    if value > maximum or value != value:
+        raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
     return value
 
 
@@ -204,12 +212,26 @@ def load_settings(env: dict | None = None) -> Settings:
         profile_size=int(_number(env, "ADSERVER_PROFILE_SIZE", 50, int, minimum=1)),
         profile_ttl_days=int(_number(env, "ADSERVER_PROFILE_TTL_DAYS", 30, int, minimum=1)),
         click_ttl_days=int(_number(env, "ADSERVER_CLICK_TTL_DAYS", 7, int, minimum=1)),
+        click_limit_visitor=int(_number(env, "ADSERVER_CLICK_LIMIT_VISITOR", 10, int, minimum=1)),
+        click_limit_address=int(_number(env, "ADSERVER_CLICK_LIMIT_ADDRESS", 30, int, minimum=1)),
         writer_batch_size=int(_number(env, "ADSERVER_WRITER_BATCH_SIZE", 5000, int, minimum=1)),
         writer_batch_seconds=_number(env, "ADSERVER_WRITER_BATCH_SECONDS", 1.0, minimum=0.01),
         writer_name=writer_name,
         embedded_writer=_bool(env, "ADSERVER_EMBEDDED_WRITER", True),
         writer_crash_at=_crash_point(env),
+        currency=_currency(env),
+        fatigue_free=int(_number(env, "ADSERVER_FATIGUE_FREE", 3, int, minimum=0)),
+        fatigue_decay=_number(env, "ADSERVER_FATIGUE_DECAY", 0.6, minimum=0.0, maximum=1.0),
     )
+
+
+def _currency(env: dict) -> str:
+    from tracker.events import CURRENCIES
+
+    value = env.get("ADSERVER_CURRENCY") or "CNY"
+    if value not in CURRENCIES:
+        raise SettingsError(f"ADSERVER_CURRENCY must be an ISO 4217 code like CNY or USD, got {value!r}")
+    return value
 
 
 CRASH_POINTS = ("", "before_insert", "between_inserts", "after_insert")

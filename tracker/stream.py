@@ -11,6 +11,10 @@ on one shard and a script may read them together):
 - ``p:{uid}:adv``             ZSET advertiser -> last interest time (µs)
 - ``p:{uid}:rv:<advertiser>`` ZSET sku -> last view time (µs), newest ``profile_size`` kept
 - ``p:{uid}:buy:<advertiser>`` SET skus bought (not advertised again)
+- ``p:{uid}:advbuy``          ZSET advertiser -> last purchase time (µs), for "exclude recent buyers"
+- ``p:{uid}:fq``              HASH ``t:<campaign>`` last impression (unix s), ``u:<advertiser>`` impressions
+                              since the last click (fatigue)
+- ``p:{uid}:fq:<day>``        HASH campaign -> impressions that UTC day (frequency cap), kept 2 days
 - ``pop:{advertiser}:<day>``  ZSET sku -> interest weight that day, kept 8 days
 """
 
@@ -38,6 +42,24 @@ return {adv, rv, buy}
 """
 
 
+# Everything an auction needs about a visitor, in one round trip: the advertisers they engaged
+# with most recently (with the time, their recent products there, how many, what they bought and
+# when) and their frequency state.
+_READ_INTERESTS = """
+local prefix = ARGV[1]
+local advs = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+local out = {}
+for i = 1, #advs, 2 do
+  local adv = advs[i]
+  local rv = prefix .. ':rv:' .. adv
+  out[#out + 1] = {adv, advs[i + 1], redis.call('ZREVRANGE', rv, 0, tonumber(ARGV[2]) - 1),
+                   redis.call('ZCARD', rv), redis.call('SMEMBERS', prefix .. ':buy:' .. adv),
+                   redis.call('ZSCORE', prefix .. ':advbuy', adv) or '0'}
+end
+return {out, redis.call('HGETALL', prefix .. ':fq'), redis.call('HGETALL', prefix .. ':fq:' .. ARGV[4])}
+"""
+
+
 def profile_prefix(uid: str) -> str:
     return "p:{%s}" % uid
 
@@ -48,6 +70,27 @@ def popular_key(advertiser: str, day: str) -> str:
 
 def utc_day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
+
+
+@dataclass
+class Interest:
+    """A visitor's interest in one advertiser."""
+
+    advertiser: str
+    last_seen: float  # unix seconds of the latest product view or cart
+    recent: list[str] = field(default_factory=list)  # newest first
+    views: int = 0  # distinct products viewed recently (at most the profile size)
+    bought: set[str] = field(default_factory=set)
+    last_purchase: float = 0.0  # unix seconds, 0 = never
+
+
+@dataclass
+class Frequency:
+    """What the visitor was shown: per campaign today and when last, per advertiser unclicked."""
+
+    today: dict[str, int] = field(default_factory=dict)  # campaign -> impressions this UTC day
+    last_shown: dict[str, float] = field(default_factory=dict)  # campaign -> unix seconds
+    unclicked: dict[str, int] = field(default_factory=dict)  # advertiser -> impressions since last click
 
 
 @dataclass
@@ -68,6 +111,7 @@ class EventStream:
         self.profile_size = profile_size
         self.profile_ttl = profile_ttl_days * 86400
         self._read_profile = client.register_script(_READ_PROFILE)
+        self._read_interests = client.register_script(_READ_INTERESTS)
 
     def record(self, row: dict, uid: str | None = None, counter: str | None = None) -> None:
         """Append an accepted event and, for a known visitor, fold it into their profile.
@@ -94,11 +138,30 @@ class EventStream:
                 buy = f"{prefix}:buy:{advertiser}"
                 pipe.sadd(buy, *skus)
                 pipe.expire(buy, self.profile_ttl)
+                pipe.zadd(f"{prefix}:advbuy", {advertiser: int(now * 1_000_000)})
+                pipe.expire(f"{prefix}:advbuy", self.profile_ttl)
             pop = popular_key(advertiser, utc_day(now))
             for sku in skus:
                 pipe.zincrby(pop, INTEREST_WEIGHTS[event], sku)
             pipe.expire(pop, (POPULAR_DAYS + 1) * 86400)
+        if uid and event in ("impression", "click") and not row.get("invalid"):
+            self._frequency(pipe, profile_prefix(uid), row, now)
         pipe.execute()
+
+    def _frequency(self, pipe, prefix: str, row: dict, now: float) -> None:
+        """Frequency caps and fatigue: count the impression, or reset the streak on a click."""
+        fq = f"{prefix}:fq"
+        if row["event"] == "click":
+            pipe.hset(fq, f"u:{row['advertiser']}", 0)
+            return
+        campaign = row.get("campaign") or ""
+        if campaign:
+            day = f"{fq}:{utc_day(now)}"
+            pipe.hincrby(day, campaign, 1)
+            pipe.expire(day, 2 * 86400)
+            pipe.hset(fq, f"t:{campaign}", repr(round(now, 3)))
+        pipe.hincrby(fq, f"u:{row['advertiser']}", 1)
+        pipe.expire(fq, self.profile_ttl)
 
     def record_bad(self, row: dict, counter: str | None = None) -> None:
         """Append a rejected hit; the writer stores it in ``bad_events``."""
@@ -125,11 +188,32 @@ class EventStream:
             bought={s.decode() for s in bought},
         )
 
+    def interests(self, uid: str, advertisers: int = 5, limit: int = 20,
+                  now: float | None = None) -> tuple[list[Interest], Frequency]:
+        """The visitor's latest advertisers (most recent first) and frequency state, in one round trip."""
+        prefix = profile_prefix(uid)
+        day = utc_day(now or time.time())
+        rows, fq, today = self._read_interests(keys=[f"{prefix}:adv"], args=[prefix, limit, advertisers, day])
+        interests = [
+            Interest(adv.decode(), int(score) / 1e6, [s.decode() for s in recent], int(count),
+                     {s.decode() for s in bought}, int(float(last_buy)) / 1e6)
+            for adv, score, recent, count, bought, last_buy in rows
+        ]
+        frequency = Frequency(today={k.decode(): int(v) for k, v in zip(today[::2], today[1::2])})
+        for key, value in zip(fq[::2], fq[1::2]):
+            kind, _, name = key.decode().partition(":")
+            if kind == "t":
+                frequency.last_shown[name] = float(value)
+            elif kind == "u":
+                frequency.unclicked[name] = int(value)
+        return interests, frequency
+
     def forget(self, uid: str) -> int:
         """Delete everything kept about a visitor in Redis; returns the number of keys removed."""
         prefix = profile_prefix(uid)
         advertisers = [a.decode() for a in self.client.zrange(f"{prefix}:adv", 0, -1)]
-        keys = [f"{prefix}:adv"]
+        keys = [f"{prefix}:adv", f"{prefix}:advbuy", f"{prefix}:fq"]
+        keys += [f"{prefix}:fq:{utc_day(time.time() - d * 86400)}" for d in range(2)]
         for adv in advertisers:
             keys += [f"{prefix}:rv:{adv}", f"{prefix}:buy:{adv}"]
         return int(self.client.delete(*keys))

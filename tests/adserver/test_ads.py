@@ -183,9 +183,13 @@ SHOP_B = [
 
 
 @pytest.fixture
-def shop_b(create_advertiser, import_feed, tmp_path):
+def shop_b(create_advertiser, import_feed, runner, tmp_path):
+    """A second store with a CPC campaign at the demo's price: interest decides between them."""
     create_advertiser("shop-b")
     code, out = import_feed("shop-b", SHOP_B)
+    assert code == 0, out
+    code, out = runner("create-campaign", "shop-b-retargeting", "--advertiser", "shop-b", "--pricing", "cpc",
+                       "--price", "0.6")
     assert code == 0, out
     return {p["id"] for p in SHOP_B}
 
@@ -229,7 +233,9 @@ def test_the_most_recently_engaged_advertiser_wins(app, demo_loaded, shop_b):
 
 
 def test_fallback_uses_the_placements_house_advertiser(app, demo_loaded, shop_b, runner):
-    code, out = runner("create-placement", "shop-b-slot", "--site", "news.example", "--advertiser", "shop-b")
+    # A floor no campaign reaches: the slot falls back to its house advertiser, unpaid.
+    code, out = runner("create-placement", "shop-b-slot", "--site", "news.example", "--advertiser", "shop-b",
+                       "--floor", "50")
     assert code == 0, out
     app.extensions["adserver"].registry.reload()
     decision = ad(app.test_client(), placement="shop-b-slot")
@@ -287,10 +293,11 @@ HOSTILE = [
 ]
 
 
-def test_html_unit_escapes_catalog_text(app, create_advertiser, import_feed, demo_loaded):
+def test_html_unit_escapes_catalog_text(app, create_advertiser, import_feed, demo_loaded, runner):
     create_advertiser("evil")
     code, out = import_feed("evil", HOSTILE)
     assert code == 0, out
+    assert runner("create-campaign", "evil-c", "--advertiser", "evil", "--pricing", "cpm", "--price", "50")[0] == 0
     assert "row 7: link:" in out  # J1 (row 1 is the header)
     assert "row 8: image_link:" in out  # D1
     assert "row 6: image_link:" in out  # E5, a quote in a URL

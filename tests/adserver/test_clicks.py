@@ -62,7 +62,7 @@ def test_valid_token_redirects_to_the_catalog_link_with_utm(client, demo_loaded)
     assert link == f"{STORE}/demo/store/p/D1004"
     assert query["utm_source"] == ["adserver"]
     assert query["utm_medium"] == ["retargeting"]
-    assert query["utm_campaign"] == ["demo"]
+    assert query["utm_campaign"] == ["demo-retargeting"]  # the demo's campaign
     assert query["utm_content"] == ["D1004"]
     assert "no-store" in response.headers["Cache-Control"]
 

@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     In embedded mode the schema is migrated and the event writer runs as a thread of this process
     (chdb allows one process per data path); pass ``start_writer=False`` to skip the writer.
     """
-    from adserver import ads, demo, feeds, health, tracking
+    from adserver import ads, demo, feeds, health, publisher, tracking
     from adserver.services import Services
 
     settings = settings or load_settings()
@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     app.extensions["adserver"] = Services(settings)
-    for blueprint in (tracking.bp, ads.bp, feeds.bp, health.bp, demo.bp):
+    for blueprint in (tracking.bp, ads.bp, feeds.bp, health.bp, demo.bp, publisher.bp):
         app.register_blueprint(blueprint)
     from adserver import reports
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 STORE_EVENTS = frozenset({"view_home", "view_list", "view_item", "add_to_cart", "view_cart", "purchase"})
-AD_EVENTS = frozenset({"impression", "click"})
+AD_EVENTS = frozenset({"impression", "click", "viewable"})
 # Events that name products and therefore need at least one sku.
 SKU_EVENTS = frozenset({"view_item", "add_to_cart", "purchase"})
 # Events that show interest in a product: they feed the visitor's recently-viewed list.

@@ -12,7 +12,8 @@ fails is the candidate's status: campaign not running (paused, before its start,
 visitor outside the audience window, recent buyer excluded, daily frequency cap reached, minimum
 gap between impressions not over, below the floor, fatigue (after ``FATIGUE_FREE`` impressions
 without a click the visitor sees the advertiser again only with probability
-``FATIGUE_DECAY ** (unclicked - FATIGUE_FREE)``, the decay Criteo's retargeting studies describe).
+``FATIGUE_DECAY ** (unclicked - FATIGUE_FREE + 1)``: the more banners ignored, the less likely
+one more gets a click, as Criteo's retargeting studies describe).
 
 Non-personalised slots (no cookie, opted out, no interest) are sold only to CPC campaigns: they pay
 for clicks, so the low CTR of a visitor who never saw the store costs them nothing, while a CPM
@@ -102,7 +103,7 @@ class Sources:
 
 def fatigue(unclicked: int, free: int = FATIGUE_FREE, decay: float = FATIGUE_DECAY) -> float:
     """Probability of showing an advertiser again after ``unclicked`` impressions without a click."""
-    return 1.0 if unclicked <= free else decay ** (unclicked - free)
+    return 1.0 if unclicked < free else decay ** (unclicked - free + 1)
 
 
 def _check(candidate: Candidate, ctx: AuctionContext, sources: Sources, floor: float) -> str:

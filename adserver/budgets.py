@@ -10,8 +10,9 @@ up exactly. Every check-and-charge is one server-side script, atomic across all 
   are free to the advertiser rather than billed beyond what they allowed.
 
 Pacing spreads the budget over the day: by a fraction ``f`` of the advertiser's local day, at most
-``budget * (f + ahead)`` may be spent, so a campaign is not exhausted by the morning's traffic and
-still has budget for the evening's visitors.
+``budget * (f + ahead * (1 - f))`` may be spent: a little ahead of an even spread (so a quiet hour's
+unspent share can be caught up), reaching the whole budget only at midnight. A campaign is thus not
+exhausted by the morning's traffic and still has budget for the evening's visitors.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def paced_allowance(budget: float, day_fraction: float, ahead: float = PACE_AHEA
     """Micro-units that may be spent by this point of the day (the whole budget by its end)."""
     if budget <= 0:
         return UNLIMITED
-    return int(round(budget * min(1.0, day_fraction + ahead) * MICROS))
+    day_fraction = min(1.0, max(0.0, day_fraction))
+    return int(round(budget * (day_fraction + ahead * (1.0 - day_fraction)) * MICROS))
 
 
 def to_micros(amount: float) -> int:

@@ -199,6 +199,10 @@ def cmd_create_campaign(args: argparse.Namespace) -> int:
     if old is not None and args.advertiser and args.advertiser != old.advertiser:
         print(f"error: campaign {args.id!r} belongs to {old.advertiser!r}", file=sys.stderr)
         return 2
+    known = ch.execute("SELECT count() FROM advertisers FINAL WHERE id = %(id)s AND deleted = 0",
+                       {"id": base_advertiser}) if (base_advertiser := args.advertiser or "") else [(1,)]
+    if not known[0][0]:
+        raise AdServerError(f"unknown advertiser {base_advertiser!r} (create-advertiser first)", "unknown_advertiser")
     base = old or Campaign(args.id, args.advertiser)
     changes = {name: value for name, value in (
         ("name", args.name), ("status", args.status), ("pricing", args.pricing), ("price", args.price),

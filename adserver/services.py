@@ -17,6 +17,7 @@ from flask import current_app
 from adserver.budgets import Budgets
 from adserver.catalog import CatalogCache
 from adserver.clicks import ClickTokens
+from adserver.ctr import CtrCache
 from adserver.recommend import ModelCache
 from adserver.registry import Registry
 from models.ctr import DEFAULT_PRIOR_CTR, CtrContext
@@ -80,7 +81,7 @@ class Services:
         self.models = ModelCache(settings.model_dir)
         self.breaker = CircuitBreaker(cooldown=1.0)
         self.spool = Spool(settings.data_dir / "spool")
-        self.ctr = None  # set below once the CTR model module is wired
+        self.ctr = CtrCache(settings.model_dir)
         self._stream: EventStream | None = None
         self._budgets: Budgets | None = None
         if self.spool.pending_files():  # left by a process that died while Redis was down
@@ -149,7 +150,7 @@ class Services:
             interest_age=int(max(0.0, ctx.now - interest.last_seen)) if interest else 0,
             interest_views=interest.views if interest else 0, hour=ctx.hour, device=ctx.device,
         )
-        model = self.ctr.get() if self.ctr is not None else None
+        model = self.ctr.get()
         return model.predict(context) if model is not None else prior_ctr(context)
 
     @property

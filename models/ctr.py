@@ -18,10 +18,14 @@ Design choices, and why:
 - **Shrinkage toward a prior by support**: a weight learnt from a handful of impressions is mostly
   noise, and in an auction noise is not harmless: the campaigns whose CTR is overestimated win and
   pay, the underestimated ones never get shown and so never get the data that would correct them.
-  The served prediction is ``p = (n * p_model + k * p_prior) / (n + k)`` with ``n`` the training
-  impressions of the less known of (advertiser, placement): an unseen advertiser or placement gets
-  exactly the prior (the global training CTR), a well known pair gets the model, and in between the
-  model earns trust as data accumulates. With no model at all, ``DEFAULT_PRIOR_CTR`` is used.
+  The served prediction is ``p = (n * p_model + k * p_generic) / (n + k)`` with ``n`` the training
+  impressions of the less known of (advertiser, placement), and ``p_generic`` the model's prediction
+  from the features that are not about a particular advertiser or placement (interest recency and
+  depth, hour, device, size). An unseen advertiser or placement gets the generic prediction, which
+  still says that a visitor who looked at the store an hour ago clicks more than one who never did;
+  a flat global CTR would make every new advertiser's candidates look alike, so that price alone
+  decided. A well known pair gets the model, and in between the model earns trust as data
+  accumulates. With no model at all, the serving side uses its own prior.
 - **Time-ordered evaluation**: the last 20% of impressions (by time) are held out, because a random
   split would leak the future (same visitors, same day) and flatter the model. The figures compare
   the served (shrunk) prediction with a constant predictor of the training CTR.
@@ -112,6 +116,9 @@ def feature_names(ctx: CtrContext) -> list[str]:
 
 
 N_FIELDS = 10  # len(feature_names(...)): every context has exactly one value per field
+# Positions in ``feature_names`` of the fields that say nothing about a particular advertiser or
+# placement: size, recency, views, hour, device, size x device. They make the generic prediction.
+GENERIC_FIELDS = (1, 3, 4, 5, 6, 8)
 
 
 def feature_indices(ctx: CtrContext, n_features: int) -> list[int]:
@@ -175,6 +182,13 @@ class CtrModel:
         z = self.intercept + sum(w(i, 0.0) for i in feature_indices(ctx, self.coef.shape[0]))
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
+    def generic(self, ctx: CtrContext) -> float:
+        """The probability from the generic fields only: the prior of an unknown advertiser or placement."""
+        w = self._weights.get
+        indices = feature_indices(ctx, self.coef.shape[0])
+        z = self.intercept + sum(w(indices[i], 0.0) for i in GENERIC_FIELDS)
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
     def support(self, ctx: CtrContext) -> int:
         """Training impressions of the less known of the context's advertiser and placement."""
         return min(self.advertiser_support.get(ctx.advertiser, 0), self.placement_support.get(ctx.placement, 0))
@@ -184,8 +198,8 @@ class CtrModel:
         n = self.support(ctx)
         k = self.prior_strength
         if n == 0:
-            return self.prior_ctr
-        return (n * self.raw(ctx) + k * self.prior_ctr) / (n + k)
+            return self.generic(ctx)
+        return (n * self.raw(ctx) + k * self.generic(ctx)) / (n + k)
 
     def predict_many(self, contexts: Sequence[CtrContext]) -> np.ndarray:
         """Predictions for many contexts at once (evaluation, batch scoring); same values as ``predict``."""
@@ -195,9 +209,11 @@ class CtrModel:
         idx = np.array([feature_indices(ctx, n_features) for ctx in contexts], dtype=np.int64)
         z = self.intercept + self.coef[idx].sum(axis=1)
         raw = 1.0 / (1.0 + np.exp(-np.clip(z, -700, 700)))
+        zg = self.intercept + self.coef[idx[:, list(GENERIC_FIELDS)]].sum(axis=1)
+        generic = 1.0 / (1.0 + np.exp(-np.clip(zg, -700, 700)))
         n = np.array([self.support(ctx) for ctx in contexts], dtype=np.float64)
         k = self.prior_strength
-        return (n * raw + k * self.prior_ctr) / (n + k)
+        return (n * raw + k * generic) / (n + k)
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:

@@ -150,9 +150,13 @@ def test_the_prior_dominates_where_the_model_knows_nothing(trained):
     assert model.prior_ctr == pytest.approx(metrics["ctr"])
     known = CtrContext("feed", "300x250", "shop-a", 600, 3, 10, "mobile")
     assert model.predict(known) > 3 * model.prior_ctr  # fresh interest on the best placement
-    # An advertiser or a placement never seen in training: exactly the prior, whatever else the context says.
-    assert model.predict(CtrContext("feed", "300x250", "brand-new", 600, 3, 10, "mobile")) == model.prior_ctr
-    assert model.predict(CtrContext("new-slot", "300x250", "shop-a", 600, 3, 10, "mobile")) == model.prior_ctr
+    # An advertiser or a placement never seen in training: the generic prediction (what interest, hour,
+    # device and size say), and still more for a fresh interest than for none.
+    new_fresh = CtrContext("feed", "300x250", "brand-new", 600, 3, 10, "mobile")
+    new_none = CtrContext("feed", "300x250", "brand-new", 0, 0, 10, "mobile")
+    assert model.predict(new_fresh) == model.generic(new_fresh) > model.predict(new_none) == model.generic(new_none)
+    other_slot = CtrContext("new-slot", "300x250", "shop-a", 600, 3, 10, "mobile")
+    assert model.predict(other_slot) == model.generic(other_slot)
 
 
 def test_support_shrinks_rare_advertisers_toward_the_prior():
@@ -164,8 +168,9 @@ def test_support_shrinks_rare_advertisers_toward_the_prior():
     assert model.support(ctx) == 20
     raw, served = model.raw(ctx), model.predict(ctx)
     k = DEFAULT_PRIOR_STRENGTH
-    assert served == pytest.approx((20 * raw + k * model.prior_ctr) / (20 + k))
-    assert model.prior_ctr < served < raw / 4
+    generic = model.generic(ctx)
+    assert served == pytest.approx((20 * raw + k * generic) / (20 + k))
+    assert generic < served < raw / 4
 
 
 def test_predict_is_fast(trained):

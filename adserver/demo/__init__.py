@@ -5,6 +5,7 @@ them in the ad on the microblog, click and land back on the product page.
 """
 
 from adserver.demo.catalog import demo_products
+from adserver.demo.outdoor import outdoor_products
 from adserver.demo.views import bp
 
-__all__ = ["bp", "demo_products"]
+__all__ = ["bp", "demo_products", "outdoor_products"]

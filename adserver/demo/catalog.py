@@ -251,9 +251,16 @@ def product_svg(index: int) -> str:
     """
     slug, _title, _desc, _brand, _price, _group, colour = _ROWS[index]
     category = _BY_SLUG[slug]
-    pid = _product_id(index)
-    fill = VARIANT_COLOURS.get(colour, "#ffffff")
-    shape = _SHAPES[category.shape].replace('"F"', f'"{fill}"').replace('"B"', f'"{category.colour}"')
+    return picture_svg(category, _SHAPES[category.shape], _product_id(index), VARIANT_COLOURS.get(colour, "#ffffff"))
+
+
+def picture_svg(category: Category, shape: str, pid: str, fill: str = "#ffffff") -> str:
+    """A product picture in the demo's style, so every demo store's pictures look alike.
+
+    ``shape`` is SVG markup drawn in a 400x400 box where ``"F"`` stands for the object's colour
+    (``fill``) and ``"B"`` for the background (the category's colour).
+    """
+    shape = shape.replace('"F"', f'"{fill}"').replace('"B"', f'"{category.colour}"')
     return _SVG.format(
         label=f"{category.name} {pid}", bg=category.colour, shape=shape,
         category=category.name.upper(), pid=pid,

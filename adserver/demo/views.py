@@ -1,20 +1,74 @@
 """Routes of the demo store (the advertiser's site) and the demo microblog (the publisher's site).
 
-The store pages stand for a shop that installed our tag: they read the shop's own products from
-:mod:`adserver.demo.catalog` and only talk to the ad server through ``/tag.js`` and ``/px.gif``,
-exactly as a real advertiser's pages would. The microblog stands for a publisher: it only embeds the
+The store pages stand for shops that installed our tag: they read each shop's own products from
+:mod:`adserver.demo.catalog` (Lotus & Co., ``/demo/store``) or :mod:`adserver.demo.outdoor` (Trailhead
+Outdoor, ``/demo/outdoor``, a second advertiser competing for the same ad slots), render them with the
+same templates, and only talk to the ad server through ``/tag.js`` and ``/px.gif``, exactly as a real
+advertiser's pages would. The microblog stands for a publisher: it only embeds the
 ``/ad`` iframe. The ad server's URLs are written as literal paths so this blueprint can be served
 on its own.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from adserver.demo import catalog
+from adserver.demo import catalog, outdoor
 
 bp = Blueprint("demo", __name__, url_prefix="/demo", template_folder="templates")
+
+
+@dataclass(frozen=True)
+class Shop:
+    """What differs between the demo's store sites, so one set of store templates serves them all.
+
+    ``views`` prefixes the endpoint names of the shop's ``store``, ``product`` and ``cart`` pages;
+    ``neighbour`` is the other demo shop, linked from the footer so a visitor can browse both.
+    """
+
+    advertiser: str
+    name: str
+    name_zh: str
+    logo: str
+    accent: str
+    views: str
+    cart_key: str
+    cart_script: str
+    order_prefix: str
+    headline: str
+    blurb: str
+    thanks_icon: str
+    neighbour_name: str
+    neighbour_views: str
+
+    def view(self, page: str) -> str:
+        """The endpoint name of one of the shop's pages, for ``url_for``."""
+        return self.views + page
+
+
+LOTUS = Shop(
+    advertiser="demo", name="Lotus & Co.", name_zh="莲花良品", logo="demo/logo.svg", accent="#d81b60",
+    views="demo.", cart_key="lotus-cart", cart_script="lotusCart", order_prefix="LC-",
+    headline="好物，慢慢挑 · Good things, chosen slowly",
+    blurb="Tea ware, audio, running, bags, keyboards, skincare, coffee and lamps.", thanks_icon="🪷",
+    neighbour_name="山径户外 Trailhead Outdoor", neighbour_views="demo.outdoor_",
+)
+TRAILHEAD = Shop(
+    advertiser=outdoor.ADVERTISER, name="Trailhead Outdoor", name_zh="山径户外", logo="demo/outdoor/logo.svg",
+    accent="#e8590c", views="demo.outdoor_", cart_key="trailhead-cart", cart_script="trailheadCart",
+    order_prefix="TH-", headline="山就在那里 · The trail starts here",
+    blurb="Tents, hiking boots, headlamps, camping mugs, trekking poles and sleeping bags.", thanks_icon="🏕️",
+    neighbour_name="莲花良品 Lotus & Co.", neighbour_views="demo.",
+)
+
+
+@bp.context_processor
+def _default_shop() -> dict:
+    """Store pages belong to the Lotus shop unless their view names another one."""
+    return {"shop": LOTUS}
 
 PLACEMENT = "demo-feed"
 UTM_ORDER = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
@@ -110,6 +164,61 @@ def cart() -> str:
         for p in _products()
     ]
     return render_template("demo/cart.html", categories=_categories(), category=None, catalog=prices)
+
+
+@bp.get("/outdoor")
+def outdoor_store() -> str:
+    """The outdoor shop's home page, or one department with ``?cat=<slug>`` (``view_home`` / ``view_list``)."""
+    products = outdoor.outdoor_products(request.host_url.rstrip("/"))
+    category = outdoor.category_by_slug(request.args.get("cat", ""))
+    if category is not None:
+        products = [p for p in products if outdoor.category_of(p) is category]
+    return render_template(
+        "demo/store.html",
+        shop=TRAILHEAD,
+        products=products,
+        categories=list(outdoor.CATEGORIES),
+        category=category,
+        event="view_list" if category else "view_home",
+        skus=",".join(p["id"] for p in products) if category else "",
+    )
+
+
+@bp.get("/outdoor/p/<sku>")
+def outdoor_product(sku: str) -> tuple[str, int] | str:
+    """An outdoor product page: fires ``view_item`` for advertiser ``outdoor``; 404 for unknown skus."""
+    products = outdoor.outdoor_products(request.host_url.rstrip("/"))
+    categories = list(outdoor.CATEGORIES)
+    item = next((p for p in products if p["id"] == sku), None)
+    if item is None:
+        return render_template("demo/not_found.html", shop=TRAILHEAD, categories=categories, category=None,
+                               sku=sku), 404
+    category = outdoor.category_of(item)
+    group = item["item_group_id"]
+    return render_template(
+        "demo/product.html",
+        shop=TRAILHEAD,
+        product=item,
+        category=category,
+        categories=categories,
+        related=[p for p in products if outdoor.category_of(p) is category and p["id"] != sku][:4],
+        variants=[p for p in products if group and p["item_group_id"] == group and p["id"] != sku],
+        utm=sorted(
+            ((k, v) for k, v in request.args.items() if k.startswith("utm_") and v),
+            key=lambda kv: (UTM_ORDER.index(kv[0]) if kv[0] in UTM_ORDER else len(UTM_ORDER), kv[0]),
+        ),
+    )
+
+
+@bp.get("/outdoor/cart")
+def outdoor_cart() -> str:
+    """The outdoor shop's cart (its own localStorage key): ``view_cart`` on load, ``purchase`` on order."""
+    prices = [
+        {"id": p["id"], "title": p["title"], "price": p["price"], "image": p["image_link"], "link": p["link"]}
+        for p in outdoor.outdoor_products(request.host_url.rstrip("/"))
+    ]
+    return render_template("demo/cart.html", shop=TRAILHEAD, categories=list(outdoor.CATEGORIES), category=None,
+                           catalog=prices)
 
 
 @bp.get("/feed")

@@ -66,12 +66,14 @@ def clip(text: str | None, max_bytes: int) -> str:
     from its letter, so the cut backs off over those.
     """
     text = " ".join("".join(c for c in (text or "") if c.isprintable() or c.isspace()).split())
-    sizes = [len(str(escape(c)).encode()) for c in text]
-    if sum(sizes) <= max_bytes:
+    if len(str(escape(text)).encode()) <= max_bytes:
         return text
     budget, end = max_bytes - len("…".encode()), 0
-    while end < len(text) and budget >= sizes[end]:
-        budget -= sizes[end]
+    while end < len(text):
+        size = len(str(escape(text[end])).encode())
+        if size > budget:
+            break
+        budget -= size
         end += 1
     while 0 < end < len(text) and _is_extension(text[end]):
         end -= 1

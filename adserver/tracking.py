@@ -10,6 +10,7 @@ from urllib.parse import unquote_to_bytes
 from flask import Blueprint, Response, jsonify, render_template, request, send_file
 
 from adserver.services import services
+from adserver.traffic import classify, client_address, invalid_fields
 from tracker.events import MAX_RAW_LEN, Hit, Invalid, device_class, validate_hit
 from tracker.identity import OPTOUT_COOKIE, UID_COOKIE, UID_MAX_AGE, tracking_allowed
 
@@ -104,7 +105,9 @@ def pixel() -> Response:
             "currency": result.currency, "url": result.url, "ref": result.ref,
             "device": device_class(request.headers.get("User-Agent", "")), "addressable": 1,
         }
-        svc.record(row, uid=uid, counter="pixel_accepted")
+        invalid = invalid_fields(classify(request.headers, client_address()))  # bots: no profile, no popularity
+        row.update(invalid)
+        svc.record(row, uid=None if invalid else uid, counter="pixel_accepted")
     except Exception:  # noqa: BLE001 - the GIF goes out even if Redis is down
         log.exception("pixel hit not recorded")
     return response

@@ -24,6 +24,8 @@ from tests.adserver.conftest import feed_bytes, product
 from tests.conftest import drain
 
 CHROMIUM = "/usr/bin/chromium"
+DESKTOP_CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 "
+                  "Safari/537.36")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 PRODUCTS = [
     product("T1", "青瓷茶杯 Celadon Tea Cup", product_type="Tea Ware"),
@@ -110,8 +112,10 @@ def _browser(playwright, profile: Path, third_party_cookies: bool):
     (profile / "Default").mkdir(parents=True)
     (profile / "Default" / "Preferences").write_text(
         json.dumps({"profile": {"cookie_controls_mode": 0 if third_party_cookies else 1}}))
+    # Headless Chromium says "HeadlessChrome" in its user agent, which the server counts as a bot
+    # (adserver/traffic.py); the shopper simulated here is a person, so it shows a desktop Chrome's.
     return playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=CHROMIUM, headless=True, ignore_https_errors=True,
+        str(profile), executable_path=CHROMIUM, headless=True, ignore_https_errors=True, user_agent=DESKTOP_CHROME,
         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
               "--disable-sync", "--no-first-run", "--host-resolver-rules=MAP *.test 127.0.0.1",
               "--ignore-certificate-errors"])

@@ -417,18 +417,62 @@ ORDER BY advertiser
 
 PRICES_COLUMNS = ("advertiser", "model", "amount", "version", "updated_at")
 
+# --- Invalid traffic in reports (migration 6) ----------------------------------------------------
+# Events flagged ``invalid = 1`` (bots, prefetches, link previewers, click floods: adserver/traffic.py)
+# are not impressions, clicks, reach or touches. The ad tables count them apart, so reports can show
+# the invalid share: ``invalid_impressions`` and ``invalid_clicks`` are sum states like the other
+# counters (the tables are AggregatingMergeTree; rows written before the columns existed read as 0).
+# The views of migration 4 (the SELECTs above) are dropped and created again with these SELECTs:
+# ClickHouse 18.16 cannot alter a view's query. Events inserted between the drop and the create
+# are not aggregated: migrate with the writer stopped, or run ``rebuild-reports`` after.
+REPORT_INVALID_COLUMNS = ("invalid_impressions", "invalid_clicks")
+
+REPORT_ADS_HOURLY_V6_SELECT = """
+SELECT
+    advertiser,
+    toStartOfHour(ts, 'UTC') AS hour,
+    placement,
+    sumState(toUInt64(event = 'impression' AND invalid = 0)) AS impressions,
+    sumState(toUInt64(event = 'impression' AND addressable = 1 AND invalid = 0)) AS addressable_impressions,
+    sumState(toUInt64(event = 'click' AND invalid = 0)) AS clicks,
+    uniqHLL12StateIf(uid, event = 'impression' AND uid != '' AND invalid = 0) AS visitors,
+    sumState(toUInt64(event = 'impression' AND invalid != 0)) AS invalid_impressions,
+    sumState(toUInt64(event = 'click' AND invalid != 0)) AS invalid_clicks
+FROM events
+WHERE event IN ('impression', 'click')
+GROUP BY advertiser, hour, placement
+"""
+
+
+def _valid_only(select: str) -> str:
+    """The same SELECT over valid events only."""
+    return select.replace("WHERE event", "WHERE invalid = 0 AND event", 1)
+
+
+REPORT_ADS_DAILY_V6_SELECT = _daily(REPORT_ADS_HOURLY_V6_SELECT)
+
 # The tables the report views fill, with the SELECT each view runs on inserted events: a rebuild
-# runs the same SELECT over the whole ``events`` table (adserver/reports/maintenance.py).
+# runs the same SELECT over the whole ``events`` table (adserver/reports/maintenance.py), and
+# inserts by position, so each SELECT lists the columns in the table's order. Each view is named
+# ``<table>_mv``.
 REPORT_VIEWS = (
-    ("report_ads_hourly", REPORT_ADS_HOURLY_SELECT),
-    ("report_reasons_hourly", REPORT_REASONS_HOURLY_SELECT),
-    ("report_products_hourly", REPORT_PRODUCTS_HOURLY_SELECT),
-    ("report_ads_daily", REPORT_ADS_DAILY_SELECT),
-    ("report_reasons_daily", REPORT_REASONS_DAILY_SELECT),
-    ("report_products_daily", REPORT_PRODUCTS_DAILY_SELECT),
-    ("report_touchpoints", REPORT_TOUCHPOINTS_SELECT),
-    ("report_reach_hourly", REPORT_REACH_HOURLY_SELECT),
+    ("report_ads_hourly", REPORT_ADS_HOURLY_V6_SELECT),
+    ("report_reasons_hourly", _valid_only(REPORT_REASONS_HOURLY_SELECT)),
+    ("report_products_hourly", _valid_only(REPORT_PRODUCTS_HOURLY_SELECT)),
+    ("report_ads_daily", REPORT_ADS_DAILY_V6_SELECT),
+    ("report_reasons_daily", _valid_only(REPORT_REASONS_DAILY_SELECT)),
+    ("report_products_daily", _valid_only(REPORT_PRODUCTS_DAILY_SELECT)),
+    ("report_touchpoints", _valid_only(REPORT_TOUCHPOINTS_SELECT)),
+    ("report_reach_hourly", _valid_only(REPORT_REACH_HOURLY_SELECT)),
 )
+
+
+def _recreate_views() -> tuple[str, ...]:
+    statements: list[str] = []
+    for table, select in REPORT_VIEWS:
+        statements += [f"DROP TABLE IF EXISTS {table}_mv",
+                       f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table}_mv TO {table} AS {select}"]
+    return tuple(statements)
 # Filled by reports themselves (emptied by a rebuild).
 REPORT_CACHES = ("report_order_touches",)
 
@@ -532,6 +576,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         CAMPAIGNS_TABLE,
         AddColumn("placements", PLACEMENTS_FLOOR_COLUMN, "Float64 DEFAULT 0"),
         *(AddColumn("events", name, definition) for name, definition in EVENTS_V5_COLUMNS),
+    )),
+    Migration(6, "reports: valid traffic only, invalid impressions and clicks apart", (
+        *(AddColumn(table, column, "AggregateFunction(sum, UInt64)")
+          for table in ("report_ads_hourly", "report_ads_daily") for column in REPORT_INVALID_COLUMNS),
+        *_recreate_views(),
     )),
 )
 

@@ -77,7 +77,7 @@ _TOUCHES_RAW = """
     SELECT uid, ts AS t_ts, toUInt8(if(event = 'click', 2, 1)) AS t_kind,
            placement AS t_placement, skus AS t_skus, reasons AS t_reasons
     FROM events
-    WHERE advertiser = %(advertiser)s AND event IN ('impression', 'click') AND uid != ''
+    WHERE advertiser = %(advertiser)s AND event IN ('impression', 'click') AND uid != '' AND invalid = 0
       AND ts >= toDateTime(%(lookback)s) AND ts < toDateTime(%(end)s)
       AND uid IN (SELECT uid FROM ({orders}))
 """

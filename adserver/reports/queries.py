@@ -1,4 +1,5 @@
-"""Impressions, clicks, visitors and addressable share per report key.
+"""Impressions, clicks, visitors and addressable share per report key, of valid traffic; invalid
+impressions and clicks (bots, prefetches, click floods) counted apart for the ad-level breakdowns.
 
 ``agg`` reads the hourly tables the materialized views fill; ``raw`` computes the same from
 ``events`` (the source of truth), for tests and the benchmark. Hours are UTC hours; keys convert
@@ -39,7 +40,9 @@ SELECT {key} AS key,
        sumMerge(addressable_impressions) AS addressable,
        sumMerge(clicks) AS clks,
        {share} AS share,
-       {visitors} AS uniq_visitors
+       {visitors} AS uniq_visitors,
+       {invalid} AS invalid_imps,
+       {invalid_clicks} AS invalid_clks
 FROM {source}
 WHERE {where}
 GROUP BY key
@@ -51,7 +54,8 @@ _HOURS = "advertiser = %(advertiser)s AND hour >= toDateTime(%(start)s) AND hour
 DAILY = {"report_ads_hourly": "report_ads_daily", "report_reasons_hourly": "report_reasons_daily",
          "report_products_hourly": "report_products_daily"}
 STATE_COLUMNS = {
-    "report_ads_hourly": "placement, impressions, addressable_impressions, clicks, visitors",
+    "report_ads_hourly": ("placement, impressions, addressable_impressions, clicks, visitors, invalid_impressions, "
+                          "invalid_clicks"),
     "report_reasons_hourly": ("placement, reason, impressions, impression_share, addressable_impressions, clicks, "
                               "visitors"),
     "report_products_hourly": "sku, impressions, impression_share, addressable_impressions, clicks",
@@ -75,18 +79,21 @@ WHERE advertiser = %(advertiser)s AND hour >= toDateTime(%(start)s) AND hour < t
 GROUP BY key
 """
 
-# The raw twin: the same hour truncation and key expressions over ``events``.
+# The raw twin: the same hour truncation and key expressions over ``events``. Product-level
+# tables hold valid events only, so their twin skips invalid events altogether.
 _RAW = """
 SELECT {key} AS key,
-       sum(toUInt64(event = 'impression')) AS imps,
-       sum(toUInt64(event = 'impression' AND addressable = 1)) AS addressable,
-       sum(toUInt64(event = 'click')) AS clks,
+       sum(toUInt64(event = 'impression' AND invalid = 0)) AS imps,
+       sum(toUInt64(event = 'impression' AND addressable = 1 AND invalid = 0)) AS addressable,
+       sum(toUInt64(event = 'click' AND invalid = 0)) AS clks,
        {share} AS share,
-       {visitors} AS uniq_visitors
+       {visitors} AS uniq_visitors,
+       sum(toUInt64(event = 'impression' AND invalid != 0)) AS invalid_imps,
+       sum(toUInt64(event = 'click' AND invalid != 0)) AS invalid_clks
 FROM (
-    SELECT toStartOfHour(ts, 'UTC') AS hour, event, addressable, uid, placement{slot_columns}
+    SELECT toStartOfHour(ts, 'UTC') AS hour, event, addressable, uid, placement, invalid{slot_columns}
     FROM events {array_join}
-    WHERE advertiser = %(advertiser)s AND event IN ('impression', 'click')
+    WHERE advertiser = %(advertiser)s AND event IN ('impression', 'click') {valid_only}
       AND ts >= toDateTime(%(start)s) AND ts < toDateTime(%(end)s)
 )
 GROUP BY key
@@ -100,6 +107,8 @@ class AdStats:
     clicks: int = 0
     share: float = 0.0  # ad impressions these product impressions stand for (sum of 1/n)
     visitors: int | None = None
+    invalid_impressions: int | None = 0  # None: not counted for this breakdown (products, reasons)
+    invalid_clicks: int | None = 0
 
 
 def day_split(start: int, end: int) -> dict:
@@ -128,16 +137,20 @@ def ad_stats_sql(group_by: str, source: str = "agg") -> str:
             share="sumMerge(impression_share)" if product_level else "toFloat64(sumMerge(impressions))",
             visitors=("toUInt64(0)" if group_by == "sku" or group_by in REACH_GROUPS
                       else "uniqHLL12Merge(visitors)"),
+            invalid="toUInt64(0)" if product_level else "sumMerge(invalid_impressions)",
+            invalid_clicks="toUInt64(0)" if product_level else "sumMerge(invalid_clicks)",
         )
     if source == "raw":
         return _RAW.format(
             key=KEYS[group_by],
             share=("sum(if(event = 'impression', 1 / n_products, 0))" if product_level
-                   else "toFloat64(sum(toUInt64(event = 'impression')))"),
-            visitors="toUInt64(0)" if group_by == "sku" else "uniqHLL12If(uid, event = 'impression' AND uid != '')",
+                   else "toFloat64(sum(toUInt64(event = 'impression' AND invalid = 0)))"),
+            visitors=("toUInt64(0)" if group_by == "sku"
+                      else "uniqHLL12If(uid, event = 'impression' AND uid != '' AND invalid = 0)"),
             slot_columns=", skus[slot] AS sku, reasons[slot] AS reason, length(skus) AS n_products"
             if product_level else "",
             array_join="ARRAY JOIN arrayEnumerate(skus) AS slot" if product_level else "",
+            valid_only="AND invalid = 0" if product_level else "",
         )
     raise ValueError(f"unknown source {source!r}")
 
@@ -147,10 +160,11 @@ def ad_stats(ch: ClickHouse, advertiser: str, start: int, end: int, group_by: st
     """Ad statistics per key for UTC hours in ``[start, end)`` (unix seconds, whole hours)."""
     params = {"advertiser": advertiser, "start": start, "end": end, "tz": timezone, **day_split(start, end)}
     rows = ch.execute(ad_stats_sql(group_by, source), params)
+    product_level = group_by in PRODUCT_LEVEL
     stats = {
-        str(key): AdStats(int(imps), int(addr), int(clks), float(share),
-                          None if group_by == "sku" else int(vis))
-        for key, imps, addr, clks, share, vis in rows
+        str(key): AdStats(int(imps), int(addr), int(clks), float(share), None if group_by == "sku" else int(vis),
+                          None if product_level else int(bad_imps), None if product_level else int(bad_clks))
+        for key, imps, addr, clks, share, vis, bad_imps, bad_clks in rows
     }
     if source == "agg" and group_by in REACH_GROUPS:
         for key, visitors in ch.execute(_REACH.format(key=KEYS[group_by]), params):

@@ -2,7 +2,9 @@
 
 Metrics (docs/reports.md): impressions, clicks, CTR, unique visitors reached, addressable share,
 conversions (post-click + post-view) and revenue attributed with the request's windows, cost and
-ROAS when the advertiser has a price. Day and hour keys are in the advertiser's time zone; every
+ROAS when the advertiser has a price. Impressions, clicks and everything derived from them count
+valid traffic only; invalid impressions and clicks (bots, prefetches, link previewers, click
+floods: adserver/traffic.py) and their share of all traffic are reported apart. Day and hour keys are in the advertiser's time zone; every
 day (or hour) of the range gets a row, even without traffic.
 """
 
@@ -38,6 +40,15 @@ COLUMNS = (
     ("roas", "ROAS"),
 )
 METRICS = tuple(name for name, _ in COLUMNS)
+# Invalid traffic, shown apart from the table (after the columns above in CSV and JSON). Counted
+# for ads (totals, days, hours, placements); null for products and reasons.
+INVALID_COLUMNS = (
+    ("invalid_impressions", "Invalid impressions"),
+    ("invalid_impression_share", "Invalid impression share"),
+    ("invalid_clicks", "Invalid clicks"),
+    ("invalid_click_share", "Invalid click share"),
+)
+INVALID_METRICS = tuple(name for name, _ in INVALID_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,17 @@ class Row:
     post_view_conversions: int = 0
     revenue: float = 0.0
     cost: float | None = None
+    invalid_impressions: int | None = 0
+    invalid_clicks: int | None = 0
+
+    @property
+    def invalid_impression_share(self) -> float | None:
+        """Invalid impressions / all impressions (valid + invalid)."""
+        return _share(self.invalid_impressions, self.impressions)
+
+    @property
+    def invalid_click_share(self) -> float | None:
+        return _share(self.invalid_clicks, self.clicks)
 
     @property
     def ctr(self) -> float | None:
@@ -102,7 +124,7 @@ class Row:
 
     def as_dict(self) -> dict:
         out = {"key": self.key}
-        for name in METRICS:
+        for name in METRICS + INVALID_METRICS:
             value = getattr(self, name)
             out[name] = round(value, 6) if isinstance(value, float) else value
         return out
@@ -116,6 +138,12 @@ class Report:
     price: Price | None = None
     product_level: bool = False
     previous: Report | None = field(default=None, repr=False)
+
+
+def _share(invalid: int | None, valid: int) -> float | None:
+    if invalid is None or not invalid + valid:
+        return None
+    return invalid / (invalid + valid)
 
 
 def _cost(price: Price | None, clicks: int, impressions: float) -> float | None:
@@ -175,12 +203,16 @@ def _add(total: attribution.Conversions, conv: attribution.Conversions) -> None:
 
 def _row(key: str, stats: queries.AdStats | None, conv: attribution.Conversions | None, price: Price | None,
          product_level: bool) -> Row:
-    stats = stats or queries.AdStats(visitors=None if product_level else 0)
+    if stats is None:
+        stats = queries.AdStats(visitors=None if product_level else 0)
+        if product_level:
+            stats.invalid_impressions = stats.invalid_clicks = None
     conv = conv or attribution.Conversions()
     row = Row(key=key, impressions=stats.impressions, clicks=stats.clicks, visitors=stats.visitors,
               addressable=stats.addressable, share=stats.share, conversions=conv.conversions,
               post_click_conversions=conv.post_click, post_view_conversions=conv.post_view,
-              revenue=round(conv.revenue, 6))
+              revenue=round(conv.revenue, 6), invalid_impressions=stats.invalid_impressions,
+              invalid_clicks=stats.invalid_clicks)
     row.cost = _cost(price, stats.clicks, stats.share)
     return row
 

@@ -173,6 +173,7 @@ def dashboard(advertiser: str):
         options=options, chart=svg, kpis=_kpis(report.totals, previous.totals, info.currency, report.price),
         headers=_headers_for(options), rows=[_cells(r, info.currency) for r in report.rows],
         totals=_cells(report.totals, info.currency), form=_form_values(request.args, options),
+        invalid=invalid_text(report.totals),
         groups=GROUP_LABELS, product_level=report.product_level,
         csv_url=url_for("reports.export_csv", advertiser=info.id, **_query(options)),
     )
@@ -242,6 +243,12 @@ def _cells(row: Row, currency: str) -> dict:
         "post_view_conversions": count(row.post_view_conversions), "revenue": money(row.revenue, currency),
         "cost": money(row.cost, currency), "roas": "—" if row.roas is None else f"{row.roas:,.2f}×",
     }
+
+
+def invalid_text(row: Row) -> str:
+    """Invalid traffic of a row, apart from the valid counts: "N impressions (x.x%), M clicks (y.y%)"."""
+    return (f"{count(row.invalid_impressions)} impressions ({pct(row.invalid_impression_share, 1)}), "
+            f"{count(row.invalid_clicks)} clicks ({pct(row.invalid_click_share, 1)})")
 
 
 def _change(now: float | None, before: float | None) -> tuple[str, str]:

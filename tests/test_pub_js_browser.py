@@ -59,7 +59,8 @@ def _impression_id(page, selector: str) -> str:
 
 
 def _wait_loaded(page, selector: str) -> None:
-    page.frame_locator(f"{selector} iframe").locator("a.p").first.wait_for(timeout=10_000)
+    """Until the unit shows a product (a click link): its markup is the unit's own business."""
+    page.frame_locator(f"{selector} iframe").locator("a[href*='/c/']").first.wait_for(timeout=10_000)
 
 
 def _wait_for(condition, seconds: float = 5.0) -> bool:

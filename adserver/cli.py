@@ -246,7 +246,7 @@ def demo_base_url() -> str:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from adserver.campaigns import Campaign, save_campaign
-    from adserver.demo import demo_products
+    from adserver.demo import demo_products, outdoor
     from adserver.feeds import import_products
     from adserver.registry import save_advertiser, save_placement
     from adserver.training import train_advertiser
@@ -265,8 +265,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                brand_color="#2e7d6b", text_color="#ffffff"))
     print(f"demo advertiser 'demo': {report.accepted} products ({len(report.errors)} rejected), campaign "
           "demo-retargeting (CPC 0.60); placements demo-feed (floor 0.30), demo-sidebar (2.00), demo-banner (0.50)")
-    result = train_advertiser(ch, "demo", get_settings().model_dir)
-    print(f"demo similar-products model {result.version} ({result.seconds:.1f}s)")
+    # A second store, with a CPM campaign (buys its retargeting audience only): the two compete.
+    save_advertiser(ch, outdoor.ADVERTISER, outdoor.NAME, outdoor.CURRENCY)
+    data = json.dumps(outdoor.outdoor_products(base_url), ensure_ascii=False).encode()
+    report = import_products(outdoor.ADVERTISER, data, "json", full=True)
+    save_campaign(ch, Campaign("outdoor-retargeting", outdoor.ADVERTISER, "Trailhead retargeting", pricing="cpm",
+                               price=3.0, daily_budget=300.0, cap_per_day=20, min_gap_seconds=5,
+                               logo_url=f"{base_url}/static/demo/outdoor/logo.svg", brand_color="#e8590c",
+                               text_color="#ffffff"))
+    print(f"demo advertiser '{outdoor.ADVERTISER}': {report.accepted} products ({len(report.errors)} rejected), "
+          "campaign outdoor-retargeting (CPM 3.00)")
+    for advertiser in ("demo", outdoor.ADVERTISER):
+        result = train_advertiser(ch, advertiser, get_settings().model_dir)
+        print(f"{advertiser} similar-products model {result.version} ({result.seconds:.1f}s)")
     if args.reports:
         from adserver.reports.demo import setup_demo
 

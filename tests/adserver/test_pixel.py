@@ -325,7 +325,8 @@ def test_post_optout_sets_the_cookie_and_deletes_the_profile(app, demo_loaded, r
     cookie = client.get_cookie("uid").value
     uid = uid_from_cookie(cookie)
     profile_keys = {k.decode() for k in redis_client.keys(f"p:{{{uid}}}:*")}
-    assert profile_keys == {f"p:{{{uid}}}:adv", f"p:{{{uid}}}:rv:demo", f"p:{{{uid}}}:buy:demo"}
+    assert profile_keys == {f"p:{{{uid}}}:adv", f"p:{{{uid}}}:rv:demo", f"p:{{{uid}}}:buy:demo",
+                            f"p:{{{uid}}}:advbuy"}
     assert client.get("/ad.json?p=demo-feed&size=300x250").get_json()["path"] == "personalised"
 
     response = client.post("/optout")

@@ -25,7 +25,9 @@ def test_forget_deletes_profile_and_events(client, demo_loaded, writer, ch, redi
     assert response.status_code == 200
     body = response.get_json()
     assert body["visitor_known"] is True
-    assert body["profile_keys_removed"] == 2  # the advertiser index and the recently-viewed list
+    # The advertiser index, the recently-viewed list, and the frequency state the impression left
+    # (overall and today's counts).
+    assert body["profile_keys_removed"] == 4
     assert body["rows_scheduled_for_deletion"]["events"] == 3  # two views and one impression
     assert "uid=;" in response.headers["Set-Cookie"]
     assert redis_client.keys("p:{%s}*" % uid) == []

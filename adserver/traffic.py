@@ -22,9 +22,12 @@ Invalid requests are still answered normally (the ad renders, the click redirect
 classified wrongly loses nothing, and a bot learns nothing about the rules. The event is stored
 with ``invalid = 1`` and the reason, reports count it apart, and it never feeds a visitor's profile.
 
-Cost: crawlerdetect joins about 1,900 patterns into one regular expression, which takes tens of
-microseconds per user agent. Browsers repeat the same few thousand user agents, so verdicts are kept
-in a bounded LRU (``UA_CACHE_SIZE``) and a repeated user agent costs a dictionary lookup.
+Cost: crawlerdetect joins about 1,900 patterns into one case-insensitive regular expression. A
+user agent it does not match (every browser) is scanned against all of them: about 1 ms of CPU
+(0.4 ms on average over a mix of bots and browsers, where bots match early). Browsers repeat the
+same few thousand user agents, so verdicts are kept in a bounded LRU (``UA_CACHE_SIZE``) and a
+repeated user agent costs a dictionary lookup (about 0.15 µs; ``classify`` as a whole, with its
+header checks, about 5 µs).
 """
 
 from __future__ import annotations

@@ -130,8 +130,8 @@ def _visit_store(page, base: str, skus: list[str]) -> None:
 def _ad_skus(page, port: int) -> tuple[list[str], object]:
     page.goto(f"https://blog.test:{port}/")
     frame = page.frame_locator("#ad")
-    frame.locator("a.p").first.wait_for(timeout=15_000)
-    links = frame.locator("a.p")
+    frame.locator("a[href*='/c/']").first.wait_for(timeout=15_000)
+    links = frame.locator("a[href*='/c/']")
     titles = [links.nth(i).get_attribute("title") for i in range(links.count())]
     by_title = {p["title"]: p["id"] for p in PRODUCTS}
     return [by_title[t] for t in titles], frame
@@ -172,7 +172,7 @@ def test_retargeting_loop_with_third_party_cookies(sites, playwright, tmp_path, 
     page.screenshot(path=str(ARTIFACTS / "e2e-ad-personalised.png"))
 
     with context.expect_page() as landing:
-        frame.locator("a.p").first.click()
+        frame.locator("a[href*='/c/']").first.click()
     store_page = landing.value
     store_page.wait_for_load_state()
     assert store_page.url.startswith(f"{store}/p/T2?") and "utm_source=adserver" in store_page.url

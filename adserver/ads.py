@@ -78,17 +78,22 @@ def _decide(fmt: Format, placement_id: str, device: str) -> tuple[Decision, str 
     ctx = AuctionContext(placement_id, placement, known, fmt.name, fmt.slots, device, now,
                          time.gmtime(now).tm_hour, interests, frequency, personalised=state is not None,
                          fatigue_free=svc.settings.fatigue_free, fatigue_decay=svc.settings.fatigue_decay)
-    decision, ranked = auction.run(ctx, _sources(svc))
+    invalid = bool(request_verdict())  # bots and prefetches see an ad but nobody pays for it
+    decision, ranked = auction.run(ctx, _sources(svc, charge=not invalid))
+    if invalid:
+        decision.charged = 0.0
     if decision.path != "personalised":
         decision.fallback_reason = "unknown_placement" if not known else _fallback_reason(uid, state is not None,
                                                                                           interests)
     return decision, uid, ranked
 
 
-def _sources(svc) -> auction.Sources:
+def _sources(svc, charge: bool = True) -> auction.Sources:
     registry = svc.registry
 
     def reserve(campaign: Campaign, amount: float) -> bool:
+        if not charge:
+            amount = 0.0  # still within budget and pacing, but nothing is taken
         try:
             return svc.budgets.reserve(campaign.id, registry.timezone_of(campaign.advertiser),
                                        campaign.daily_budget, amount)
@@ -170,7 +175,7 @@ def _serve(as_json: bool) -> Response:
             "ref": (request.referrer or "")[:2048],
             **invalid_fields(request_verdict()),
             **_auction_row(decision),
-        }, uid=uid, counter="ads_served")
+        }, uid=uid, counter="ads_invalid" if request_verdict() else "ads_served")
     if as_json:
         response = jsonify({
             "impression_id": impression_id, "advertiser": decision.advertiser, "placement": placement_id,
@@ -247,7 +252,7 @@ def click(token: str) -> Response:
     }
     if not row.get("invalid"):
         row["cost"] = _charge_click(info)
-    svc.record(row, uid=uid, counter="clicks")
+    svc.record(row, uid=uid, counter="clicks_invalid" if row.get("invalid") else "clicks")
     response = Response(status=302)
     response.headers["Location"] = with_utm(product.link, info.placement, info.sku, info.advertiser, info.campaign)
     response.headers["Cache-Control"] = "no-store"

@@ -64,6 +64,10 @@ def metrics() -> Response:
         "pixel_rejected": "Pixel hits rejected and stored in bad_events.",
         "ads_served": "Ad decisions that showed at least one product.",
         "clicks": "Valid clicks redirected to a product page.",
+        "pixel_invalid": "Pixel hits from bots, prefetches or previewers (stored as invalid, not profiled).",
+        "ads_invalid": "Ad units served to bots, prefetches or previewers (not counted, not charged).",
+        "clicks_invalid": "Clicks from bots or click floods (redirected, not counted, not charged).",
+        "viewable": "Viewable impressions (50 % of the unit in view for 1 s) recorded.",
     }
     for key, text in descriptions.items():
         out.append(_line(f"adserver_{key}_total", counters.get(key, 0), text))

@@ -107,7 +107,7 @@ def pixel() -> Response:
         }
         invalid = invalid_fields(classify(request.headers, client_address()))  # bots: no profile, no popularity
         row.update(invalid)
-        svc.record(row, uid=None if invalid else uid, counter="pixel_accepted")
+        svc.record(row, uid=None if invalid else uid, counter="pixel_invalid" if invalid else "pixel_accepted")
     except Exception:  # noqa: BLE001 - the GIF goes out even if Redis is down
         log.exception("pixel hit not recorded")
     return response

@@ -22,7 +22,7 @@ TRAINING_SQL = """
 SELECT uid, arrayJoin(skus) AS sku, toUnixTimestamp(ts) AS t, event
 FROM events
 WHERE advertiser = %(a)s AND event IN ('view_item', 'add_to_cart', 'purchase')
-  AND uid != '' AND ts >= %(since)s
+  AND uid != '' AND invalid = 0 AND ts >= %(since)s
 """
 
 

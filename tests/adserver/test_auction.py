@@ -320,3 +320,15 @@ def test_new_campaign_needs_a_known_advertiser(runner, demo_loaded):
     assert code != 0 and "unknown advertiser" in out
     code, out = runner("create-campaign", "lost", "--price", "1")
     assert code != 0 and "--advertiser is required" in out
+
+
+def test_bots_see_ads_but_nobody_pays(app, demo_loaded, campaign):
+    campaign("demo-retargeting", "--pricing", "cpm", "--price", "5")
+    visitor = app.test_client()
+    view(visitor, "D1004")
+    bot = {"User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}
+    decision = ad(visitor, headers=bot)
+    assert decision["campaign"] == "demo-retargeting" and decision["auction"]["charged"] == 0
+    assert app.extensions["adserver"].budgets.spent("demo-retargeting", "UTC") == 0
+    assert ad(visitor)["auction"]["charged"] == pytest.approx(0.005)  # a person: charged
+    assert app.extensions["adserver"].budgets.spent("demo-retargeting", "UTC") == pytest.approx(0.005)

@@ -149,3 +149,23 @@ def test_slots_added_later_are_filled(app, sites, playwright, tmp_path, writer, 
     drain(writer)
     sizes = sorted(r[0] for r in ch.execute("SELECT size FROM events WHERE event = 'impression'"))
     assert sizes == ["320x100", "responsive"]
+
+
+def test_js_slot_carries_the_visitor_cookie_into_its_sandboxed_frame(
+        app, sites, playwright, tmp_path, writer, ch):  # noqa: F811 - imported fixtures
+    """The sandbox gives the unit an opaque origin, but its own request still carries the ``uid`` cookie
+    where third-party cookies are allowed: the JS slot is personalised like the plain iframe."""
+    from tests.test_browser_e2e import _visit_store
+
+    port = sites["port"]
+    context = _browser(playwright, tmp_path / "profile", third_party_cookies=True)
+    _visit_store(context.new_page(), f"https://store.test:{port}", ["T2"])
+    page, errors = _publisher_page(app, context, port, SLOT.format(id="a"))
+    _wait_loaded(page, "#a")
+    assert not errors, errors
+    context.close()
+    drain(writer)
+    rows = ch.execute("SELECT addressable, skus, reasons FROM events WHERE event = 'impression'")
+    assert len(rows) == 1
+    addressable, skus, reasons = rows[0]
+    assert addressable == 1 and skus[0] == "T2" and reasons[0] == "recent"

@@ -150,6 +150,10 @@ def _serve(as_json: bool) -> Response:
     except BadSize as exc:
         return _bad_request(str(exc), as_json)
     svc = services()
+    placement = svc.registry.placement(placement_id)
+    if placement is not None and placement.sizes and fmt.name not in placement.sizes:
+        return _bad_request(f"size {fmt.name} is not allowed on placement {placement_id} "
+                            f"(allowed: {', '.join(placement.sizes)})", as_json)
     device = device_class(request.headers.get("User-Agent", ""))
     decision, uid, ranked = _decide(fmt, placement_id, device)
     nonce = valid_nonce(request.args.get("r"))  # pub.js slots: the id derives from it, for /px/viewable

@@ -253,7 +253,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     ch = _clickhouse()
     save_advertiser(ch, "demo", "Lotus & Co. 莲花良品", "CNY")
-    save_placement(ch, "demo-feed", "Demo microblog", ["300x250", "320x100", "responsive"], ["demo"], floor=0.3)
+    save_placement(ch, "demo-feed", "Demo microblog", [], ["demo"], floor=0.3)  # any size: the feed adapts
     save_placement(ch, "demo-sidebar", "Demo microblog sidebar", ["160x600", "300x250"], ["demo"], floor=2.0)
     save_placement(ch, "demo-banner", "Demo microblog banner", ["728x90", "320x50"], ["demo"], floor=0.5)
     base_url = args.base_url or demo_base_url()

@@ -332,3 +332,14 @@ def test_bots_see_ads_but_nobody_pays(app, demo_loaded, campaign):
     assert app.extensions["adserver"].budgets.spent("demo-retargeting", "UTC") == 0
     assert ad(visitor)["auction"]["charged"] == pytest.approx(0.005)  # a person: charged
     assert app.extensions["adserver"].budgets.spent("demo-retargeting", "UTC") == pytest.approx(0.005)
+
+
+def test_placements_accept_only_their_sizes(app, demo_loaded):
+    visitor = app.test_client()
+    for size in ("728x90", "320x50"):
+        assert visitor.get(f"/ad.json?p=demo-banner&size={size}").status_code == 200
+    response = visitor.get("/ad.json?p=demo-banner&size=300x250")
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "size 300x250 is not allowed on placement demo-banner (allowed: 728x90, 320x50)"
+    assert visitor.get("/ad?p=demo-banner&size=160x600").status_code == 400
+    assert visitor.get("/ad.json?p=demo-feed&size=468x60").status_code == 200  # the feed takes any size

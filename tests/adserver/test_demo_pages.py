@@ -110,7 +110,9 @@ def test_feed_page_embeds_the_ad(client):
     response = client.get("/demo/feed")
     assert response.status_code == 200
     page = html(response)
-    assert '<iframe src="/ad?p=demo-feed&amp;size=300x250" width="300" height="250"' in page
+    # The three demo placements: the feed's own, the sidebar and a mobile banner.
+    assert '<iframe src="/ad?p=demo-sidebar&amp;size=300x250" width="300" height="250"' in page
+    assert '<iframe src="/ad?p=demo-banner&amp;size=320x50" width="320" height="50"' in page
     assert '<iframe src="/ad?p=demo-feed&amp;size=responsive" width="100%" height="260"' in page
     assert page.count('class="post"') >= 8
     assert 'href="/optout"' in page

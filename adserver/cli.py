@@ -133,7 +133,8 @@ def cmd_train_ctr(args: argparse.Namespace) -> int:
     if args.days < 1:
         print("error: --days must be at least 1", file=sys.stderr)
         return 2
-    train_ctr_job(_clickhouse(), get_settings().model_dir, args.days)  # NotEnoughData: message, exit 1
+    # NotEnoughData, WorseThanBaseline: a message and exit 1, the current model stays
+    train_ctr_job(_clickhouse(), get_settings().model_dir, args.days, force=args.force)
     return 0
 
 
@@ -282,6 +283,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from adserver.reports.demo import setup_demo
 
         print(setup_demo(ch))
+        from adserver.ctr import train_ctr_job
+
+        try:  # the demo traffic's impressions and clicks: the auction's CTR model
+            train_ctr_job(ch, get_settings().model_dir, 30, out=print)
+        except AdServerError as exc:  # not enough data, or no better than the average: the prior serves
+            print(f"CTR model not published: {exc}")
     return 0
 
 
@@ -332,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "prints held-out AUC and log-loss against a constant baseline. Running servers "
                                    "pick up the new version without restart.")
     p.add_argument("--days", type=int, default=30, help="impressions of the last N days")
+    p.add_argument("--force", action="store_true", help="publish the model even if it loses to the constant baseline")
     p.set_defaults(func=cmd_train_ctr)
 
     p = sub.add_parser("evaluate", help="replay an event log and score the recommenders",

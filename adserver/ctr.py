@@ -90,8 +90,15 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class WorseThanBaseline(AdServerError):
+    """The new model predicts held-out clicks worse than a constant: it is not published."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "worse_than_baseline")
+
+
 def train_ctr_job(ch: ClickHouse, model_dir: Path, days: int, out: Callable[[str], Any] = print,
-                  min_impressions: int = MIN_IMPRESSIONS) -> tuple[str, dict[str, Any]]:
+                  min_impressions: int = MIN_IMPRESSIONS, force: bool = False) -> tuple[str, dict[str, Any]]:
     """Train on the last ``days`` of impressions, save a new version under ``<model_dir>/_ctr/`` and
     return (version, held-out metrics). Raises NotEnoughData, leaving the current model in place, when
     there are fewer than ``min_impressions`` impressions or no click at all."""
@@ -115,8 +122,13 @@ def train_ctr_job(ch: ClickHouse, model_dir: Path, days: int, out: Callable[[str
     model, metrics = train_ctr(contexts, clicked)
     model.meta.update({"days": days, "since": since.isoformat(), "created_at": datetime.now(UTC).isoformat(),
                        "seconds": round(time.monotonic() - started, 3)})
-    version = save_ctr(model, ctr_folder(model_dir))
     out(format_metrics(metrics))
+    if metrics["logloss"] > metrics["baseline_logloss"] and not force:
+        # Serving a model that predicts worse than the average CTR would rank campaigns on noise.
+        raise WorseThanBaseline(f"the new model's held-out log-loss {metrics['logloss']:.5f} is worse than the "
+                                f"constant baseline's {metrics['baseline_logloss']:.5f}: not published, the "
+                                "current model (or the prior) keeps serving; --force publishes it anyway")
+    version = save_ctr(model, ctr_folder(model_dir))
     out(f"CTR model {version}: {len(model.advertiser_support):,} advertisers, "
         f"{len(model.placement_support):,} placements, prior CTR {model.prior_ctr:.3%}, "
         f"{time.monotonic() - started:.1f}s -> {ctr_folder(model_dir) / version}")

@@ -158,3 +158,27 @@ def test_train_ctr_refuses_too_little_data(runner, ch, settings):
 
     code, out = runner("train-ctr", "--days", "0")
     assert code == 2 and "--days must be at least 1" in out
+
+
+def test_a_model_worse_than_the_constant_baseline_is_not_published(runner, ch, settings):
+    """Clicks that are pure noise: the fitted model over-fits and loses to the average CTR on the
+    held-out days, so the job refuses to publish it (the prior keeps serving) unless forced."""
+    import random
+
+    rng = random.Random(5)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0) - timedelta(hours=1)
+    rows = []
+    for i in range(3000):
+        ctx = CtrContext(f"p{rng.randrange(40)}", "300x250", f"a{rng.randrange(40)}", rng.randrange(90000), 1,
+                         rng.randrange(24), "mobile")
+        ts = now - timedelta(days=10) + timedelta(seconds=i * 250)
+        rows.append(event_row(ts, "impression", f"n{i}", ctx))
+        if rng.random() < 0.02:
+            rows.append(event_row(ts + timedelta(seconds=5), "click", f"n{i}", ctx))
+    ch.insert("events", schema.EVENTS_COLUMNS, rows)
+    code, out = runner("train-ctr")
+    assert code == 1 and "worse than the constant baseline" in out and "not published" in out, out
+    assert not (ctr_folder(settings.model_dir) / "CURRENT").exists()
+    code, out = runner("train-ctr", "--force")
+    assert code == 0, out
+    assert (ctr_folder(settings.model_dir) / "CURRENT").exists()

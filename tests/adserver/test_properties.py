@@ -117,3 +117,24 @@ def test_report_api_answers_400_not_500(client, demo_loaded, runner, params):
     response = client.get("/api/v1/reports?" + urlencode(params), headers={"Authorization": f"Bearer {token}"})
     assert response.status_code in (200, 400, 403, 404)
     _no_split_headers(response)
+
+
+@PROPERTY
+@given(nonce=st.one_of(nasty, st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=16, max_size=64)),
+       placement=st.one_of(nasty, st.sampled_from(["demo-feed", "demo-banner"])), method=st.sampled_from(["GET", "POST"]),
+       advertiser=st.one_of(nasty, st.just("demo")))
+def test_viewable_beacon_always_answers_and_never_fails(client, demo_loaded, nonce, placement, method, advertiser):
+    response = client.open("/px/viewable?" + urlencode({"p": placement, "r": nonce, "a": advertiser}), method=method)
+    assert response.status_code == 200 and response.mimetype == "image/gif" and len(response.data) == 43
+    assert "no-store" in response.headers["Cache-Control"]
+    _no_split_headers(response)
+
+
+@PROPERTY
+@given(nonce=nasty, size=st.sampled_from(["300x250", "320x50", "responsive"]))
+def test_ad_request_nonce_never_breaks_the_unit(client, demo_loaded, nonce, size):
+    response = client.get("/ad.json?" + urlencode({"p": "demo-feed", "size": size, "r": nonce}))
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["products"] and len(body["impression_id"]) == 16 and body["impression_id"] != nonce
+    _no_split_headers(response)

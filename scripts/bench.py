@@ -5,6 +5,24 @@ Starts throw-away Redis and ClickHouse servers, the product under gunicorn with
 ``deploy/gunicorn.conf.py`` plus its writer, and a bare Flask app returning the 43-byte GIF under
 the same gunicorn settings; drives them with wrk; prints a table and writes ``docs/benchmarks.md``.
 The load generator shares the machine's cores with the servers: compare ratios, not raw figures.
+
+What the requests look like, and why:
+
+- Every request carries a desktop Chrome ``User-Agent``: the product classifies requests without
+  one as invalid traffic (no profile, no frequency state, no charge), a cheaper path than a person's.
+- Visitors are many (``--visitors``, cookies minted with the bench's secret key, exactly as the
+  server mints them) and their profiles are filled by pixel hits before any measurement. wrk rotates
+  over them (``scripts/rotate.lua``): one cookie would be capped and fatigued after a few ads and
+  measure the fallback path. The mix of ``path``s ``/ad.json`` answers for these visitors is printed
+  before and after the ad runs.
+- Clicks rotate over the click links of several hundred impressions; the click-flood limits are
+  raised in the product's environment because the whole bench comes from one address.
+- Campaign budgets are raised so the bench does not spend them out mid-run (the budget scripts
+  still run on every ad and click).
+- "p99 at half of the maximum rate" comes from ``scripts/loadgen.py`` (open loop, latency from the
+  intended send time): wrk cannot hold a rate and wrk2 is not packaged here.
+- Report latency at 10 and 100 million events (``--report-events``): ``scripts/gen_events.py``
+  fills a ``bench`` database of the same ClickHouse server, then 30-day reports are timed.
 """
 
 from __future__ import annotations
@@ -13,20 +31,37 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from loadgen import closed_loop, fixed_rate  # noqa: E402
+
+# A current desktop Chrome on Windows: what most of the traffic looks like.
+USER_AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/131.0.0.0 Safari/537.36")
+ROTATE_LUA = ROOT / "scripts" / "rotate.lua"
+DEMO_SKUS = [f"D{n}" for n in range(1001, 1061)]
+OUTDOOR_SKUS = [f"T{n}" for n in range(2001, 2025)]
+AD_SIZES = ("300x250", "728x90", "160x600", "320x50", "320x100", "responsive")
 
 
 def free_port() -> int:
@@ -60,11 +95,16 @@ def parse_wrk(output: str) -> dict:
             "non_2xx": int(errors.group(1)) if errors else 0}
 
 
-def wrk(url: str, seconds: int, connections: int, headers: dict | None = None) -> dict:
+def wrk(url: str, seconds: int, connections: int, headers: dict | None = None, requests: Path | None = None) -> dict:
+    """One wrk run; ``requests`` is a file of ``path<TAB>cookie`` lines to rotate over (``rotate.lua``)."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    for key, value in (headers or {}).items():
+    for key, value in {"User-Agent": USER_AGENT, **(headers or {})}.items():
         cmd += ["-H", f"{key}: {value}"]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    cmd.append(url)
+    if requests is not None:
+        cmd[-1:-1] = ["-s", str(ROTATE_LUA)]
+        cmd += ["--", str(requests)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return parse_wrk(out)
 
 
@@ -129,19 +169,54 @@ def clickhouse(env: dict):
     return DriverClickHouse(parse_clickhouse_url(env["ADSERVER_CLICKHOUSE_URL"]), 5, 120)
 
 
-def visitor_cookie(base: str, skus: list[str]) -> str:
-    """A visitor with a populated profile: the cookie their views were recorded under."""
-    opener = urllib.request.build_opener()
-    cookie = None
-    for sku in skus:
-        req = urllib.request.Request(f"{base}/px.gif?a=demo&e=view_item&sku={sku}")
-        if cookie:
-            req.add_header("Cookie", cookie)
-        resp = opener.open(req)
-        set_cookie = resp.headers.get("Set-Cookie", "")
-        if set_cookie.startswith("uid="):
-            cookie = set_cookie.split(";", 1)[0]
-    return cookie
+def mint_visitors(env: dict, count: int) -> list[str]:
+    """``count`` visitor cookies (``uid=…``), signed with the product's key as the pixel would sign them."""
+    from tracker.identity import UID_COOKIE, VisitorIds
+
+    ids = VisitorIds([k.strip() for k in env["ADSERVER_SECRET_KEY"].split(",") if k.strip()])
+    return [f"{UID_COOKIE}={ids.new()[1]}" for _ in range(count)]
+
+
+def pixel_requests(cookies: list[str], rng: random.Random, per_visitor: int = 3) -> list[tuple[str, str]]:
+    """Product views of each visitor: two thirds browse the demo store only, one third also the outdoor store
+    (its CPM campaign then competes with the demo's CPC campaign in their auctions)."""
+    out = []
+    for n, cookie in enumerate(cookies):
+        skus = [("demo", sku) for sku in rng.sample(DEMO_SKUS, per_visitor)]
+        if n % 3 == 2:
+            skus[-1] = ("outdoor", rng.choice(OUTDOOR_SKUS))
+        out += [(f"/px.gif?a={adv}&e=view_item&sku={sku}", cookie) for adv, sku in skus]
+    return out
+
+
+def write_requests(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(f"{p}\t{c}\n" for p, c in rows))
+    return path
+
+
+def as_loadgen(rows: list[tuple[str, str]]) -> list[tuple[str, dict[str, str]]]:
+    return [(p, {"User-Agent": USER_AGENT, **({"Cookie": c} if c else {})}) for p, c in rows]
+
+
+def get_json(url: str, cookie: str) -> dict:
+    req = urllib.request.Request(url, headers={"Cookie": cookie, "User-Agent": USER_AGENT})
+    return json.loads(urllib.request.urlopen(req, timeout=30).read())
+
+
+def path_mix(base: str, cookies: list[str], placement: str = "demo-feed") -> dict:
+    """What ``/ad.json`` answers these visitors: path (and fallback reason) and winning campaign counts."""
+    with ThreadPoolExecutor(8) as pool:
+        ads = list(pool.map(lambda c: get_json(f"{base}/ad.json?p={placement}&size=300x250", c), cookies))
+    paths = Counter(a["path"] + (f" ({a['fallback_reason']})" if a.get("fallback_reason") else "") for a in ads)
+    winners = Counter(a.get("campaign") or "house" for a in ads)
+    return {"sampled": len(ads), "paths": dict(paths.most_common()), "winners": dict(winners.most_common())}
+
+
+def click_requests(base: str, cookies: list[str]) -> list[tuple[str, str]]:
+    """The click links of one impression per visitor, with that visitor's cookie."""
+    with ThreadPoolExecutor(8) as pool:
+        ads = list(pool.map(lambda c: (c, get_json(f"{base}/ad.json?p=demo-feed&size=300x250", c)), cookies))
+    return [("/c/" + p["click_url"].rsplit("/c/", 1)[1], c) for c, ad in ads for p in ad["products"]]
 
 
 def writer_throughput(stack: Stack, events: int) -> dict:
@@ -176,7 +251,8 @@ def end_to_end_lag(stack: Stack, base: str, hits: int = 300) -> dict:
     marker = "lag" + secrets.token_hex(3)
     sent: list[float] = []
     for n in range(hits):
-        urllib.request.urlopen(f"{base}/px.gif?a=demo&e=view_item&sku={marker}-{n}").read()
+        urllib.request.urlopen(urllib.request.Request(f"{base}/px.gif?a=demo&e=view_item&sku={marker}-{n}",
+                                                      headers={"User-Agent": USER_AGENT})).read()
         sent.append(time.monotonic())
         time.sleep(0.005)
     visible: dict[int, float] = {}
@@ -193,12 +269,84 @@ def end_to_end_lag(stack: Stack, base: str, hits: int = 300) -> dict:
 
 
 def ad_bytes(base: str, cookie: str) -> dict:
-    sizes = ("300x250", "728x90", "160x600", "320x50", "320x100", "responsive")
+    """Bytes of the HTML unit of every size (the six formats), for a visitor with a profile."""
     out = {}
-    for size in sizes:
-        req = urllib.request.Request(f"{base}/ad?p=demo-feed&size={size}", headers={"Cookie": cookie})
+    for size in AD_SIZES:
+        req = urllib.request.Request(f"{base}/ad?p=demo-feed&size={size}",
+                                     headers={"Cookie": cookie, "User-Agent": USER_AGENT})
         out[size] = len(urllib.request.urlopen(req).read())
     return out
+
+
+def report_latency(stack: Stack, volumes: list[int], runs: int) -> list[dict]:
+    """30-day report latency (p50 of ``runs``) after loading each volume of impressions into a ``bench`` database.
+
+    Volumes are cumulative: the second load adds what the first lacks (another seed, same 30 days),
+    so 10 M then 100 M generates 100 M impressions in all, not 110 M.
+    """
+    from adserver.reports import attribution
+    from adserver.reports.report import ReportRequest
+    from tracker.clickhouse import DriverClickHouse
+    from tracker.settings import parse_clickhouse_url
+
+    url = stack.env["ADSERVER_CLICKHOUSE_URL"].rsplit("/", 1)[0] + "/bench"
+    timezone = "Asia/Shanghai"
+    end = datetime.now(ZoneInfo(timezone)).date() - timedelta(days=1)
+    loaded, out = 0, []
+    for seed, volume in enumerate(sorted(volumes), 1):
+        print(f"loading {volume - loaded:,} impressions for the report benchmark ...", flush=True)
+        started = time.monotonic()
+        subprocess.run([PY, str(ROOT / "scripts" / "gen_events.py"), "--impressions", str(volume - loaded),
+                        "--seed", str(seed), "--end", end.isoformat(), "--timezone", timezone, "--clickhouse", url],
+                       cwd=ROOT, env=stack.env, check=True)
+        generated = time.monotonic() - started
+        loaded = volume
+        ch = DriverClickHouse(parse_clickhouse_url(url), 10, 600)
+        events = ch.execute("SELECT count() FROM events WHERE advertiser = 'bench'")[0][0]
+        request = ReportRequest("bench", end - timedelta(days=29), end, "day", timezone)
+        s, e = request.bounds()
+        attribution.forget_kept()
+        started = time.monotonic()
+        attribution.keep_resolutions(ch, "bench", s, e)  # one-off per order, as bench_reports.py does
+        one_off = time.monotonic() - started
+
+        out.append({"impressions": volume, "events": events, "generate_s": round(generated),
+                    "one_off_s": round(one_off, 1), **time_reports(ch, request, runs)})
+        print(out[-1], flush=True)
+    return out
+
+
+def time_reports(ch, request, runs: int) -> dict:
+    """p50 (ms) of the 30-day report by day, by product, and of a dashboard page's three queries."""
+    from adserver.reports.report import run_report
+
+    def p50(fn) -> float:
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return round(statistics.median(times) * 1000, 1)
+
+    def dashboard() -> None:
+        run_report(ch, request)
+        run_report(ch, request.previous(), with_rows=False)
+        run_report(ch, regroup(request, "placement"))
+
+    return {"by_day_ms": p50(lambda: run_report(ch, request)),
+            "by_product_ms": p50(lambda: run_report(ch, regroup(request, "product"))),
+            "dashboard_ms": p50(dashboard)}
+
+
+def regroup(request, group_by: str):
+    """The same report broken down another way."""
+    return replace(request, group_by=group_by)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median req/s (its latencies come with it), plus every run's req/s."""
+    ordered = sorted(runs, key=lambda x: x["rps"])
+    return {**ordered[len(ordered) // 2], "all_rps": [round(x["rps"]) for x in runs]}
 
 
 def main() -> int:
@@ -206,7 +354,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3, help="wrk runs per endpoint (interleaved); the median is kept")
+    parser.add_argument("--visitors", type=int, default=20_000, help="visitors with profiles the ad bench rotates over")
+    parser.add_argument("--click-impressions", type=int, default=500, help="impressions whose click links are rotated")
     parser.add_argument("--writer-events", type=int, default=200_000)
+    parser.add_argument("--report-events", default="10000000,100000000",
+                        help="impression volumes for the report latency (comma-separated, cumulative)")
+    parser.add_argument("--report-runs", type=int, default=5)
+    parser.add_argument("--skip-reports", action="store_true", help="no report latency (saves ~20 minutes)")
+    parser.add_argument("--skip-writer", action="store_true", help="no writer throughput")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     if not subprocess.run(["which", "wrk"], capture_output=True).returncode == 0:
@@ -215,77 +371,179 @@ def main() -> int:
     workdir = Path(os.environ.get("ADSERVER_BENCH_DIR") or f"/tmp/adserver-bench-{os.getpid()}")
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(workdir, args.workers)
-    results: dict = {}
+    results: dict = {"started": time.monotonic()}
+    rng = random.Random(1)
     try:
         stack.start_servers()
         product_port, bare_port = free_port(), free_port()
         base = f"http://127.0.0.1:{product_port}"
+        bare_url = f"http://127.0.0.1:{bare_port}"
         stack.env["ADSERVER_PUBLIC_URL"] = base
         stack.env["ADSERVER_COOKIE_SECURE"] = "0"
+        # The whole bench comes from one address: the click-flood limits would mark nearly every click.
+        stack.env["ADSERVER_CLICK_LIMIT_VISITOR"] = stack.env["ADSERVER_CLICK_LIMIT_ADDRESS"] = "1000000000"
         stack.cli("migrate")
         print(stack.cli("demo", "--base-url", base).strip())
+        for campaign in ("demo-retargeting", "outdoor-retargeting"):  # not spent out mid-bench
+            stack.cli("create-campaign", campaign, "--daily-budget", "100000000")
         stack.gunicorn("adserver:create_app()", product_port, "product.log")
         stack.gunicorn("scripts.bare_app:create_app()", bare_port, "bare.log")
         stack.spawn([PY, "-m", "tracker.writer"], "writer.log")
         wait_http(f"{base}/healthz")
-        wait_http(f"http://127.0.0.1:{bare_port}/px.gif")
-        cookie = visitor_cookie(base, ["D1004", "D1012", "D1021", "D1040"])
-        ad = json.loads(urllib.request.urlopen(urllib.request.Request(
-            f"{base}/ad.json?p=demo-feed&size=300x250", headers={"Cookie": cookie})).read())
-        click_path = "/c/" + ad["products"][0]["click_url"].rsplit("/c/", 1)[1]
-        run = lambda url, headers=None: wrk(url, args.seconds, args.connections, headers)  # noqa: E731
-        print("measuring the bare app ...")
-        results["bare"] = run(f"http://127.0.0.1:{bare_port}/px.gif")
-        print("measuring the pixel ...")
-        results["pixel"] = run(f"{base}/px.gif?a=demo&e=view_item&sku=D1001", {"Cookie": cookie})
-        print("measuring the ad ...")
-        results["ad"] = run(f"{base}/ad?p=demo-feed&size=300x250", {"Cookie": cookie})
-        print("measuring the click ...")
-        results["click"] = run(f"{base}{click_path}", {"Cookie": cookie})
+        wait_http(f"{bare_url}/px.gif")
+
+        visitors = mint_visitors(stack.env, args.visitors)
+        seed = pixel_requests(visitors, rng)
+        print(f"seeding {len(visitors):,} visitor profiles with {len(seed):,} pixel hits ...", flush=True)
+        results["seed"] = closed_loop(base, as_loadgen(seed), len(seed), connections=16)
+        sample = rng.sample(visitors, min(300, len(visitors)))
+        results["mix_before"] = path_mix(base, sample)
+        print("ad paths before the runs:", results["mix_before"], flush=True)
+        clicks = click_requests(base, visitors[:args.click_impressions])
+        files = {
+            "pixel": write_requests(workdir / "pixel.txt", pixel_requests(visitors, rng)),
+            "ad": write_requests(workdir / "ad.txt", [("/ad?p=demo-feed&size=300x250", c) for c in visitors]),
+            "click": write_requests(workdir / "click.txt", clicks),
+        }
+        urls = {"bare": f"{bare_url}/px.gif", "pixel": f"{base}/px.gif", "ad": f"{base}/ad", "click": f"{base}/c/"}
+        runs: dict[str, list[dict]] = {name: [] for name in urls}
+        for n in range(args.runs):  # interleaved, so drift of the shared machine spreads over every endpoint
+            for name, url in urls.items():
+                print(f"run {n + 1}/{args.runs}: {name} ...", flush=True)
+                runs[name].append(wrk(url, args.seconds, args.connections, requests=files.get(name)))
+        for name, measured in runs.items():
+            results[name] = median_run(measured)
+            print(name, results[name], flush=True)
+        results["click"]["links"] = len(clicks)
+        results["mix_after"] = path_mix(base, sample)
+        print("ad paths after the runs:", results["mix_after"], flush=True)
+
+        rate = round(results["ad"]["rps"] / 2)
+        ad_rows = as_loadgen([("/ad?p=demo-feed&size=300x250", c) for c in visitors])
+        print(f"fixed rate: the ad and the bare app at {rate} req/s ...", flush=True)
+        results["ad_half"] = fixed_rate(base, ad_rows, rate, args.seconds)
+        results["bare_half"] = fixed_rate(bare_url, as_loadgen([("/px.gif", "")]), rate, args.seconds)
+        print(results["ad_half"], results["bare_half"], flush=True)
+
         print("measuring end-to-end lag ...")
         results["lag"] = end_to_end_lag(stack, base)
-        results["ad_bytes"] = ad_bytes(base, cookie)
-        print("measuring the writer ...")
-        results["writer"] = writer_throughput(stack, args.writer_events)
+        results["ad_bytes"] = ad_bytes(base, visitors[-1])
+        results["web_seconds"] = round(time.monotonic() - results["started"])
+        if not args.skip_writer:
+            print("measuring the writer ...")
+            results["writer"] = writer_throughput(stack, args.writer_events)
+        if not args.skip_reports:
+            volumes = [int(v) for v in args.report_events.split(",") if v.strip()]
+            started = time.monotonic()
+            results["reports"] = report_latency(stack, volumes, args.report_runs)
+            results["reports_seconds"] = round(time.monotonic() - started)
+        results["total_seconds"] = round(time.monotonic() - results["started"])
     finally:
         stack.close()
-    report = render(results, args)
+    out = Path(args.out)
+    report = render(results, args, kept_notes(out))
     print(report)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(report)
-    print(f"written to {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    print(f"written to {out}")
     return 0
 
 
-def render(r: dict, args) -> str:
+NOTES_MARK = "<!-- Written by hand below this line: make bench keeps it. -->"
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written part of the previous document (profiles, analysis), kept across runs."""
+    text = path.read_text() if path.exists() else ""
+    return text[text.index(NOTES_MARK):] if NOTES_MARK in text else NOTES_MARK + "\n"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def render(r: dict, args, notes: str = "") -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
     bare = r["bare"]["rps"]
+    seed = r["seed"]
     lines = [
         "# Benchmarks", "",
-        f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} at commit `{commit}` on "
+        f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} at commit `{commit}`"
+        f"{' (with uncommitted changes in the tree)' if dirty else ''} on "
         f"{platform.machine()} with {os.cpu_count()} cores ({platform.python_implementation()} "
-        f"{platform.python_version()}), by `make bench` (`scripts/bench.py`). wrk -t1 -c{args.connections}, "
-        f"{args.seconds} s per endpoint; gunicorn with `deploy/gunicorn.conf.py` ({args.workers} gthread workers) "
-        "for both the product and the bare app; load generator, servers, Redis and ClickHouse share the cores, "
-        "so the ratios are the figures to compare.", "",
-        "| endpoint | req/s | ratio to bare | p50 ms | p99 ms | non-2xx/3xx |",
-        "|---|---|---|---|---|---|",
+        f"{platform.python_version()}), by `make bench` (`scripts/bench.py`), in {r['total_seconds']} s "
+        f"(web {r['web_seconds']} s, reports {r.get('reports_seconds', 0)} s). The machine was shared with "
+        "other work: load generator, servers, Redis and ClickHouse share the two cores, so the ratios to the "
+        "bare app measured in the same run are the figures to compare.", "",
+        "## Web: product against a bare Flask app", "",
+        f"wrk -t1 -c{args.connections}, {args.seconds} s per run, {args.runs} runs per endpoint interleaved "
+        "(bare, pixel, ad, click, bare, ...); the table shows the run with the median req/s (all runs in the "
+        f"last column). gunicorn with `deploy/gunicorn.conf.py` ({args.workers} workers) for both apps. Every "
+        "request sends a desktop Chrome `User-Agent`. Requests rotate (`scripts/rotate.lua`) over "
+        f"{args.visitors:,} visitors whose profiles were filled by {seed['requests']:,} pixel hits first "
+        f"({seed['rps']:,.0f} req/s, {seed['non_2xx']} errors): the pixel over views of 2-3 products of one or "
+        "two stores per visitor, the ad (`/ad?p=demo-feed&size=300x250`) over the visitors' cookies, the click "
+        f"over {r['click']['links']:,} click links of {args.click_impressions} impressions with their visitors' "
+        "cookies. For the bench only: click-flood limits (`ADSERVER_CLICK_LIMIT_VISITOR`, "
+        "`ADSERVER_CLICK_LIMIT_ADDRESS`) raised to 10^9, since every request comes from 127.0.0.1, and both "
+        "demo campaigns' daily budgets raised to 10^8, so they are not spent out mid-run (the budget scripts "
+        "still run).", "",
+        "| endpoint | req/s | ratio to bare | p50 ms | p99 ms | non-2xx/3xx | req/s of each run |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in ("bare", "pixel", "ad", "click"):
         x = r[name]
-        lines.append(f"| {name} | {x['rps']:,.0f} | {x['rps'] / bare:.2f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} "
-                     f"| {x['non_2xx']} |")
-    w, lag = r["writer"], r["lag"]
+        lines.append(f"| {name} | {x['rps']:,.0f} | {x['rps'] / bare:.2f} | {_ms(x['p50_ms'])} | {_ms(x['p99_ms'])} "
+                     f"| {x['non_2xx']} | {', '.join(f'{v:,}' for v in x['all_rps'])} |")
+    half, bare_half = r["ad_half"], r["bare_half"]
     lines += [
-        "", f"Writer: {w['events']:,} events from the stream into ClickHouse in {w['seconds']} s = "
-        f"**{w['events_per_s']:,} events/s**.", "",
-        f"End-to-end lag (pixel answered -> row visible in ClickHouse), {lag['seen']}/{lag['hits']} hits: "
+        "", f"**Ad at half of its maximum rate** ({half['target_rps']:,.0f} req/s, open loop for {args.seconds} s, "
+        "`scripts/loadgen.py`: requests leave on schedule whatever the server does, latency counted from the "
+        "scheduled time, 64 keep-alive connections; wrk cannot hold a rate and wrk2 is not packaged here): "
+        f"achieved {half['rps']:,.0f} req/s, p50 **{_ms(half['p50_ms'])} ms**, p90 {_ms(half['p90_ms'])} ms, "
+        f"p99 **{_ms(half['p99_ms'])} ms**, max {_ms(half['max_ms'])} ms, {half['non_2xx'] + half['errors']} "
+        f"errors. The bare app at the same rate with the same generator: p50 {_ms(bare_half['p50_ms'])} ms, "
+        f"p99 {_ms(bare_half['p99_ms'])} ms (the generator's own share).", "",
+        "Ad decisions `/ad.json` gave the same 300 sampled visitors (path, fallback reason; winning campaign):", "",
+        "| | paths | winners |", "|---|---|---|",
+    ]
+    for label, key in (("before the runs", "mix_before"), ("after the runs", "mix_after")):
+        mix = r[key]
+        lines.append(f"| {label} | {', '.join(f'{k} {v}' for k, v in mix['paths'].items())} "
+                     f"| {', '.join(f'{k} {v}' for k, v in mix['winners'].items())} |")
+    lag = r["lag"]
+    lines += [
+        "", f"End-to-end lag (pixel answered -> row visible in ClickHouse), {lag['seen']}/{lag['hits']} hits: "
         f"p50 {lag['p50_s']} s, p99 {lag['p99_s']} s.", "",
-        "Ad unit bytes (HTML + CSS, without product images): "
+        "Ad unit bytes (HTML + CSS, without product images, a visitor with a profile; the promise is 8,192): "
         + ", ".join(f"{size} {n:,}" for size, n in r["ad_bytes"].items()) + ".", "",
     ]
-    return "\n".join(lines)
+    if "writer" in r:
+        w = r["writer"]
+        lines += [
+            "## Writer", "",
+            f"Writer: {w['events']:,} events from the stream into ClickHouse in {w['seconds']} s = "
+            f"**{w['events_per_s']:,} events/s**.", "",
+        ]
+    if r.get("reports"):
+        lines += [
+            "## Reports at 10 and 100 million events", "",
+            "`scripts/gen_events.py` loads synthetic traffic of advertiser `bench` (30 days, Asia/Shanghai) into a "
+            "`bench` database of the same ClickHouse server, cumulatively (the second volume adds what the first "
+            f"lacks); a 30-day report is then timed, p50 of {args.report_runs} runs, after the one-off resolution of "
+            "the orders' attribution (see `docs/reports.md`). `--skip-reports` leaves this out; it is most of the "
+            "run time.", "",
+            "| impressions | events in the table | load s | one-off s | by day ms | by product ms | dashboard page ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for x in r["reports"]:
+            lines.append(f"| {x['impressions']:,} | {x['events']:,} | {x['generate_s']:,} | {x['one_off_s']} "
+                         f"| **{x['by_day_ms']}** | {x['by_product_ms']} | {x['dashboard_ms']} |")
+        lines.append("")
+    return "\n".join(lines) + "\n" + notes
 
 
 if __name__ == "__main__":

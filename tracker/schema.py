@@ -591,6 +591,59 @@ TABLES = ("events", "bad_events", "products", "advertisers", "placements", "api_
           "report_order_touches", "campaigns")
 
 
+# --- Spend in reports (migration 7) ------------------------------------------------------------
+# What campaigns were really charged: the ``cost`` of valid impressions (CPM, reserved at serving)
+# and clicks (CPC, charged once per impression) summed per hour, so reports show spend and compute
+# cost and ROAS from it rather than from a price set by hand. ``spend`` is a sum state added to the
+# ad tables (rows written before it existed read as 0: run ``rebuild-reports`` to fill the past).
+# A small per-campaign table twins the ad tables with the campaign in place of the placement
+# (a few campaigns per advertiser: at most hours x campaigns rows). The ad views are dropped and
+# created again with the new SELECTs, like in migration 6: migrate with the writer stopped, or run
+# ``rebuild-reports`` after.
+REPORT_SPEND_COLUMN = "spend"
+
+REPORT_ADS_HOURLY_V7_SELECT = REPORT_ADS_HOURLY_V6_SELECT.replace(
+    "AS invalid_clicks\n", "AS invalid_clicks,\n    sumState(if(invalid = 0, cost, toFloat64(0))) AS spend\n", 1)
+REPORT_ADS_DAILY_V7_SELECT = _daily(REPORT_ADS_HOURLY_V7_SELECT)
+
+REPORT_CAMPAIGNS_HOURLY_TABLE = """
+CREATE TABLE IF NOT EXISTS report_campaigns_hourly (
+    advertiser String,
+    hour DateTime,
+    campaign String,
+    impressions AggregateFunction(sum, UInt64),
+    addressable_impressions AggregateFunction(sum, UInt64),
+    clicks AggregateFunction(sum, UInt64),
+    visitors AggregateFunction(uniqHLL12, String),
+    invalid_impressions AggregateFunction(sum, UInt64),
+    invalid_clicks AggregateFunction(sum, UInt64),
+    spend AggregateFunction(sum, Float64)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY toYYYYMM(hour)
+ORDER BY (advertiser, hour, campaign)
+"""
+REPORT_CAMPAIGNS_HOURLY_SELECT = REPORT_ADS_HOURLY_V7_SELECT.replace(
+    "    placement,\n", "    campaign,\n", 1).replace("GROUP BY advertiser, hour, placement", "GROUP BY advertiser, hour, campaign")
+REPORT_CAMPAIGNS_DAILY_TABLE = _daily(REPORT_CAMPAIGNS_HOURLY_TABLE)
+REPORT_CAMPAIGNS_DAILY_SELECT = _daily(REPORT_CAMPAIGNS_HOURLY_SELECT)
+
+REPORT_VIEWS = (
+    *((table, {"report_ads_hourly": REPORT_ADS_HOURLY_V7_SELECT, "report_ads_daily": REPORT_ADS_DAILY_V7_SELECT}
+       .get(table, select)) for table, select in REPORT_VIEWS),
+    ("report_campaigns_hourly", REPORT_CAMPAIGNS_HOURLY_SELECT),
+    ("report_campaigns_daily", REPORT_CAMPAIGNS_DAILY_SELECT),
+)
+
+MIGRATIONS = (*MIGRATIONS, Migration(7, "reports: spend charged, per campaign", (
+    *(AddColumn(table, REPORT_SPEND_COLUMN, "AggregateFunction(sum, Float64)")
+      for table in ("report_ads_hourly", "report_ads_daily")),
+    REPORT_CAMPAIGNS_HOURLY_TABLE, REPORT_CAMPAIGNS_DAILY_TABLE,
+    *_recreate_views(),
+)))
+
+TABLES = (*TABLES, "report_campaigns_hourly", "report_campaigns_daily")
+
+
 def applied_versions(ch: ClickHouse) -> set[int]:
     ch.execute(MIGRATIONS_TABLE)
     return {row[0] for row in ch.execute("SELECT version FROM schema_migrations")}

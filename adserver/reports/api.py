@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from adserver.reports import export
 from adserver.reports.params import API_PARAMS, BadParameter, format_window, parse
 from adserver.reports.prices import get_price
-from adserver.reports.report import Report, run_report, sort_rows
+from adserver.reports.report import Report, has_campaigns, run_report, sort_rows
 from adserver.reports.views import load_advertiser
 from adserver.tokens import bearer_token, token_advertiser
 from tracker.events import ADVERTISER_RE
@@ -86,12 +86,14 @@ def reports() -> Response:
         "from": r.start.isoformat(), "to": r.end.isoformat(), "group_by": r.group_by,
         "attribution": {"click_window": format_window(r.click_window), "view_window": format_window(r.view_window)},
         "price": {"model": price.model, "amount": price.amount} if price else None,
+        "cost_basis": report.cost_basis,
         "impressions_are": "products" if report.product_level else "ads",
         "totals": _totals(report),
         "rows": [row.as_dict() for row in rows],
     }
     if options.compare:
-        previous = run_report(ch, r.previous(), price, with_rows=False)
+        previous = run_report(ch, r.previous(), price, with_rows=False,
+                              campaigns=report.cost_basis == "charged" or has_campaigns(ch, advertiser))
         body["previous"] = {"from": previous.request.start.isoformat(), "to": previous.request.end.isoformat(),
                             "totals": _totals(previous)}
     return jsonify(body)

@@ -24,6 +24,8 @@ DEMO_PLACEMENTS = ("demo-feed", "demo-sidebar")
 DAYS = 14
 IMPRESSIONS_PER_DAY = 2500
 TAG = "synthetic:demo"
+DEMO_CAMPAIGN = "demo-retargeting"  # the CPC campaign `python -m adserver demo` creates
+DEMO_CPC = 0.6
 
 
 def setup_demo(ch: ClickHouse, now: float | None = None) -> str:
@@ -34,7 +36,7 @@ def setup_demo(ch: ClickHouse, now: float | None = None) -> str:
     save_advertiser(ch, DEMO_ADVERTISER, name, currency, DEMO_TIMEZONE)
     accounts.save_user(ch, DEMO_EMAIL, DEMO_PASSWORD, [DEMO_ADVERTISER])
     if get_price(ch, DEMO_ADVERTISER) is None:
-        set_price(ch, DEMO_ADVERTISER, "cpc", 0.6)
+        set_price(ch, DEMO_ADVERTISER, "cpc", DEMO_CPC)
     added = demo_traffic(ch, now)
     return (f"demo marketer {DEMO_EMAIL} / {DEMO_PASSWORD} (reports at /reports); "
             f"{added:,} demo ad impressions added")
@@ -68,6 +70,7 @@ def demo_traffic(ch: ClickHouse, now: float | None = None) -> int:
             catalog=catalog, placements=list(DEMO_PLACEMENTS), utc_offset_hours=8, visitors=900,
             currency="CNY", seed=1000 + day.toordinal(), tag=tag, until=int(now),
             ctr_bp=120, click_order_pct=8, view_order_pcm=120,
+            campaign=DEMO_CAMPAIGN, pricing="cpc", price=DEMO_CPC,
         )
         added += synth.generate(ch, traffic)
     return added

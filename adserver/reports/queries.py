@@ -1,5 +1,7 @@
-"""Impressions, clicks, visitors and addressable share per report key, of valid traffic; invalid
-impressions and clicks (bots, prefetches, click floods) counted apart for the ad-level breakdowns.
+"""Impressions, clicks, visitors, addressable share and spend per report key, of valid traffic;
+invalid impressions and clicks (bots, prefetches, click floods) counted apart for the ad-level
+breakdowns. Spend is what campaigns were charged (``cost`` of valid impressions and clicks); it is
+known for ads (totals, days, hours, placements, campaigns), not per product or reason.
 
 ``agg`` reads the hourly tables the materialized views fill; ``raw`` computes the same from
 ``events`` (the source of truth), for tests and the benchmark. Hours are UTC hours; keys convert
@@ -22,6 +24,7 @@ TABLES = {
     "placement": "report_ads_hourly",
     "reason": "report_reasons_hourly",
     "sku": "report_products_hourly",
+    "campaign": "report_campaigns_hourly",
 }
 PRODUCT_LEVEL = frozenset({"reason", "sku"})
 
@@ -32,6 +35,7 @@ KEYS = {
     "placement": "placement",
     "reason": "reason",
     "sku": "sku",
+    "campaign": "campaign",
 }
 
 _AGG = """
@@ -42,7 +46,8 @@ SELECT {key} AS key,
        {share} AS share,
        {visitors} AS uniq_visitors,
        {invalid} AS invalid_imps,
-       {invalid_clicks} AS invalid_clks
+       {invalid_clicks} AS invalid_clks,
+       {spend} AS spend
 FROM {source}
 WHERE {where}
 GROUP BY key
@@ -52,10 +57,12 @@ _HOURS = "advertiser = %(advertiser)s AND hour >= toDateTime(%(start)s) AND hour
 # Breakdowns without time in the key (placement, reason, product) read whole UTC days from the
 # daily tables and only the hours at the ends of the range from the hourly ones.
 DAILY = {"report_ads_hourly": "report_ads_daily", "report_reasons_hourly": "report_reasons_daily",
-         "report_products_hourly": "report_products_daily"}
+         "report_products_hourly": "report_products_daily", "report_campaigns_hourly": "report_campaigns_daily"}
 STATE_COLUMNS = {
     "report_ads_hourly": ("placement, impressions, addressable_impressions, clicks, visitors, invalid_impressions, "
-                          "invalid_clicks"),
+                          "invalid_clicks, spend"),
+    "report_campaigns_hourly": ("campaign, impressions, addressable_impressions, clicks, visitors, "
+                                "invalid_impressions, invalid_clicks, spend"),
     "report_reasons_hourly": ("placement, reason, impressions, impression_share, addressable_impressions, clicks, "
                               "visitors"),
     "report_products_hourly": "sku, impressions, impression_share, addressable_impressions, clicks",
@@ -89,9 +96,11 @@ SELECT {key} AS key,
        {share} AS share,
        {visitors} AS uniq_visitors,
        sum(toUInt64(event = 'impression' AND invalid != 0)) AS invalid_imps,
-       sum(toUInt64(event = 'click' AND invalid != 0)) AS invalid_clks
+       sum(toUInt64(event = 'click' AND invalid != 0)) AS invalid_clks,
+       {spend} AS spend
 FROM (
-    SELECT toStartOfHour(ts, 'UTC') AS hour, event, addressable, uid, placement, invalid{slot_columns}
+    SELECT toStartOfHour(ts, 'UTC') AS hour, event, addressable, uid, placement, campaign, cost,
+           invalid{slot_columns}
     FROM events {array_join}
     WHERE advertiser = %(advertiser)s AND event IN ('impression', 'click') {valid_only}
       AND ts >= toDateTime(%(start)s) AND ts < toDateTime(%(end)s)
@@ -109,6 +118,7 @@ class AdStats:
     visitors: int | None = None
     invalid_impressions: int | None = 0  # None: not counted for this breakdown (products, reasons)
     invalid_clicks: int | None = 0
+    spend: float | None = 0.0  # None: not known for this breakdown (products, reasons)
 
 
 def day_split(start: int, end: int) -> dict:
@@ -139,6 +149,7 @@ def ad_stats_sql(group_by: str, source: str = "agg") -> str:
                       else "uniqHLL12Merge(visitors)"),
             invalid="toUInt64(0)" if product_level else "sumMerge(invalid_impressions)",
             invalid_clicks="toUInt64(0)" if product_level else "sumMerge(invalid_clicks)",
+            spend="toFloat64(0)" if product_level else "sumMerge(spend)",
         )
     if source == "raw":
         return _RAW.format(
@@ -151,6 +162,7 @@ def ad_stats_sql(group_by: str, source: str = "agg") -> str:
             if product_level else "",
             array_join="ARRAY JOIN arrayEnumerate(skus) AS slot" if product_level else "",
             valid_only="AND invalid = 0" if product_level else "",
+            spend="toFloat64(0)" if product_level else "sum(if(invalid = 0, cost, toFloat64(0)))",
         )
     raise ValueError(f"unknown source {source!r}")
 
@@ -163,8 +175,9 @@ def ad_stats(ch: ClickHouse, advertiser: str, start: int, end: int, group_by: st
     product_level = group_by in PRODUCT_LEVEL
     stats = {
         str(key): AdStats(int(imps), int(addr), int(clks), float(share), None if group_by == "sku" else int(vis),
-                          None if product_level else int(bad_imps), None if product_level else int(bad_clks))
-        for key, imps, addr, clks, share, vis, bad_imps, bad_clks in rows
+                          None if product_level else int(bad_imps), None if product_level else int(bad_clks),
+                          None if product_level else round(float(spend), 6))
+        for key, imps, addr, clks, share, vis, bad_imps, bad_clks, spend in rows
     }
     if source == "agg" and group_by in REACH_GROUPS:
         for key, visitors in ch.execute(_REACH.format(key=KEYS[group_by]), params):

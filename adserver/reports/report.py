@@ -1,8 +1,11 @@
 """A report: parameters in, rows and totals with every metric out.
 
 Metrics (docs/reports.md): impressions, clicks, CTR, unique visitors reached, addressable share,
-conversions (post-click + post-view) and revenue attributed with the request's windows, cost and
-ROAS when the advertiser has a price. Impressions, clicks and everything derived from them count
+conversions (post-click + post-view) and revenue attributed with the request's windows, spend
+(what campaigns were charged), cost and ROAS. Cost is the spend when the advertiser buys through
+campaigns (``cost_basis = "charged"``), else estimated from the price set with ``set-price``
+(``"price"``), else unknown. Conversions are attributed to placements, products and reasons, not
+to campaigns (touches do not carry their campaign), so campaign rows have none. Impressions, clicks and everything derived from them count
 valid traffic only; invalid impressions and clicks (bots, prefetches, link previewers, click
 floods: adserver/traffic.py) and their share of all traffic are reported apart. Day and hour keys are in the advertiser's time zone; every
 day (or hour) of the range gets a row, even without traffic.
@@ -18,7 +21,8 @@ from adserver.reports import attribution, queries
 from adserver.reports.prices import Price
 from tracker.clickhouse import ClickHouse
 
-GROUPS = ("day", "hour", "placement", "sku", "reason")
+GROUPS = ("day", "hour", "placement", "sku", "reason", "campaign")
+NO_ATTRIBUTION = frozenset({"campaign"})  # breakdowns whose rows carry no conversions
 DEFAULT_CLICK_WINDOW = 30 * 86400
 DEFAULT_VIEW_WINDOW = 86400
 MAX_WINDOW = 90 * 86400
@@ -36,6 +40,7 @@ COLUMNS = (
     ("post_click_conversions", "Post-click"),
     ("post_view_conversions", "Post-view"),
     ("revenue", "Revenue"),
+    ("spend", "Spend"),
     ("cost", "Cost"),
     ("roas", "ROAS"),
 )
@@ -90,10 +95,11 @@ class Row:
     visitors: int | None = None
     addressable: int = 0
     share: float = 0.0
-    conversions: int = 0
-    post_click_conversions: int = 0
-    post_view_conversions: int = 0
-    revenue: float = 0.0
+    conversions: int | None = 0  # None: not attributed for this breakdown (campaigns)
+    post_click_conversions: int | None = 0
+    post_view_conversions: int | None = 0
+    revenue: float | None = 0.0
+    spend: float | None = 0.0  # charged to campaigns; None: not known per product or reason
     cost: float | None = None
     invalid_impressions: int | None = 0
     invalid_clicks: int | None = 0
@@ -117,7 +123,7 @@ class Row:
 
     @property
     def roas(self) -> float | None:
-        return self.revenue / self.cost if self.cost else None
+        return self.revenue / self.cost if self.cost and self.revenue is not None else None
 
     def value(self, name: str):
         return self.key if name == "key" else getattr(self, name)
@@ -137,6 +143,7 @@ class Report:
     totals: Row
     price: Price | None = None
     product_level: bool = False
+    cost_basis: str | None = None  # "charged" (campaign spend), "price" (set-price) or None (no cost)
     previous: Report | None = field(default=None, repr=False)
 
 
@@ -166,32 +173,52 @@ def _keys(request: ReportRequest, start: int, end: int) -> list[str]:
     return []
 
 
+def has_campaigns(ch: ClickHouse, advertiser: str) -> bool:
+    """Whether the advertiser ever had a campaign (any version, removed ones too): then what its
+    campaigns were charged is its cost, in every period, rather than an estimate from a price."""
+    return bool(ch.execute("SELECT count() FROM campaigns WHERE advertiser = %(a)s", {"a": advertiser})[0][0])
+
+
+def cost_basis(spend: float | None, campaigns: bool, price: Price | None) -> str | None:
+    """``charged`` when the advertiser buys through campaigns (or was charged anything in the
+    period), else ``price`` when a price is set, else None."""
+    if campaigns or (spend or 0) > 0:
+        return "charged"
+    return "price" if price is not None else None
+
+
 def run_report(ch: ClickHouse, request: ReportRequest, price: Price | None = None, source: str = "agg",
-               with_rows: bool = True) -> Report:
-    """Rows (``group_by``) and totals. ``with_rows=False`` computes the totals only."""
+               with_rows: bool = True, campaigns: bool | None = None) -> Report:
+    """Rows (``group_by``) and totals. ``with_rows=False`` computes the totals only. ``campaigns``:
+    whether the advertiser buys through campaigns (looked up when not given)."""
     start, end = request.bounds()
     args = (ch, request.advertiser, start, end)
     total_stats = queries.ad_stats(*args, "total", request.timezone, source).get("total", queries.AdStats())
+    if campaigns is None:
+        campaigns = has_campaigns(ch, request.advertiser)
+    basis = cost_basis(total_stats.spend, campaigns, price)
     windows = (request.click_window, request.view_window)
     rows: list[Row] = []
     total_conv = attribution.Conversions()
     product_level = request.group_by in queries.PRODUCT_LEVEL
+    attributed = request.group_by not in NO_ATTRIBUTION
     if with_rows:
         stats = queries.ad_stats(*args, request.group_by, request.timezone, source)
-        convs = attribution.conversions(*args, request.group_by, request.timezone, *windows, source)
+        convs = (attribution.conversions(*args, request.group_by, request.timezone, *windows, source)
+                 if attributed else {})
         keys = _keys(request, start, end)
         known = set(keys)
         keys += sorted((set(stats) | set(convs)) - known)
         for key in keys:
-            row = _row(key, stats.get(key), convs.get(key), price, product_level)
+            row = _row(key, stats.get(key), convs.get(key), price, product_level, basis, attributed)
             rows.append(row)
         for conv in convs.values():
             _add(total_conv, conv)
-    else:
+    if not with_rows or not attributed:
         total_conv = attribution.conversions(*args, "total", request.timezone, *windows, source).get(
             "total", attribution.Conversions())
-    totals = _row("total", total_stats, total_conv, price, product_level=False)
-    return Report(request, rows, totals, price, product_level)
+    totals = _row("total", total_stats, total_conv, price, False, basis)
+    return Report(request, rows, totals, price, product_level, cost_basis=basis)
 
 
 def _add(total: attribution.Conversions, conv: attribution.Conversions) -> None:
@@ -202,18 +229,23 @@ def _add(total: attribution.Conversions, conv: attribution.Conversions) -> None:
 
 
 def _row(key: str, stats: queries.AdStats | None, conv: attribution.Conversions | None, price: Price | None,
-         product_level: bool) -> Row:
+         product_level: bool, basis: str | None = "price", attributed: bool = True) -> Row:
     if stats is None:
         stats = queries.AdStats(visitors=None if product_level else 0)
         if product_level:
-            stats.invalid_impressions = stats.invalid_clicks = None
+            stats.invalid_impressions = stats.invalid_clicks = stats.spend = None
     conv = conv or attribution.Conversions()
     row = Row(key=key, impressions=stats.impressions, clicks=stats.clicks, visitors=stats.visitors,
               addressable=stats.addressable, share=stats.share, conversions=conv.conversions,
               post_click_conversions=conv.post_click, post_view_conversions=conv.post_view,
               revenue=round(conv.revenue, 6), invalid_impressions=stats.invalid_impressions,
-              invalid_clicks=stats.invalid_clicks)
-    row.cost = _cost(price, stats.clicks, stats.share)
+              invalid_clicks=stats.invalid_clicks, spend=stats.spend)
+    if not attributed:
+        row.conversions = row.post_click_conversions = row.post_view_conversions = row.revenue = None
+    if basis == "charged":
+        row.cost = stats.spend  # None per product or reason: spend is not split between products
+    elif basis == "price":
+        row.cost = _cost(price, stats.clicks, stats.share)
     return row
 
 

@@ -58,10 +58,13 @@ FROM (
 WHERE ts <= toDateTime(%(until)s)
 """
 
+# Ads and clicks carry the campaign and what it was charged (CPM: each impression; CPC: each click).
+_AD_COLUMNS = _COLUMNS + ", campaign, cost"
+
 _IMPRESSIONS = f"""
-INSERT INTO events ({_COLUMNS})
+INSERT INTO events ({_AD_COLUMNS})
 SELECT ts, %(advertiser)s, 'impression', uid, skus[1], skus, reasons, '', 0, '', placement, imp_id,
-       '300x250', toUInt8(uid != ''), device, '', '', %(tag)s
+       '300x250', toUInt8(uid != ''), device, '', '', %(tag)s, %(campaign)s, toFloat64(%(impression_cost)s)
 FROM ({_BASE})
 """
 
@@ -74,9 +77,9 @@ WHERE cityHash64(n, %(seed)s, 20) %% 10000 < %(ctr_bp)s
 """
 
 _CLICKS = f"""
-INSERT INTO events ({_COLUMNS})
+INSERT INTO events ({_AD_COLUMNS})
 SELECT click_ts, %(advertiser)s, 'click', uid, sku, [sku], [reason], '', 0, '', placement, imp_id,
-       '', toUInt8(uid != ''), device, '', '', %(tag)s
+       '', toUInt8(uid != ''), device, '', '', %(tag)s, %(campaign)s, toFloat64(%(click_cost)s)
 FROM ({_CLICKS_BASE})
 WHERE click_ts <= toDateTime(%(until)s)
 """
@@ -149,6 +152,9 @@ class Traffic:
     ctr_bp: int = 80  # clicks per 10,000 ads
     click_order_pct: int = 5
     view_order_pcm: int = 25  # orders per 100,000 addressable ads, after a view only
+    campaign: str = ""  # the campaign the ads belong to ('' : unpaid)
+    pricing: str = "cpc"  # cpc | cpm: what is charged (no budget limit applies here)
+    price: float = 0.0
 
 
 def hour_table(utc_offset_hours: int) -> list[int]:
@@ -172,6 +178,9 @@ def generate(ch: ClickHouse, traffic: Traffic, chunk: int = 2_000_000,
         "visitors": traffic.visitors or max(10, traffic.impressions // 30), "seed": traffic.seed,
         "currency": traffic.currency, "tag": traffic.tag, "until": traffic.until, "ctr_bp": traffic.ctr_bp,
         "click_order_pct": traffic.click_order_pct, "view_order_pcm": traffic.view_order_pcm,
+        "campaign": traffic.campaign,
+        "impression_cost": traffic.price / 1000.0 if traffic.pricing == "cpm" else 0.0,
+        "click_cost": traffic.price if traffic.pricing == "cpc" else 0.0,
     }
     done = 0
     while done < traffic.impressions:

@@ -15,14 +15,19 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from adserver.reports import accounts, auth, chart, export
 from adserver.reports.params import DASHBOARD_PARAMS, BadParameter, Options, format_window, parse
 from adserver.reports.prices import get_price
-from adserver.reports.report import COLUMNS, Report, Row, run_report, sort_rows
+from adserver.reports.report import COLUMNS, Report, Row, has_campaigns, run_report, sort_rows
 from tracker.stores import get_clickhouse, get_redis
 
 log = logging.getLogger(__name__)
 bp = Blueprint("reports", __name__, url_prefix="/reports", template_folder="templates",
                static_folder="static", static_url_path="/static")
 SYMBOLS = {"CNY": "¥", "JPY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "HKD": "HK$", "TWD": "NT$"}
-GROUP_LABELS = {"day": "Day", "hour": "Hour", "placement": "Placement", "sku": "Product", "reason": "Reason"}
+GROUP_LABELS = {"day": "Day", "hour": "Hour", "placement": "Placement", "sku": "Product", "reason": "Reason",
+                "campaign": "Campaign"}
+COST_BASIS_TEXT = {
+    "charged": "Cost is what your campaigns were charged (valid impressions and clicks).",
+    "price": "Cost is estimated from the price set for this advertiser (set-price), not charged spend.",
+}
 
 
 @dataclass(frozen=True)
@@ -158,19 +163,22 @@ def dashboard(advertiser: str):
         return Response(page, status=400)
     ch = get_clickhouse()
     report = _report(info, options)
-    previous = run_report(ch, options.request.previous(), report.price, with_rows=False)
+    campaigns = report.cost_basis == "charged" or has_campaigns(ch, info.id)
+    previous = run_report(ch, options.request.previous(), report.price, with_rows=False, campaigns=campaigns)
     request_ = options.request
     series_group = "hour" if request_.days <= 2 or request_.group_by == "hour" else "day"
     if request_.group_by == series_group:
         series_rows = sorted(report.rows, key=lambda r: r.key)
     else:
-        series_rows = run_report(ch, replace(request_, group_by=series_group), report.price).rows
+        series_rows = run_report(ch, replace(request_, group_by=series_group), report.price,
+                                 campaigns=campaigns).rows
     svg = chart.render([chart.Point(r.key, r.key[5:] if series_group == "day" else r.key[5:13] + "h",
-                                    r.ctr, r.conversions) for r in series_rows],
+                                    r.ctr, r.conversions or 0) for r in series_rows],
                        title=f"CTR and conversions per {series_group}, {request_.start} to {request_.end}")
     return render_template(
         "reports/dashboard.html", error=None, info=info, user=user, memberships=memberships, report=report,
-        options=options, chart=svg, kpis=_kpis(report.totals, previous.totals, info.currency, report.price),
+        options=options, chart=svg, kpis=_kpis(report.totals, previous.totals, info.currency, report.cost_basis),
+        cost_basis=COST_BASIS_TEXT.get(report.cost_basis or "", ""),
         headers=_headers_for(options), rows=[_cells(r, info.currency) for r in report.rows],
         totals=_cells(report.totals, info.currency), form=_form_values(request.args, options),
         invalid=invalid_text(report.totals),
@@ -241,7 +249,7 @@ def _cells(row: Row, currency: str) -> dict:
         "visitors": count(row.visitors), "addressable_share": pct(row.addressable_share, 1),
         "conversions": count(row.conversions), "post_click_conversions": count(row.post_click_conversions),
         "post_view_conversions": count(row.post_view_conversions), "revenue": money(row.revenue, currency),
-        "cost": money(row.cost, currency), "roas": "—" if row.roas is None else f"{row.roas:,.2f}×",
+        "spend": money(row.spend, currency), "cost": money(row.cost, currency), "roas": "—" if row.roas is None else f"{row.roas:,.2f}×",
     }
 
 
@@ -260,7 +268,7 @@ def _change(now: float | None, before: float | None) -> tuple[str, str]:
     return f"{'+' if change >= 0 else '−'}{abs(change) * 100:.1f}%", "up" if change >= 0 else "down"
 
 
-def _kpis(now: Row, before: Row, currency: str, price) -> list[dict]:
+def _kpis(now: Row, before: Row, currency: str, basis: str | None) -> list[dict]:
     items = [
         ("Impressions", count(now.impressions), now.impressions, before.impressions),
         ("Clicks", count(now.clicks), now.clicks, before.clicks),
@@ -270,8 +278,11 @@ def _kpis(now: Row, before: Row, currency: str, price) -> list[dict]:
         ("Conversions", count(now.conversions), now.conversions, before.conversions),
         ("Revenue", money(now.revenue, currency), now.revenue, before.revenue),
     ]
-    if price is not None:
-        items += [("Cost", money(now.cost, currency), now.cost, before.cost),
+    if basis == "charged":
+        items.append(("Spend", money(now.spend, currency), now.spend, before.spend))
+    if basis is not None:
+        items += [("Cost" if basis == "charged" else "Cost (from price)", money(now.cost, currency), now.cost,
+                   before.cost),
                   ("ROAS", "—" if now.roas is None else f"{now.roas:,.2f}×", now.roas, before.roas)]
     out = []
     for label, text, value, previous in items:

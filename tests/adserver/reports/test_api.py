@@ -36,7 +36,7 @@ def test_json_report_by_day(api):
     assert (day9["impressions"], day9["clicks"], day10["impressions"], day10["clicks"]) == (10, 1, 20, 4)
     assert day10["ctr"] == 0.2 and body["totals"]["impressions"] == 30 and body["totals"]["conversions"] == 3
     assert set(day10) == {"key", "impressions", "clicks", "ctr", "visitors", "addressable_share", "conversions",
-                          "post_click_conversions", "post_view_conversions", "revenue", "cost", "roas",
+                          "post_click_conversions", "post_view_conversions", "revenue", "spend", "cost", "roas",
                           "invalid_impressions", "invalid_impression_share", "invalid_clicks", "invalid_click_share"}
     assert body["price"] is None and day10["cost"] is None
 

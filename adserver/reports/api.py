@@ -18,6 +18,7 @@ from adserver.reports.params import API_PARAMS, BadParameter, format_window, par
 from adserver.reports.prices import get_price
 from adserver.reports.report import Report, has_campaigns, run_report, sort_rows
 from adserver.reports.views import load_advertiser
+from adserver.services import services
 from adserver.tokens import bearer_token, token_advertiser
 from tracker.events import ADVERTISER_RE
 from tracker.stores import get_clickhouse
@@ -86,7 +87,7 @@ def reports() -> Response:
         "from": r.start.isoformat(), "to": r.end.isoformat(), "group_by": r.group_by,
         "attribution": {"click_window": format_window(r.click_window), "view_window": format_window(r.view_window)},
         "price": {"model": price.model, "amount": price.amount} if price else None,
-        "cost_basis": report.cost_basis,
+        "cost_basis": report.cost_basis, "spend_currency": services().settings.currency,
         "impressions_are": "products" if report.product_level else "ads",
         "totals": _totals(report),
         "rows": [row.as_dict() for row in rows],

@@ -16,6 +16,7 @@ from adserver.reports import accounts, auth, chart, export
 from adserver.reports.params import DASHBOARD_PARAMS, BadParameter, Options, format_window, parse
 from adserver.reports.prices import get_price
 from adserver.reports.report import COLUMNS, Report, Row, has_campaigns, run_report, sort_rows
+from adserver.services import services
 from tracker.stores import get_clickhouse, get_redis
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ def dashboard(advertiser: str):
     campaigns = report.cost_basis == "charged" or has_campaigns(ch, info.id)
     previous = run_report(ch, options.request.previous(), report.price, with_rows=False, campaigns=campaigns)
     request_ = options.request
+    spend_currency = services().settings.currency
     series_group = "hour" if request_.days <= 2 or request_.group_by == "hour" else "day"
     if request_.group_by == series_group:
         series_rows = sorted(report.rows, key=lambda r: r.key)
@@ -177,10 +179,10 @@ def dashboard(advertiser: str):
                        title=f"CTR and conversions per {series_group}, {request_.start} to {request_.end}")
     return render_template(
         "reports/dashboard.html", error=None, info=info, user=user, memberships=memberships, report=report,
-        options=options, chart=svg, kpis=_kpis(report.totals, previous.totals, info.currency, report.cost_basis),
+        options=options, chart=svg, kpis=_kpis(report.totals, previous.totals, info.currency, report.cost_basis, spend_currency),
         cost_basis=COST_BASIS_TEXT.get(report.cost_basis or "", ""),
-        headers=_headers_for(options), rows=[_cells(r, info.currency) for r in report.rows],
-        totals=_cells(report.totals, info.currency), form=_form_values(request.args, options),
+        headers=_headers_for(options), rows=[_cells(r, info.currency, spend_currency) for r in report.rows],
+        totals=_cells(report.totals, info.currency, spend_currency), form=_form_values(request.args, options),
         invalid=invalid_text(report.totals),
         groups=GROUP_LABELS, product_level=report.product_level,
         csv_url=url_for("reports.export_csv", advertiser=info.id, **_query(options)),
@@ -243,13 +245,16 @@ def count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
-def _cells(row: Row, currency: str) -> dict:
+def _cells(row: Row, currency: str, spend_currency: str) -> dict:
+    """A row as shown: revenue in the store's currency, spend in the exchange currency (and cost in
+    the one it was computed in)."""
+    cost_currency = spend_currency if row.spend is not None and row.cost == row.spend else currency
     return {
         "key": row.key, "impressions": count(row.impressions), "clicks": count(row.clicks), "ctr": pct(row.ctr),
         "visitors": count(row.visitors), "addressable_share": pct(row.addressable_share, 1),
         "conversions": count(row.conversions), "post_click_conversions": count(row.post_click_conversions),
         "post_view_conversions": count(row.post_view_conversions), "revenue": money(row.revenue, currency),
-        "spend": money(row.spend, currency), "cost": money(row.cost, currency), "roas": "—" if row.roas is None else f"{row.roas:,.2f}×",
+        "spend": money(row.spend, spend_currency), "cost": money(row.cost, cost_currency), "roas": "—" if row.roas is None else f"{row.roas:,.2f}×",
     }
 
 
@@ -268,7 +273,7 @@ def _change(now: float | None, before: float | None) -> tuple[str, str]:
     return f"{'+' if change >= 0 else '−'}{abs(change) * 100:.1f}%", "up" if change >= 0 else "down"
 
 
-def _kpis(now: Row, before: Row, currency: str, basis: str | None) -> list[dict]:
+def _kpis(now: Row, before: Row, currency: str, basis: str | None, spend_currency: str) -> list[dict]:
     items = [
         ("Impressions", count(now.impressions), now.impressions, before.impressions),
         ("Clicks", count(now.clicks), now.clicks, before.clicks),
@@ -279,10 +284,10 @@ def _kpis(now: Row, before: Row, currency: str, basis: str | None) -> list[dict]
         ("Revenue", money(now.revenue, currency), now.revenue, before.revenue),
     ]
     if basis == "charged":
-        items.append(("Spend", money(now.spend, currency), now.spend, before.spend))
+        items.append(("Spend", money(now.spend, spend_currency), now.spend, before.spend))
     if basis is not None:
-        items += [("Cost" if basis == "charged" else "Cost (from price)", money(now.cost, currency), now.cost,
-                   before.cost),
+        items += [("Cost" if basis == "charged" else "Cost (from price)",
+                   money(now.cost, spend_currency if basis == "charged" else currency), now.cost, before.cost),
                   ("ROAS", "—" if now.roas is None else f"{now.roas:,.2f}×", now.roas, before.roas)]
     out = []
     for label, text, value, previous in items:

@@ -96,6 +96,6 @@ def test_openapi_document_describes_the_api(client):
     assert names == {"advertiser", "from", "to", "group_by", "format", "click_window", "view_window", "compare",
                      "sort", "order"}
     group_by = next(p for p in operation["parameters"] if p["name"] == "group_by")
-    assert group_by["schema"]["enum"] == ["day", "hour", "placement", "sku", "reason"]
+    assert group_by["schema"]["enum"] == ["day", "hour", "placement", "sku", "reason", "campaign"]
     assert {"200", "400", "401", "403"} <= set(operation["responses"])
     assert "bearerAuth" in doc["components"]["securitySchemes"]

@@ -24,6 +24,8 @@ from tracker.schema import (
     PLACEMENTS_FLOOR_COLUMN,
 )
 
+# Names of report pages under /reports/: an advertiser with one of them could not reach its dashboard.
+RESERVED_ADVERTISER_IDS = frozenset({"campaigns", "login", "logout", "openapi-json", "static", "api"})
 SIZE_NAMES = ("300x250", "728x90", "160x600", "320x50", "320x100", "responsive")
 
 
@@ -64,6 +66,9 @@ def save_advertiser(ch: ClickHouse, advertiser_id: str, name: str = "", currency
                     timezone: str = "UTC") -> Advertiser:
     if not ADVERTISER_RE.match(advertiser_id):
         raise AdServerError("advertiser id must be 1-64 lowercase letters, digits, '_' or '-'", "invalid_advertiser")
+    if advertiser_id in RESERVED_ADVERTISER_IDS:
+        raise AdServerError(f"advertiser id {advertiser_id!r} is reserved (it names a page of the reports)",
+                            "invalid_advertiser")
     if currency not in CURRENCIES:
         raise AdServerError(f"unknown currency {currency!r}", "invalid_currency")
     check_timezone(timezone)

@@ -46,3 +46,10 @@ def test_database_away_keeps_the_copy_and_skips_lookups(ch):
     registry._loaded_at -= 10
     assert registry.known_advertiser("unknown-shop") is False
     assert loads == []  # no synchronous lookup while the database is away
+
+
+def test_reserved_and_malformed_advertiser_ids_are_refused(runner):
+    for bad, message in (("campaigns", "is reserved"), ("login", "is reserved"), ("Shop", "lowercase"),
+                         ("a/b", "lowercase"), ("x" * 65, "lowercase")):
+        code, out = runner("create-advertiser", bad)
+        assert code != 0 and message in out, (bad, out)

@@ -156,6 +156,24 @@ class Stack:
         subprocess.run([PY, str(ROOT / "scripts" / "test_servers.py"), "stop", "--dir", str(self.workdir / "servers")])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``); 0.0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(servers_dir: Path) -> dict[str, int]:
+    """Process ids of the Redis and ClickHouse servers ``scripts/test_servers.py`` started there."""
+    try:
+        info = json.loads((servers_dir / "servers.json").read_text())
+    except OSError:
+        return {}
+    return {name: info[name]["pid"] for name in ("redis", "clickhouse") if info.get(name, {}).get("pid")}
+
+
 def redis_client(env: dict):
     import redis
 
@@ -219,10 +237,19 @@ def click_requests(base: str, cookies: list[str]) -> list[tuple[str, str]]:
     return [("/c/" + p["click_url"].rsplit("/c/", 1)[1], c) for c, ad in ads for p in ad["products"]]
 
 
-def writer_throughput(stack: Stack, events: int) -> dict:
-    """Events per second from the stream into ClickHouse, for a backlog of ``events``."""
+def writer_throughput(stack: Stack, events: int, writers: int = 1, batch_size: int = 50_000,
+                      servers: dict[str, int] | None = None) -> dict:
+    """Events per second from the stream into ClickHouse, for a backlog of ``events``.
+
+    The backlog is written to Redis before any writer starts; the clock runs from spawning the
+    writer processes (start-up and migration check included) until the stream is empty and every
+    row is visible in ClickHouse. ``writers`` processes share the stream as consumers of one group.
+    CPU time per event of the writers (start-up included) and of the ``servers`` (name -> pid) is
+    reported too: on a shared machine it varies far less than the wall-clock rate.
+    """
+    servers = servers if servers is not None else server_pids(stack.workdir / "servers")
     client = redis_client(stack.env)
-    stream = "bench:writer"
+    stream = "bench:writer:" + secrets.token_hex(3)
     row = {"ts": time.time(), "advertiser": "demo", "event": "view_item", "uid": "u", "skus": ["D1001"]}
     payload = json.dumps(row)
     pipe = client.pipeline(transaction=False)
@@ -232,17 +259,28 @@ def writer_throughput(stack: Stack, events: int) -> dict:
             pipe.execute()
     pipe.execute()
     ch = clickhouse(stack.env)
-    before = ch.execute("SELECT count() FROM events")[0][0]
+    count = lambda: ch.execute("SELECT count() FROM events")[0][0]  # noqa: E731
+    before = count()
+    cpu_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
     started = time.monotonic()
-    proc = stack.spawn([PY, "-m", "tracker.writer"], "writer-bench.log", ADSERVER_STREAM_KEY=stream,
-                       ADSERVER_WRITER_NAME="bench", ADSERVER_WRITER_BATCH_SIZE="50000")
-    while client.xlen(stream) and time.monotonic() - started < 600:
-        time.sleep(0.05)
+    procs = [stack.spawn([PY, "-m", "tracker.writer"], f"writer-bench-{n}.log", ADSERVER_STREAM_KEY=stream,
+                         ADSERVER_WRITER_NAME=f"bench-{n}", ADSERVER_WRITER_BATCH_SIZE=str(batch_size))
+             for n in range(1, writers + 1)]
+    while time.monotonic() - started < 600:
+        if not client.xlen(stream) and count() - before >= events:
+            break
+        time.sleep(0.02)
     seconds = time.monotonic() - started
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    written = ch.execute("SELECT count() FROM events")[0][0] - before
-    return {"events": written, "seconds": round(seconds, 2), "events_per_s": round(written / seconds)}
+    cpu = {"writers": sum(cpu_seconds(proc.pid) for proc in procs)}
+    cpu.update({name: cpu_seconds(pid) - cpu_before[name] for name, pid in servers.items()})
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(timeout=30)
+    written = count() - before
+    client.delete(stream)
+    return {"events": written, "seconds": round(seconds, 2), "events_per_s": round(written / seconds),
+            "writers": writers, "cpu_us_per_event": {k: round(v / max(written, 1) * 1e6, 2) for k, v in cpu.items()}}
 
 
 def end_to_end_lag(stack: Stack, base: str, hits: int = 300) -> dict:
@@ -358,6 +396,7 @@ def main() -> int:
     parser.add_argument("--visitors", type=int, default=20_000, help="visitors with profiles the ad bench rotates over")
     parser.add_argument("--click-impressions", type=int, default=500, help="impressions whose click links are rotated")
     parser.add_argument("--writer-events", type=int, default=200_000)
+    parser.add_argument("--writers", type=int, default=1, help="writer processes draining the stream together")
     parser.add_argument("--report-events", default="10000000,100000000",
                         help="impression volumes for the report latency (comma-separated, cumulative)")
     parser.add_argument("--report-runs", type=int, default=5)
@@ -431,7 +470,7 @@ def main() -> int:
         results["web_seconds"] = round(time.monotonic() - results["started"])
         if not args.skip_writer:
             print("measuring the writer ...")
-            results["writer"] = writer_throughput(stack, args.writer_events)
+            results["writer"] = writer_throughput(stack, args.writer_events, args.writers)
         if not args.skip_reports:
             volumes = [int(v) for v in args.report_events.split(",") if v.strip()]
             started = time.monotonic()
@@ -525,7 +564,8 @@ def render(r: dict, args, notes: str = "") -> str:
         w = r["writer"]
         lines += [
             "## Writer", "",
-            f"Writer: {w['events']:,} events from the stream into ClickHouse in {w['seconds']} s = "
+            f"Writer ({w['writers']} process{'es' if w['writers'] > 1 else ''}): {w['events']:,} events from "
+            f"the stream into ClickHouse in {w['seconds']} s = "
             f"**{w['events_per_s']:,} events/s**.", "",
         ]
     if r.get("reports"):

@@ -36,6 +36,8 @@ class ClickHouse(Protocol):
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int: ...
 
+    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int: ...
+
     def ping(self) -> None: ...
 
     def close(self) -> None: ...
@@ -93,10 +95,11 @@ class DriverClickHouse:
         )
         self._server_client = None
 
-    def _call(self, fn, *args, **kwargs):
+    def _call(self, fn, *args, retries: int | None = None, **kwargs):
         from clickhouse_driver import errors as ch_errors
 
         network = (ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError, OSError)
+        retries = self._retries if retries is None else retries
         attempt = 0
         while True:
             try:
@@ -105,7 +108,7 @@ class DriverClickHouse:
             except network as exc:
                 self._client.disconnect()
                 attempt += 1
-                if attempt > self._retries:
+                if attempt > retries:
                     raise StoreUnavailable(f"ClickHouse at {self._url.host}:{self._url.port}: {exc}") from exc
                 time.sleep(0.1 * 2**attempt)
             except ch_errors.Error as exc:
@@ -123,6 +126,22 @@ class DriverClickHouse:
         sql = f"INSERT INTO {_check_identifier(table)} ({', '.join(map(_check_identifier, columns))}) VALUES"
         self._call(self._client.execute, sql, rows)
         return len(rows)
+
+    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int:
+        """Insert one block given as columns (``data[i]`` holds the values of ``columns[i]``).
+
+        The native protocol is columnar: handing the driver columns skips its row-to-column
+        transposition and per-row checks, several times cheaper than ``insert`` for big batches.
+        DateTime columns may hold unix seconds (ints), which the driver sends as they are.
+        A network error is not retried here: the block may have reached the server, and only the
+        caller can tell whether inserting it again would store it twice (the writer checks).
+        """
+        n = len(data[0]) if data else 0
+        if not n:
+            return 0
+        sql = f"INSERT INTO {_check_identifier(table)} ({', '.join(map(_check_identifier, columns))}) VALUES"
+        self._call(self._client.execute, sql, data, columnar=True, retries=0)
+        return n
 
     def ping(self) -> None:
         self.execute("SELECT 1")
@@ -221,6 +240,10 @@ class ChdbClickHouse:
         head = f"INSERT INTO {_check_identifier(table)} ({', '.join(columns)}) FORMAT JSONEachRow\n"
         self._query(head + "\n".join(lines))
         return len(lines)
+
+    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int:
+        """Columnar insert, same contract as the server backend's (unix seconds accepted for DateTime)."""
+        return self.insert(table, columns, zip(*data))
 
     def ping(self) -> None:
         self.execute("SELECT 1")

@@ -20,9 +20,9 @@ from adserver.formats import BadSize, Format, parse_size
 from adserver.publisher import impression_id_for, valid_nonce
 from adserver.services import services
 from adserver.tracking import current_uid
-from adserver.traffic import invalid_fields, request_verdict
+from adserver.traffic import device_of, invalid_fields, request_verdict
 from adserver.units import Brand, render_unit
-from tracker.events import PLACEMENT_RE, device_class
+from tracker.events import PLACEMENT_RE
 from tracker.identity import OPTOUT_COOKIE, UID_COOKIE, tracking_allowed
 from tracker.signing import b64encode
 from tracker.stream import Frequency
@@ -154,7 +154,7 @@ def _serve(as_json: bool) -> Response:
     if placement is not None and placement.sizes and fmt.name not in placement.sizes:
         return _bad_request(f"size {fmt.name} is not allowed on placement {placement_id} "
                             f"(allowed: {', '.join(placement.sizes)})", as_json)
-    device = device_class(request.headers.get("User-Agent", ""))
+    device = device_of(request.headers.get("User-Agent", ""))
     decision, uid, ranked = _decide(fmt, placement_id, device)
     nonce = valid_nonce(request.args.get("r"))  # pub.js slots: the id derives from it, for /px/viewable
     impression_id = impression_id_for(svc.settings.secret_keys, nonce) if nonce else b64encode(secrets.token_bytes(12))
@@ -175,7 +175,7 @@ def _serve(as_json: bool) -> Response:
             "ts": time.time(), "advertiser": decision.advertiser, "event": "impression", "uid": uid or "",
             "skus": [s.product.sku for s in decision.slots], "reasons": [s.reason for s in decision.slots],
             "placement": placement_id, "impression_id": impression_id, "size": fmt.name,
-            "addressable": 1 if uid else 0, "device": device_class(request.headers.get("User-Agent", "")),
+            "addressable": 1 if uid else 0, "device": device,
             "ref": (request.referrer or "")[:2048],
             **invalid_fields(request_verdict()),
             **_auction_row(decision),
@@ -251,7 +251,7 @@ def click(token: str) -> Response:
         "ts": time.time(), "advertiser": info.advertiser, "event": "click", "uid": uid or "",
         "skus": [info.sku], "reasons": [info.reason], "placement": info.placement,
         "impression_id": info.impression_id, "addressable": 1 if uid else 0,
-        "device": device_class(request.headers.get("User-Agent", "")), "campaign": info.campaign,
+        "device": device_of(request.headers.get("User-Agent", "")), "campaign": info.campaign,
         **invalid_fields(request_verdict(uid, click=True)),
     }
     if not row.get("invalid"):

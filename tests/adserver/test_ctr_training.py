@@ -161,19 +161,21 @@ def test_train_ctr_refuses_too_little_data(runner, ch, settings):
 
 
 def test_a_model_worse_than_the_constant_baseline_is_not_published(runner, ch, settings):
-    """Clicks that are pure noise: the fitted model over-fits and loses to the average CTR on the
-    held-out days, so the job refuses to publish it (the prior keeps serving) unless forced."""
-    import random
-
-    rng = random.Random(5)
+    """The world changed between the training days and the held-out days (the placement that got the
+    clicks stops getting them, the other one starts): the model learnt the old world and predicts the
+    held-out clicks worse than the average CTR, so the job refuses to publish it (the prior keeps
+    serving) unless forced."""
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0) - timedelta(hours=1)
     rows = []
-    for i in range(3000):
-        ctx = CtrContext(f"p{rng.randrange(40)}", "300x250", f"a{rng.randrange(40)}", rng.randrange(90000), 1,
-                         rng.randrange(24), "mobile")
+    n = 3000
+    for i in range(n):
+        placement = "top" if i % 2 else "bottom"
+        held_out = i >= n * 0.8
+        clicking = (placement == "top") != held_out
+        ctx = CtrContext(placement, "300x250", "shop", 3600, 1, 12, "mobile")
         ts = now - timedelta(days=10) + timedelta(seconds=i * 250)
         rows.append(event_row(ts, "impression", f"n{i}", ctx))
-        if rng.random() < 0.02:
+        if clicking and i % 10 < 2:  # 20 % on the clicking placement, none on the other
             rows.append(event_row(ts + timedelta(seconds=5), "click", f"n{i}", ctx))
     ch.insert("events", schema.EVENTS_COLUMNS, rows)
     code, out = runner("train-ctr")

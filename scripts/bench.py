@@ -266,11 +266,17 @@ def writer_throughput(stack: Stack, events: int, writers: int = 1, batch_size: i
     procs = [stack.spawn([PY, "-m", "tracker.writer"], f"writer-bench-{n}.log", ADSERVER_STREAM_KEY=stream,
                          ADSERVER_WRITER_NAME=f"bench-{n}", ADSERVER_WRITER_BATCH_SIZE=str(batch_size))
              for n in range(1, writers + 1)]
+    logs = [stack.workdir / f"writer-bench-{n}.log" for n in range(1, writers + 1)]
+    ready = None  # when the first writer finished start-up (imports, migrations check) and began reading
     while time.monotonic() - started < 600:
+        if ready is None and any(b" draining " in log.read_bytes() for log in logs if log.exists()):
+            ready = time.monotonic()
         if not client.xlen(stream) and count() - before >= events:
             break
         time.sleep(0.02)
-    seconds = time.monotonic() - started
+    done = time.monotonic()
+    seconds = done - started
+    ready = ready or started
     cpu = {"writers": sum(cpu_seconds(proc.pid) for proc in procs)}
     cpu.update({name: cpu_seconds(pid) - cpu_before[name] for name, pid in servers.items()})
     for proc in procs:
@@ -280,6 +286,7 @@ def writer_throughput(stack: Stack, events: int, writers: int = 1, batch_size: i
     written = count() - before
     client.delete(stream)
     return {"events": written, "seconds": round(seconds, 2), "events_per_s": round(written / seconds),
+            "startup_s": round(ready - started, 2), "after_startup_per_s": round(written / max(done - ready, 1e-3)),
             "writers": writers, "cpu_us_per_event": {k: round(v / max(written, 1) * 1e6, 2) for k, v in cpu.items()}}
 
 

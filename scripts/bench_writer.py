@@ -50,18 +50,21 @@ def main() -> int:
         subprocess.run([PY, "-m", "adserver", "migrate"], cwd=ROOT, env=stack.env, check=True, capture_output=True)
         servers = server_pids(Path(os.environ["ADSERVER_TEST_SERVERS_DIR"]) if args.use_test_servers
                               else workdir / "servers")
-        rates, cpus = [], []
+        rates, steady, cpus = [], [], []
         for run in range(1, args.runs + 1):
             result = writer_throughput(stack, args.events, args.writers, args.batch_size, servers)
             rates.append(result["events_per_s"])
+            steady.append(result["after_startup_per_s"])
             cpus.append(result["cpu_us_per_event"])
             cpu = ", ".join(f"{k} {v}" for k, v in result["cpu_us_per_event"].items())
             print(f"run {run}: {result['events']:,} events in {result['seconds']} s = {result['events_per_s']:,}/s "
                   f"({args.writers} writer{'s' if args.writers > 1 else ''}, batch {args.batch_size:,}); "
+                  f"{result['after_startup_per_s']:,}/s after a start-up of {result['startup_s']} s; "
                   f"CPU us/event: {cpu}", flush=True)
         median_cpu = {k: statistics.median(c[k] for c in cpus) for k in cpus[0]}
         print(f"median {statistics.median(rates):,.0f} events/s over {args.runs} runs "
-              f"(min {min(rates):,}, max {max(rates):,}); median CPU us/event: "
+              f"(min {min(rates):,}, max {max(rates):,}), {statistics.median(steady):,.0f}/s after start-up; "
+              "median CPU us/event: "
               + ", ".join(f"{k} {v}" for k, v in median_cpu.items()) + f", total {sum(median_cpu.values()):.2f}")
     finally:
         if args.use_test_servers:

@@ -8,15 +8,19 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from tests.conftest import SECRET, drain
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.settings import parse_clickhouse_url
 from tracker.stream import EventStream
-from tracker.writer import GROUP, BatchWriter, bad_row, event_row
+from tracker.writer import GROUP, BatchWriter, bad_row, event_columns, event_row
 
 
 def _push(stream: EventStream, n: int, advertiser: str = "shop") -> None:
@@ -146,3 +150,106 @@ def test_writer_killed_at_any_point_loses_nothing_and_counts_nothing_twice(strea
     assert _count(ch) == 40 and _count(ch, "later") == 10
     assert ch.execute("SELECT count() FROM bad_events")[0][0] == 5
     assert ch.execute("SELECT count(), count(DISTINCT stream_id) FROM events")[0] == (50, 50)
+
+
+# --- The batch path: columns, columnar inserts, trimming, several writers -----------------------
+
+_HOSTILE = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
+                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=70),
+                     st.lists(st.one_of(st.text(max_size=210), st.integers(), st.none()), max_size=3))
+_KEYS = ("ts", "advertiser", "event", "uid", "skus", "reasons", "order_id", "value", "currency", "placement",
+         "impression_id", "size", "addressable", "device", "url", "ref", "campaign", "cost", "pctr",
+         "interest_age", "interest_views", "invalid", "invalid_reason")
+
+
+@settings_(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(_KEYS), _HOSTILE), min_size=1, max_size=6), st.booleans())
+def test_event_columns_hold_the_same_values_as_event_row(datas, well_formed_ts):
+    """Whatever an entry holds, the batch path stores what the row-by-row reference would."""
+    if well_formed_ts:
+        for d in datas:
+            d["ts"] = 1_790_000_000.5
+    ids = [f"{n}-0" for n in range(len(datas))]
+    columns = event_columns(datas, ids)
+    assert len(columns) == len(schema.EVENTS_COLUMNS)
+    rows = [event_row(d, i) for d, i in zip(datas, ids)]
+    for n, row in enumerate(rows):
+        got = [column[n] for column in columns]
+        want = list(row)
+        unix = int((want[0] - datetime(1970, 1, 1)).total_seconds())
+        assert abs(got[0] - unix) <= 2  # "now" for a malformed ts is read twice
+        assert [repr(v) for v in got[1:]] == [repr(v) for v in want[1:]]  # repr: NaN equals itself, 1 != 1.0
+
+
+def test_columnar_insert_on_both_backends(any_ch):
+    ts = int(datetime(2026, 11, 27, 8, 30, 1, tzinfo=UTC).timestamp())
+    datas = [{"ts": ts, "advertiser": "shop", "event": "view_item", "skus": ["A1", "B2"], "value": 12.5,
+              "addressable": True, "url": "https://shop.example/p/A1"},
+             {"ts": ts, "advertiser": "x' OR 1=1 --", "event": "impression", "campaign": "c1", "cost": 0.02,
+              "pctr": 0.003, "interest_age": 60, "interest_views": 3, "invalid": 1, "invalid_reason": "bot"}]
+    assert any_ch.insert_columns("events", schema.EVENTS_COLUMNS, event_columns(datas, ["1-0", "2-0"])) == 2
+    assert any_ch.insert_columns("events", schema.EVENTS_COLUMNS, event_columns([], [])) == 0
+    rows = any_ch.execute("SELECT ts, advertiser, sku, skus, value, addressable, stream_id, campaign, cost, "
+                          "interest_views, invalid, invalid_reason FROM events ORDER BY stream_id")
+    assert rows == [
+        (datetime(2026, 11, 27, 8, 30, 1), "shop", "A1", ["A1", "B2"], 12.5, 1, "1-0", "", 0.0, 0, 0, ""),
+        (datetime(2026, 11, 27, 8, 30, 1), "x' OR 1=1 --", "", [], 0.0, 0, "2-0", "c1", 0.02, 3, 1, "bot"),
+    ]
+    bad = [bad_row({"ts": ts, "errors": ["invalid_event: x"], "raw": "a=1"}, "3-0")]
+    assert any_ch.insert_columns("bad_events", schema.BAD_EVENTS_COLUMNS, [list(c) for c in zip(*bad)]) == 1
+    assert any_ch.execute("SELECT reason, raw, stream_id FROM bad_events") == [("invalid_event", "a=1", "3-0")]
+
+
+def test_stored_entries_leave_the_stream_even_behind_a_stuck_consumer(stream, ch, settings, redis_client):
+    """Trimming stops at entries another consumer holds pending; what is stored above them is deleted."""
+    _push(stream, 5, advertiser="stuck")
+    stuck = BatchWriter(redis_client, ch, settings.stream_key, "stuck", batch_size=5, batch_seconds=0.05)
+    stuck.ensure_group()
+    assert len(stuck._read(">", 5, None)) == 5  # read, never written: pending, as after a crash
+    _push(stream, 700)
+    busy = BatchWriter(redis_client, ch, settings.stream_key, "busy", batch_size=300, batch_seconds=0.05)
+    assert drain_until(busy, lambda: _count(ch) == 700) >= 700
+    assert stream.client.xlen(stream.stream_key) == 5  # only the stuck consumer's entries are left
+    assert stuck.recover() == 5  # its restart writes them
+    assert _count(ch, "stuck") == 5 and stream.client.xlen(stream.stream_key) == 0
+
+
+def drain_until(writer: BatchWriter, done, deadline: float = 20.0) -> int:
+    total = 0
+    end = time.monotonic() + deadline
+    while not done():
+        assert time.monotonic() < end, "the writer did not finish in time"
+        total += writer.run_once()
+    return total
+
+
+def test_several_writer_processes_store_each_event_once_even_when_one_is_killed(stream, ch, settings, redis_url,
+                                                                               clickhouse_url):
+    env = {**os.environ, "ADSERVER_SECRET_KEY": SECRET, "ADSERVER_REDIS_URL": redis_url,
+           "ADSERVER_CLICKHOUSE_URL": clickhouse_url, "ADSERVER_STREAM_KEY": settings.stream_key,
+           "ADSERVER_WRITER_BATCH_SECONDS": "0.05", "ADSERVER_WRITER_BATCH_SIZE": "200"}
+    _push(stream, 3000)
+    run = lambda name, **extra: subprocess.Popen(  # noqa: E731
+        [sys.executable, "-m", "tracker.writer"], env={**env, "ADSERVER_WRITER_NAME": name, **extra},
+        cwd=os.getcwd(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [run("w1"), run("w2"), run("w3", ADSERVER_WRITER_CRASH_AT="after_insert")]
+    try:
+        assert procs[2].wait(timeout=60) == -signal.SIGKILL  # inserted a batch, died before acknowledging it
+        held = lambda: {c["name"]: c["pending"] for c in  # noqa: E731
+                        stream.client.xinfo_consumers(stream.stream_key, GROUP)}.get(b"w3", 0)
+        deadline = time.monotonic() + 60
+        while stream.client.xlen(stream.stream_key) != held() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the others store everything but what w3 held (one batch or more)
+        assert 0 < held() == stream.client.xlen(stream.stream_key) < 3000
+        procs.append(run("w3"))  # its restart recovers what it held
+        while (stream.client.xlen(stream.stream_key) or _count(ch) < 3000) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=15)
+    assert ch.execute("SELECT count(), count(DISTINCT stream_id) FROM events")[0] == (3000, 3000)
+    assert stream.client.xlen(stream.stream_key) == 0
+    assert stream.client.xpending(stream.stream_key, GROUP)["pending"] == 0

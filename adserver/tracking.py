@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, render_template, request, send_f
 from werkzeug.http import dump_cookie
 
 from adserver.services import services
-from adserver.traffic import classify, client_address, device_of, invalid_fields
+from adserver.traffic import classify, device_of, invalid_fields
 from tracker.events import MAX_RAW_LEN, Hit, Invalid, validate_hit
 from tracker.identity import OPTOUT_COOKIE, UID_COOKIE, UID_MAX_AGE, tracking_allowed
 
@@ -129,7 +129,7 @@ def pixel() -> Response:
             "currency": result.currency, "url": result.url, "ref": result.ref,
             "device": device_of(request.headers.get("User-Agent", "")), "addressable": 1,
         }
-        invalid = invalid_fields(classify(request.headers, client_address()))  # bots: no profile, no popularity
+        invalid = invalid_fields(classify(request.headers, None))  # bots: no profile, no popularity (no flood count)
         row.update(invalid)
         svc.record(row, uid=None if invalid else uid, counter="pixel_invalid" if invalid else "pixel_accepted")
     except Exception:  # noqa: BLE001 - the GIF goes out even if Redis is down

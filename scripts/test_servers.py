@@ -89,9 +89,11 @@ START_ATTEMPTS = 3
 EXIT_SETUP_FAILED = 2
 EXIT_NO_TESTS = 5  # pytest.ExitCode.NO_TESTS_COLLECTED
 
-APT_PACKAGES = ("redis-server", "clickhouse-server", "clickhouse-client", "chromium", "fonts-noto-cjk")
-# The browser tests (reports dashboard) drive Debian's Chromium and need a CJK font for Chinese text.
-BROWSER_FILES = (Path("/usr/bin/chromium"), Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"))
+APT_PACKAGES = ("redis-server", "clickhouse-server", "clickhouse-client", "chromium", "fonts-noto-cjk", "wrk")
+# The browser tests (reports dashboard) drive Debian's Chromium and need a CJK font for Chinese text;
+# the soak test measures the maximum rate with wrk.
+BROWSER_FILES = (Path("/usr/bin/chromium"), Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+                 Path("/usr/bin/wrk"))
 # Debian puts clickhouse-server in /usr/sbin, which is not on a normal user's
 # PATH.
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
@@ -230,7 +232,7 @@ def ensure_binaries() -> tuple[str, str]:
     if redis and clickhouse and browser:
         return redis, clickhouse
     missing = [n for n, p in (("redis-server", redis), ("clickhouse-server", clickhouse),
-                              ("chromium and fonts-noto-cjk", browser)) if not p]
+                              ("chromium, fonts-noto-cjk and wrk", browser)) if not p]
     if os.geteuid() != 0:
         raise SetupError(
             f"{' and '.join(missing)} not found "

@@ -20,7 +20,7 @@ from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.settings import parse_clickhouse_url
 from tracker.stream import EventStream
-from tracker.writer import GROUP, BatchWriter, bad_row, event_columns, event_row
+from tracker.writer import GROUP, BatchWriter, bad_row, event_block, event_columns, event_row
 
 
 def _push(stream: EventStream, n: int, advertiser: str = "shop") -> None:
@@ -198,6 +198,20 @@ def test_columnar_insert_on_both_backends(any_ch):
     bad = [bad_row({"ts": ts, "errors": ["invalid_event: x"], "raw": "a=1"}, "3-0")]
     assert any_ch.insert_columns("bad_events", schema.BAD_EVENTS_COLUMNS, [list(c) for c in zip(*bad)]) == 1
     assert any_ch.execute("SELECT reason, raw, stream_id FROM bad_events") == [("invalid_event", "a=1", "3-0")]
+
+
+def test_columns_left_out_of_the_insert_are_stored_as_the_rows_would_be(any_ch):
+    """``event_block`` sends only the columns some entry has; ClickHouse's defaults fill the rest alike."""
+    datas = [{"ts": 1_790_000_000, "advertiser": "shop", "event": "view_item", "uid": "u1", "skus": ["A1"]},
+             {"ts": 1_790_000_001, "advertiser": "shop", "event": "view_home"}]
+    names, data = event_block(datas, ["b-1", "b-2"])
+    assert names == ("ts", "advertiser", "event", "uid", "sku", "skus", "stream_id")
+    any_ch.insert_columns("events", names, data)
+    any_ch.insert("events", schema.EVENTS_COLUMNS, [event_row(d, f"r-{n}") for n, d in enumerate(datas, 1)])
+    columns = ", ".join(c for c in schema.EVENTS_COLUMNS if c != "stream_id")
+    stored = {prefix: any_ch.execute(f"SELECT date, {columns} FROM events WHERE stream_id LIKE %(p)s "
+                                     "ORDER BY stream_id", {"p": prefix + "-%"}) for prefix in ("b", "r")}
+    assert stored["b"] == stored["r"] and len(stored["b"]) == 2
 
 
 def test_stored_entries_leave_the_stream_even_behind_a_stuck_consumer(stream, ch, settings, redis_client):

@@ -54,6 +54,7 @@ RECOVERY_WINDOW = 3600  # seconds around a pending batch searched for rows alrea
 # command over 50,000 entries would stall every pixel for tens of milliseconds; commands of this
 # size keep each stall to a few milliseconds and cost nothing measurable in throughput.
 COMMAND_CHUNK = 10_000
+RECOVERY_CHUNK = 5_000  # stream ids per "already stored?" query (about 100 KB of SQL)
 
 _EPOCH = datetime(1970, 1, 1)
 _TS_MAX = 0xFFFFFFFF  # ClickHouse DateTime is unsigned 32-bit: anything outside would fail the whole block
@@ -386,13 +387,16 @@ class BatchWriter:
         ms = [int(i.split("-")[0]) / 1000 for i in ids]
         lo, hi = _ts(min(ms) - RECOVERY_WINDOW), _ts(max(ms) + RECOVERY_WINDOW)
         found = set()
-        for table in ("events", "bad_events"):
-            rows = self.ch.execute(
-                f"SELECT stream_id FROM {table} WHERE inserted_at >= %(lo)s AND inserted_at <= %(hi)s "
-                "AND stream_id IN %(ids)s",
-                {"lo": lo, "hi": hi, "ids": tuple(ids)},
-            )
-            found.update(r[0] for r in rows)
+        # In chunks: a retried batch of 50,000 ids would be ~1 MB of SQL, over ClickHouse's max_query_size.
+        for start in range(0, len(ids), RECOVERY_CHUNK):
+            chunk = tuple(ids[start:start + RECOVERY_CHUNK])
+            for table in ("events", "bad_events"):
+                rows = self.ch.execute(
+                    f"SELECT stream_id FROM {table} WHERE inserted_at >= %(lo)s AND inserted_at <= %(hi)s "
+                    "AND stream_id IN %(ids)s",
+                    {"lo": lo, "hi": hi, "ids": chunk},
+                )
+                found.update(r[0] for r in rows)
         return found
 
     def _build(self, batch: _Batch, recovered: bool = False) -> _Batch:
@@ -406,7 +410,8 @@ class BatchWriter:
         ev_fields: list[list] = []
         bad: list[tuple] = []
         every = batch.fields
-        if (not skip and every and None not in every and set(map(len, every)) == {4} and set(map(_HEAD, every)) == {(b"t", b"ev", b"d")}):
+        if (not skip and every and None not in every and set(map(len, every)) == {4}
+                and set(map(_HEAD, every)) == {(b"t", b"ev", b"d")}):
             every = []  # all are events as EventStream writes them: checked in C-level passes above
             ev_ids, ev_payloads, ev_fields = stream_ids, list(map(_PAYLOAD, batch.fields)), batch.fields
         for entry_id, fields in zip(stream_ids, every):

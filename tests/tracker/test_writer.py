@@ -84,6 +84,22 @@ def test_crash_after_insert_before_ack_does_not_double_count(stream, writer, ch,
     assert ch.execute("SELECT count(DISTINCT stream_id) FROM events")[0][0] == 15
 
 
+def test_recovering_a_big_batch_already_stored_inserts_nothing(stream, writer, ch):
+    """The "already stored?" check of a 12,000-entry batch stays within ClickHouse's query size."""
+    payload = json.dumps({"ts": time.time(), "advertiser": "shop", "event": "view_item", "uid": "u"})
+    pipe = stream.client.pipeline(transaction=False)
+    for _ in range(12_000):
+        pipe.xadd(stream.stream_key, {"t": "ev", "d": payload})
+    pipe.execute()
+    writer.batch_size, writer.batch_seconds = 12_000, 30.0
+    batch = writer._gather()
+    assert len(batch) == 12_000
+    writer._build(batch)
+    writer._insert("events", batch.event_names, batch.events)  # stored, then the writer died before the ack
+    assert writer.flush(batch, recovered=True) == 0
+    assert _count(ch) == 12_000 and stream.client.xlen(stream.stream_key) == 0
+
+
 def test_batches_are_bounded_by_size(stream, ch, settings, redis_client):
     small = BatchWriter(redis_client, ch, settings.stream_key, "w-small", batch_size=4, batch_seconds=5)
     small.ensure_group()

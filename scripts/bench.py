@@ -417,7 +417,7 @@ def main() -> int:
     workdir = Path(os.environ.get("ADSERVER_BENCH_DIR") or f"/tmp/adserver-bench-{os.getpid()}")
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(workdir, args.workers)
-    results: dict = {"started": time.monotonic()}
+    results: dict = {"started": time.monotonic(), "commit": source_state()}  # what is measured: the tree at start
     rng = random.Random(1)
     try:
         stack.start_servers()
@@ -508,11 +508,17 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def render(r: dict, args, notes: str = "") -> str:
+def source_state() -> tuple[str, bool]:
+    """The commit and whether tracked files differ from it (a long run must name what it started with)."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
+    return commit, bool(dirty)
+
+
+def render(r: dict, args, notes: str = "") -> str:
+    commit, dirty = r["commit"]
     bare = r["bare"]["rps"]
     seed = r["seed"]
     lines = [

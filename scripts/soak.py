@@ -13,8 +13,8 @@ Starts throw-away Redis and ClickHouse servers, the product under gunicorn with
    load generator sent: one event per pixel, one impression per ad, one click per click.
 
 It prints the figures and fails (exit 1) on any error response, a count mismatch, or a process whose
-memory grew by more than ``--max-growth`` (5 %) between the end of the warm-up (the first fifth of
-the run) and the end. ``--out`` writes the report as Markdown.
+memory grew by more than ``--max-growth`` (5 %) between the end of the warm-up (``--warmup``, the
+first fifth of the run) and the end. ``--out`` writes the report as Markdown.
 """
 
 from __future__ import annotations
@@ -89,6 +89,17 @@ def mixed_requests(pixels: list[tuple[str, str]], clicks: list[tuple[str, str]],
     return [rows[i] for i in order], [labels[i] for i in order]
 
 
+def clickhouse_memory(ch) -> dict[str, int]:
+    """What ClickHouse itself says it holds: tracked memory, its caches, and active data parts."""
+    out = {name: int(value) for name, value in ch.execute(
+        "SELECT metric, toInt64(value) FROM system.asynchronous_metrics "
+        "WHERE metric IN ('MarkCacheBytes', 'UncompressedCacheBytes')")}
+    out.update({name: int(value) for name, value in ch.execute(
+        "SELECT metric, toInt64(value) FROM system.metrics WHERE metric = 'MemoryTracking'")})
+    out["active parts"] = int(ch.execute("SELECT count() FROM system.parts WHERE active")[0][0])
+    return out
+
+
 def event_counts(ch) -> dict[str, int]:
     return {event: int(n) for event, n in ch.execute("SELECT event, count() FROM events GROUP BY event")}
 
@@ -149,6 +160,7 @@ def main() -> int:
     parser.add_argument("--visitors", type=int, default=5000)
     parser.add_argument("--max-growth", type=float, default=0.05, help="allowed RSS growth after the warm-up")
     parser.add_argument("--max-seconds", type=int, default=15, help="length of the maximum-rate measurement")
+    parser.add_argument("--warmup", type=float, default=0.2, help="share of the run counted as warm-up")
     parser.add_argument("--out", help="write the report (Markdown) here")
     args = parser.parse_args()
     workdir = Path(os.environ.get("ADSERVER_SOAK_DIR") or f"/tmp/adserver-soak-{os.getpid()}")
@@ -196,6 +208,7 @@ def main() -> int:
                 sent[labels[n % len(labels)]] += 1
         pids = {"writer": writer.pid, **{f"{k}-server": v for k, v in server_pids(workdir / "servers").items()}}
         sampler = MemorySampler(pids, product.pid, interval=max(1.0, args.seconds / 120))
+        ch_memory_before = clickhouse_memory(ch)
         sampler.start()
         print(f"soak: {rate} req/s ({args.fraction:.0%} of {maximum['rps']:,.0f}) for {args.seconds} s ...", flush=True)
         started = datetime.now(UTC)
@@ -207,10 +220,11 @@ def main() -> int:
         }
         sampler.stopped.set()
         sampler.join()
+        ch_memory_after = clickhouse_memory(ch)
         after = wait_drained(stack, ch)
         gained = {event: after.get(event, 0) - before.get(event, 0) for event in ("view_item", "impression", "click")}
         expected = {"view_item": sent["pixel"], "impression": sent["ad"], "click": sent["click"]}
-        growth = sampler.growth(args.seconds * 0.2, args.seconds)
+        growth = sampler.growth(args.seconds * args.warmup, args.seconds)
 
         if result["errors"] or result["non_2xx"]:
             failures.append(f"{result['errors']} connection errors and {result['non_2xx']} error responses")
@@ -238,10 +252,13 @@ def main() -> int:
             f"p99 {result['p99_ms']} ms (worst minute), max {result['max_ms']} ms.",
             "", "| event | sent | in ClickHouse |", "|---|---|---|",
             *(f"| {event} | {expected[event]:,} | {gained[event]:,} |" for event in expected),
-            "", f"Resident memory (median just after the {args.seconds * 0.2:.0f} s warm-up, and over the last "
+            "", f"Resident memory (median just after the {args.seconds * args.warmup:.0f} s warm-up, and over the last "
             f"tenth of the run; {len(sampler.samples)} samples):", "",
             "| process | after warm-up KiB | at the end KiB | growth |", "|---|---|---|---|",
             *(f"| {name} | {a:,} | {b:,} | {g:+.1%} |" for name, (a, b, g) in growth.items()),
+            "", "ClickHouse's own accounting at the start and at the end of the run: "
+            + ", ".join(f"{k} {ch_memory_before.get(k, 0):,} -> {ch_memory_after.get(k, 0):,}"
+                        for k in sorted(ch_memory_after)) + ".",
             "", "Result: " + ("**passed**" if not failures else "**FAILED**: " + "; ".join(failures)), "",
         ]
     finally:

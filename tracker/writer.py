@@ -55,6 +55,7 @@ RECOVERY_WINDOW = 3600  # seconds around a pending batch searched for rows alrea
 # size keep each stall to a few milliseconds and cost nothing measurable in throughput.
 COMMAND_CHUNK = 10_000
 RECOVERY_CHUNK = 5_000  # stream ids per "already stored?" query (about 100 KB of SQL)
+FULL_COLLECTION_SECONDS = 30.0  # cyclic garbage (threads, queues, sockets) waits at most this long
 
 _EPOCH = datetime(1970, 1, 1)
 _TS_MAX = 0xFFFFFFFF  # ClickHouse DateTime is unsigned 32-bit: anything outside would fail the whole block
@@ -597,6 +598,7 @@ class BatchWriter:
         Each batch is still acknowledged only after its own insert.
         """
         self._start()
+        last_full_collection = time.monotonic()
         built: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         inserter = threading.Thread(target=self._insert_loop, args=(built,), name="event-writer-insert", daemon=True)
         inserter.start()
@@ -604,6 +606,9 @@ class BatchWriter:
             while not self.stop_event.is_set() and inserter.is_alive():
                 try:
                     batch = self._gather()
+                    if time.monotonic() - last_full_collection > FULL_COLLECTION_SECONDS:
+                        gc.collect()  # the raised thresholds make full passes rare: bound what waits for one
+                        last_full_collection = time.monotonic()
                     if batch.ids:
                         self._build(batch)
                         while inserter.is_alive():
@@ -717,7 +722,7 @@ def main() -> int:
     # walk every one of them, which doubled the cost of reading and building. They hold no cycles;
     # collect rarely, and never walk what start-up loaded.
     gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(100_000, 50, 100)  # plus a full collection every FULL_COLLECTION_SECONDS in run()
     log.info("writer %s draining %s", settings.writer_name, settings.stream_key)
     writer.run()
     log.info("writer stopped after %d rows", writer.written)

@@ -100,6 +100,11 @@ def clickhouse_memory(ch) -> dict[str, int]:
     return out
 
 
+def counters(stack: Stack) -> dict[str, int]:
+    """The product's shared counters (``/metrics``): what the web processes recorded into the stream."""
+    return {k.decode(): int(v) for k, v in redis_client(stack.env).hgetall("adserver:metrics").items()}
+
+
 def event_counts(ch) -> dict[str, int]:
     return {event: int(n) for event, n in ch.execute("SELECT event, count() FROM events GROUP BY event")}
 
@@ -209,6 +214,8 @@ def main() -> int:
         pids = {"writer": writer.pid, **{f"{k}-server": v for k, v in server_pids(workdir / "servers").items()}}
         sampler = MemorySampler(pids, product.pid, interval=max(1.0, args.seconds / 120))
         ch_memory_before = clickhouse_memory(ch)
+        counters_before = counters(stack)
+        bad_before = int(ch.execute("SELECT count() FROM bad_events")[0][0])
         sampler.start()
         print(f"soak: {rate} req/s ({args.fraction:.0%} of {maximum['rps']:,.0f}) for {args.seconds} s ...", flush=True)
         started = datetime.now(UTC)
@@ -223,6 +230,10 @@ def main() -> int:
         ch_memory_after = clickhouse_memory(ch)
         after = wait_drained(stack, ch)
         gained = {event: after.get(event, 0) - before.get(event, 0) for event in ("view_item", "impression", "click")}
+        counters_after = counters(stack)
+        recorded = {name: counters_after.get(name, 0) - counters_before.get(name, 0)
+                    for name in sorted(set(counters_after) | set(counters_before))}
+        bad = int(ch.execute("SELECT count() FROM bad_events")[0][0]) - bad_before
         expected = {"view_item": sent["pixel"], "impression": sent["ad"], "click": sent["click"]}
         growth = sampler.growth(args.seconds * args.warmup, args.seconds)
 
@@ -256,6 +267,8 @@ def main() -> int:
             f"tenth of the run; {len(sampler.samples)} samples):", "",
             "| process | after warm-up KiB | at the end KiB | growth |", "|---|---|---|---|",
             *(f"| {name} | {a:,} | {b:,} | {g:+.1%} |" for name, (a, b, g) in growth.items()),
+            "", "Recorded by the web processes during the run (their shared counters): "
+            + ", ".join(f"{k} {v:,}" for k, v in recorded.items() if v) + f"; rows added to bad_events: {bad:,}.",
             "", "ClickHouse's own accounting at the start and at the end of the run: "
             + ", ".join(f"{k} {ch_memory_before.get(k, 0):,} -> {ch_memory_after.get(k, 0):,}"
                         for k in sorted(ch_memory_after)) + ".",

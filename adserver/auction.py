@@ -205,7 +205,10 @@ def run(ctx: AuctionContext, sources: Sources) -> tuple[Decision, list[Candidate
         decision.pctr = candidate.pctr
         decision.interest = candidate.interest
         return decision, ranked
-    for advertiser in sources.house(ctx.placement_id):  # last resort: unpaid popular products
+    # Last resort: unpaid popular products of the placement's house advertisers, or (none known, e.g.
+    # the registry cannot be read) of the stores the visitor knows.
+    house = list(sources.house(ctx.placement_id)) or [i.advertiser for i in ctx.interests]
+    for advertiser in house:
         filler = Candidate(None, advertiser, None, status="house")
         slots = _slots(filler, ctx, sources)
         if slots:

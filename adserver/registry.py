@@ -143,10 +143,15 @@ class Registry:
     def _refresh(self) -> None:
         """Reload when stale. Only the very first load waits; later ones run in the background, so a
         request never waits for ClickHouse (which may be down) once the registry is known."""
-        if time.monotonic() - self._loaded_at < self.ttl:
-            return
+        fresh = time.monotonic() - self._loaded_at < self.ttl
         if not self._loaded:
-            self._load()
+            if not fresh:
+                self._load()
+            else:
+                with self._lock:  # another thread's first load is under way: use its result, not nothing
+                    pass
+            return
+        if fresh:
             return
         with self._lock:
             if self._refreshing is not None and self._refreshing.is_alive():

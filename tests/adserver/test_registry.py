@@ -53,3 +53,31 @@ def test_reserved_and_malformed_advertiser_ids_are_refused(runner):
                          ("a/b", "lowercase"), ("x" * 65, "lowercase")):
         code, out = runner("create-advertiser", bad)
         assert code != 0 and message in out, (bad, out)
+
+
+def test_concurrent_first_lookups_wait_for_the_first_load(ch):
+    """A fresh worker's first requests arrive together: none may see an empty registry while another
+    thread is loading it (it would serve unpaid house ads, or nothing, instead of the campaigns)."""
+    import threading
+    import time
+
+    from adserver.registry import Registry, save_advertiser, save_placement
+
+    save_advertiser(ch, "shop")
+    save_placement(ch, "slot", "site.example", ["300x250"], ["shop"], floor=1.5)
+
+    def slow_clickhouse():  # the real server, reached slowly, as under load
+        time.sleep(0.3)
+        return ch
+
+    registry = Registry(slow_clickhouse)
+    found: list = []
+    threads = [threading.Thread(target=lambda: found.append((registry.placement("slot"), registry.advertiser_ids())))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02)
+    for thread in threads:
+        thread.join()
+    assert len(found) == 8
+    assert all(p is not None and p.floor == 1.5 and ids == ["shop"] for p, ids in found), found

@@ -186,7 +186,7 @@ def _float_column(datas: list[dict], key: str, finite: bool, present: set, n: in
     values = [d.get(key, 0.0) for d in datas]
     if _types(values) <= {int, float}:
         try:
-            out = list(map(float, values))
+            out = [v + 0.0 for v in map(float, values)]  # + 0.0: -0.0 becomes 0.0, as event_row gives
             if not finite or (not any(map(math.isnan, out)) and max(map(abs, out)) < 1e15):
                 return out
         except OverflowError:  # an integer beyond float

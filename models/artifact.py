@@ -168,23 +168,31 @@ def load_artifact(folder: Path, version: str) -> Artifact:
         raise ValueError(f"{where}: meta.json must hold an object with an object 'meta'")
     if meta.get("version") != version:
         raise ValueError(f"{where}: meta.json names version {meta.get('version')!r}")
+    arrays = read_npz(path / "model.npz", ARRAYS, where)
+    _check_arrays(arrays, where)
+    return Artifact(version=version, meta=meta.get("meta", {}), **arrays)
+
+
+def read_npz(file: Path, names: tuple[str, ...], where: str) -> dict[str, np.ndarray]:
+    """The named arrays of a pickle-free ``.npz``; ValueError naming ``where`` for anything else.
+
+    ``allow_pickle=False``: an artifact is data, never code, whoever wrote the file.
+    """
     try:
-        with np.load(path / "model.npz", allow_pickle=False) as npz:
-            missing = [name for name in ARRAYS if name not in npz.files]
+        with np.load(file, allow_pickle=False) as npz:
+            missing = [name for name in names if name not in npz.files]
             if missing:
-                raise ValueError(f"{where}: model.npz lacks {', '.join(missing)}")
-            arrays = {name: npz[name] for name in ARRAYS}
+                raise ValueError(f"{where}: {file.name} lacks {', '.join(missing)}")
+            return {name: npz[name] for name in names}
     except ValueError as exc:
         # np.load raises ValueError for object arrays (pickles) and for files that are not npz at all.
         if str(exc).startswith(where):
             raise
-        raise ValueError(f"{where}: model.npz is not a valid pickle-free npz file ({exc})") from None
+        raise ValueError(f"{where}: {file.name} is not a valid pickle-free npz file ({exc})") from None
     except FileNotFoundError:
         raise
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"{where}: model.npz is unreadable ({exc})") from None
-    _check_arrays(arrays, where)
-    return Artifact(version=version, meta=meta.get("meta", {}), **arrays)
+        raise ValueError(f"{where}: {file.name} is unreadable ({exc})") from None
 
 
 def load_current(folder: Path) -> Artifact | None:

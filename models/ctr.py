@@ -40,7 +40,6 @@ import json
 import math
 import os
 import tempfile
-import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from models.artifact import DIR_MODE, _check_version, _write_text, new_version
+from models.artifact import DIR_MODE, _check_version, _write_text, new_version, read_npz
 
 DEFAULT_PRIOR_CTR = 0.003  # used when no model was trained yet
 DEFAULT_PRIOR_STRENGTH = 200.0  # k: impressions' worth of trust given to the prior
@@ -404,21 +403,7 @@ def load_ctr(folder: Path, version: str) -> CtrModel:
     strength = meta.get("prior_strength")
     if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not 0 <= strength < math.inf:
         raise ValueError(f"{where}: meta.json prior_strength must be a number >= 0, got {strength!r}")
-    try:
-        with np.load(path / "model.npz", allow_pickle=False) as npz:
-            missing = [name for name in ARRAYS if name not in npz.files]
-            if missing:
-                raise ValueError(f"{where}: model.npz lacks {', '.join(missing)}")
-            arrays = {name: npz[name] for name in ARRAYS}
-    except ValueError as exc:
-        # np.load raises ValueError for object arrays (pickles) and for files that are not npz at all.
-        if str(exc).startswith(where):
-            raise
-        raise ValueError(f"{where}: model.npz is not a valid pickle-free npz file ({exc})") from None
-    except FileNotFoundError:
-        raise
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"{where}: model.npz is unreadable ({exc})") from None
+    arrays = read_npz(path / "model.npz", ARRAYS, where)
     _check_arrays(arrays, where)
     if meta.get("n_features") != arrays["coef"].shape[0]:
         raise ValueError(f"{where}: meta.json n_features {meta.get('n_features')!r} does not match coef")

@@ -65,8 +65,9 @@ def main() -> int:
     settings = get_settings()
     get_redis("web").flushdb()
     ch = get_clickhouse()
-    for table in ("campaigns", "placements", "advertisers", "products"):
-        ch.execute(f"TRUNCATE TABLE IF EXISTS {table}")
+    for statement in ("TRUNCATE TABLE IF EXISTS campaigns", "TRUNCATE TABLE IF EXISTS placements",
+                      "TRUNCATE TABLE IF EXISTS advertisers", "TRUNCATE TABLE IF EXISTS products"):
+        ch.execute(statement)
     base = "https://bench.example"
     quiet = open(os.devnull, "w")  # noqa: SIM115
     stdout, sys.stdout = sys.stdout, quiet

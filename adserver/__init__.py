@@ -32,6 +32,9 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     from adserver import reports
 
     reports.init_app(app, settings)
+    from adserver.pixel import PixelEndpoint
+
+    app.wsgi_app = PixelEndpoint(app, app.wsgi_app)  # the pixel is answered before Flask (see there)
 
     @app.get("/")
     def index():

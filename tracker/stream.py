@@ -1,7 +1,7 @@
 """The Redis side of tracking: the event stream and each visitor's profile.
 
 A pixel hit costs one Redis round trip: the event is appended to the stream (which the writer
-drains into ClickHouse) and the visitor's profile is updated in the same pipeline. An ad decision
+drains into ClickHouse) and the visitor's profile is updated in the same call (one script). An ad decision
 also costs one round trip: a server-side script reads the advertiser the visitor engaged with most
 recently, their recently viewed products there and what they already bought.
 
@@ -63,6 +63,24 @@ for i = 1, #advs, 2 do
                    redis.call('ZSCORE', prefix .. ':advbuy', adv) or '0'}
 end
 return {out, redis.call('HGETALL', prefix .. ':fq'), redis.call('HGETALL', prefix .. ':fq:' .. ARGV[4])}
+"""
+
+
+# A hit's writes (stream entry, counter, profile, popularity, frequency) in one call: ARGV holds
+# each command as its argument count followed by its arguments. A pipeline of the same ~10
+# commands cost the client ~150 µs per hit (packing each command, parsing each reply) against
+# ~30 µs for this one call, and the writes now apply atomically. Keys are named in ARGV, not
+# KEYS: every key a visitor hit touches is computed here, as ``_READ_INTERESTS`` does.
+# ``replicate_commands`` (a no-op from Redis 7) lets Redis 5 and 6 run XADD's generated id.
+_RUN = """
+if redis.replicate_commands then redis.replicate_commands() end
+local i, n = 1, #ARGV
+while i <= n do
+  local c = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + c))
+  i = i + c + 1
+end
+return n
 """
 
 
@@ -136,64 +154,65 @@ class EventStream:
         self.profile_ttl = profile_ttl_days * 86400
         self._read_profile = client.register_script(_READ_PROFILE)
         self._read_interests = client.register_script(_READ_INTERESTS)
+        self._run = client.register_script(_RUN)
 
     def record(self, row: dict, uid: str | None = None, counter: str | None = None) -> None:
         """Append an accepted event and, for a known visitor, fold it into their profile.
 
         ``counter`` names a shared metric incremented in the same round trip (see ``counters``).
         """
-        pipe = self.client.pipeline(transaction=False)
+        cmds: list = []
         if counter:
-            pipe.hincrby(METRICS_KEY, counter, 1)
-        pipe.xadd(self.stream_key, {"t": "ev", "d": encode_row(row)})
+            cmds += (4, "HINCRBY", METRICS_KEY, counter, 1)
+        cmds += (7, "XADD", self.stream_key, "*", "t", "ev", "d", encode_row(row))
         event, advertiser, skus = row["event"], row["advertiser"], row.get("skus") or []
         now = row.get("ts") or time.time()
-        if uid and skus and event in INTEREST_EVENTS | {"purchase"}:
+        if uid and skus and (event in INTEREST_EVENTS or event == "purchase"):
             prefix = profile_prefix(uid)
+            ttl = self.profile_ttl
             if event in INTEREST_EVENTS:
                 us = int(now * 1_000_000)  # microseconds: two hits in the same millisecond keep their order
                 rv = f"{prefix}:rv:{advertiser}"
-                pipe.zadd(rv, {sku: us for sku in skus})
-                pipe.zremrangebyrank(rv, 0, -self.profile_size - 1)
-                pipe.expire(rv, self.profile_ttl)
-                pipe.zadd(f"{prefix}:adv", {advertiser: us})
-                pipe.expire(f"{prefix}:adv", self.profile_ttl)
+                cmds.append(2 + 2 * len(skus))
+                cmds += ("ZADD", rv)
+                for sku in skus:
+                    cmds += (us, sku)
+                cmds += (4, "ZREMRANGEBYRANK", rv, 0, -self.profile_size - 1, 3, "EXPIRE", rv, ttl,
+                         4, "ZADD", f"{prefix}:adv", us, advertiser, 3, "EXPIRE", f"{prefix}:adv", ttl)
             else:
                 buy = f"{prefix}:buy:{advertiser}"
-                pipe.sadd(buy, *skus)
-                pipe.expire(buy, self.profile_ttl)
-                pipe.zadd(f"{prefix}:advbuy", {advertiser: int(now * 1_000_000)})
-                pipe.expire(f"{prefix}:advbuy", self.profile_ttl)
+                cmds += (2 + len(skus), "SADD", buy, *skus, 3, "EXPIRE", buy, ttl,
+                         4, "ZADD", f"{prefix}:advbuy", int(now * 1_000_000), advertiser,
+                         3, "EXPIRE", f"{prefix}:advbuy", ttl)
             pop = popular_key(advertiser, utc_day(now))
+            weight = INTEREST_WEIGHTS[event]
             for sku in skus:
-                pipe.zincrby(pop, INTEREST_WEIGHTS[event], sku)
-            pipe.expire(pop, (POPULAR_DAYS + 1) * 86400)
+                cmds += (4, "ZINCRBY", pop, weight, sku)
+            cmds += (3, "EXPIRE", pop, (POPULAR_DAYS + 1) * 86400)
         if uid and event in ("impression", "click") and not row.get("invalid"):
-            self._frequency(pipe, profile_prefix(uid), row, now)
-        pipe.execute()
+            self._frequency(cmds, profile_prefix(uid), row, now)
+        self._run(args=cmds)
 
-    def _frequency(self, pipe, prefix: str, row: dict, now: float) -> None:
+    def _frequency(self, cmds: list, prefix: str, row: dict, now: float) -> None:
         """Frequency caps and fatigue: count the impression, or reset the streak on a click."""
         fq = f"{prefix}:fq"
         if row["event"] == "click":
-            pipe.hset(fq, f"u:{row['advertiser']}", 0)
+            cmds += (4, "HSET", fq, f"u:{row['advertiser']}", 0)
             return
         campaign = row.get("campaign") or ""
         if campaign:
             day = f"{fq}:{utc_day(now)}"
-            pipe.hincrby(day, campaign, 1)
-            pipe.expire(day, 2 * 86400)
-            pipe.hset(fq, f"t:{campaign}", repr(round(now, 3)))
-        pipe.hincrby(fq, f"u:{row['advertiser']}", 1)
-        pipe.expire(fq, self.profile_ttl)
+            cmds += (4, "HINCRBY", day, campaign, 1, 3, "EXPIRE", day, 2 * 86400,
+                     4, "HSET", fq, f"t:{campaign}", repr(round(now, 3)))
+        cmds += (4, "HINCRBY", fq, f"u:{row['advertiser']}", 1, 3, "EXPIRE", fq, self.profile_ttl)
 
     def record_bad(self, row: dict, counter: str | None = None) -> None:
         """Append a rejected hit; the writer stores it in ``bad_events``."""
-        pipe = self.client.pipeline(transaction=False)
+        cmds: list = []
         if counter:
-            pipe.hincrby(METRICS_KEY, counter, 1)
-        pipe.xadd(self.stream_key, {"t": "bad", "d": encode_row(row)})
-        pipe.execute()
+            cmds += (4, "HINCRBY", METRICS_KEY, counter, 1)
+        cmds += (7, "XADD", self.stream_key, "*", "t", "bad", "d", encode_row(row))
+        self._run(args=cmds)
 
     def counters(self) -> dict[str, int]:
         """Counters shared by every process (kept in Redis, so gunicorn workers add up)."""

@@ -115,44 +115,50 @@ class PixelEndpoint:
         method = environ.get("REQUEST_METHOD")
         if environ.get("PATH_INFO") != PATH or (method != "GET" and method != "HEAD"):
             return self.app(environ, start_response)
-        headers = list(_HEADERS)
-        try:
-            cookie = self.hit(environ)
-            if cookie:
-                headers.append(("Set-Cookie", cookie))
-        except Exception:  # noqa: BLE001 - the GIF goes out even if Redis is down
-            log.exception("pixel hit not recorded")
-        start_response("200 OK", headers)
+        start_response("200 OK", answer(self.flask_app, environ))
         return [GIF] if method == "GET" else [b""]
 
-    def hit(self, environ: dict) -> str | None:
-        """Record the hit; the ``Set-Cookie`` value to answer with, or None (tracking not allowed)."""
-        cookies = parse_cookie(environ)
-        request_headers = EnvironHeaders(environ)
-        if not tracking_allowed(cookies, request_headers):
-            return None
-        svc = self.flask_app.extensions["adserver"]
-        uid = svc.ids.verify(cookies.get(UID_COOKIE))
-        if uid is None:
-            uid, value = svc.ids.new()
-        else:
-            value = svc.ids.cookie_value(uid)  # re-set: lifetime counts from the last visit
-        set_cookie = uid_set_cookie(value, svc.settings)
-        result = check_hit(environ.get("QUERY_STRING", "").encode("latin-1"), svc.registry.known_advertiser)
-        now = time.time()
-        if isinstance(result, Invalid):
-            svc.record({
-                "ts": now, "advertiser": result.advertiser, "event": result.event, "uid": uid,
-                "errors": result.errors, "raw": result.raw,
-            }, counter="pixel_rejected", bad=True)
-            return set_cookie
-        row = {
+
+def answer(flask_app, environ: dict) -> list[tuple[str, str]]:
+    """Record the hit in ``environ``; the response headers (with the visitor's cookie if any)."""
+    headers = list(_HEADERS)
+    try:
+        cookie = _hit(flask_app, environ)
+        if cookie:
+            headers.append(("Set-Cookie", cookie))
+    except Exception:  # noqa: BLE001 - the GIF goes out even if Redis is down
+        log.exception("pixel hit not recorded")
+    return headers
+
+
+def _hit(flask_app, environ: dict) -> str | None:
+    """Record the hit; the ``Set-Cookie`` value to answer with, or None (tracking not allowed)."""
+    cookies = parse_cookie(environ)
+    request_headers = EnvironHeaders(environ)
+    if not tracking_allowed(cookies, request_headers):
+        return None
+    svc = flask_app.extensions["adserver"]
+    uid = svc.ids.verify(cookies.get(UID_COOKIE))
+    if uid is None:
+        uid, value = svc.ids.new()
+    else:
+        value = svc.ids.cookie_value(uid)  # re-set: lifetime counts from the last visit
+    set_cookie = uid_set_cookie(value, svc.settings)
+    result = check_hit(environ.get("QUERY_STRING", "").encode("latin-1"), svc.registry.known_advertiser)
+    now = time.time()
+    if isinstance(result, Invalid):
+        svc.record({
             "ts": now, "advertiser": result.advertiser, "event": result.event, "uid": uid,
-            "skus": result.skus, "order_id": result.order_id, "value": result.value,
-            "currency": result.currency, "url": result.url, "ref": result.ref,
-            "device": device_of(request_headers.get("User-Agent", "")), "addressable": 1,
-        }
-        invalid = invalid_fields(classify(request_headers, None))  # bots: no profile, no popularity (no flood count)
-        row.update(invalid)
-        svc.record(row, uid=None if invalid else uid, counter="pixel_invalid" if invalid else "pixel_accepted")
+            "errors": result.errors, "raw": result.raw,
+        }, counter="pixel_rejected", bad=True)
         return set_cookie
+    row = {
+        "ts": now, "advertiser": result.advertiser, "event": result.event, "uid": uid,
+        "skus": result.skus, "order_id": result.order_id, "value": result.value,
+        "currency": result.currency, "url": result.url, "ref": result.ref,
+        "device": device_of(request_headers.get("User-Agent", "")), "addressable": 1,
+    }
+    invalid = invalid_fields(classify(request_headers, None))  # bots: no profile, no popularity (no flood count)
+    row.update(invalid)
+    svc.record(row, uid=None if invalid else uid, counter="pixel_invalid" if invalid else "pixel_accepted")
+    return set_cookie

@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Blueprint, Response, jsonify, render_template, request, send_file
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_file
 
 from adserver.pixel import GIF, check_hit, cookie_options
+from adserver.pixel import answer as pixel_answer
 from adserver.services import services
 from tracker.events import Invalid
 from tracker.identity import OPTOUT_COOKIE, UID_COOKIE, tracking_allowed
@@ -32,6 +33,15 @@ def current_uid() -> str | None:
     if not tracking_allowed(request.cookies, request.headers):
         return None
     return services().ids.verify(request.cookies.get(UID_COOKIE))
+
+
+@bp.get("/px.gif")
+def pixel() -> Response:
+    """The pixel when ``PixelEndpoint`` is not in front (it answers GET and HEAD before Flask).
+
+    Registered so that ``url_for`` knows the URL and other methods get Flask's 405; same answer.
+    """
+    return Response(GIF, headers=pixel_answer(current_app, request.environ))
 
 
 @bp.get("/px/debug")

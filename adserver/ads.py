@@ -43,7 +43,12 @@ def price_text(product: Product) -> str:
 
 
 def _base_url() -> str:
-    return services().settings.public_url or request.host_url.rstrip("/")
+    """Where click links point: the configured public URL, else this request's scheme and host.
+
+    Built from ``request.host`` rather than ``request.host_url``, which converts the whole URL to
+    an IRI (IDNA decoding) on every call: a tenth of an ad's CPU. A punycode host stays punycode,
+    which every browser follows."""
+    return services().settings.public_url or f"{request.scheme}://{request.host}"
 
 
 def _bad_request(message: str, as_json: bool) -> Response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader
@@ -63,9 +64,23 @@ def clip(text: str | None, max_bytes: int) -> str:
     """Printable text whose escaped UTF-8 form fits ``max_bytes``, cut between characters with ``…``.
 
     Cutting bytes would split a Chinese character; cutting before a combining mark would strip it
-    from its letter, so the cut backs off over those.
+    from its letter, so the cut backs off over those. Results are cached (bounded LRU): an ad
+    clips the same catalog titles and prices again and again, and the character-by-character work
+    was a tenth of an ad's CPU.
     """
-    text = " ".join("".join(c for c in (text or "") if c.isprintable() or c.isspace()).split())
+    text = "" if text is None else str(text)
+    return _clip(text, max_bytes) if len(text) <= CLIP_CACHE_TEXT else _clip.__wrapped__(text, max_bytes)
+
+
+CLIP_CACHE_SIZE = 8192
+CLIP_CACHE_TEXT = 1024  # longer texts are clipped each time: they would crowd the cache out
+
+
+@lru_cache(maxsize=CLIP_CACHE_SIZE)
+def _clip(text: str, max_bytes: int) -> str:
+    if not text.isprintable():
+        text = "".join(c for c in text if c.isprintable() or c.isspace())
+    text = " ".join(text.split())
     if len(str(escape(text)).encode()) <= max_bytes:
         return text
     budget, end = max_bytes - len("…".encode()), 0

@@ -25,6 +25,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import redis
 
@@ -111,7 +112,13 @@ def popular_key(advertiser: str, day: str) -> str:
 
 
 def utc_day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
+    """``YYYYMMDD`` of the UTC day of ``ts`` (every hit and ad asks; formatting is cached per day)."""
+    return _utc_day(int(ts // 86400))
+
+
+@lru_cache(maxsize=64)
+def _utc_day(day: int) -> str:
+    return datetime.fromtimestamp(day * 86400, UTC).strftime("%Y%m%d")
 
 
 @dataclass

@@ -56,6 +56,7 @@ RECOVERY_WINDOW = 3600  # seconds around a pending batch searched for rows alrea
 COMMAND_CHUNK = 10_000
 RECOVERY_CHUNK = 5_000  # stream ids per "already stored?" query (about 100 KB of SQL)
 FULL_COLLECTION_SECONDS = 30.0  # cyclic garbage (threads, queues, sockets) waits at most this long
+READ_PAUSE = 0.05  # after a read that drained the stream: at most ~20 reads/s under a trickle (see _gather)
 
 _EPOCH = datetime(1970, 1, 1)
 _TS_MAX = 0xFFFFFFFF  # ClickHouse DateTime is unsigned 32-bit: anything outside would fail the whole block
@@ -375,7 +376,10 @@ class BatchWriter:
             if remaining <= 0:
                 break
             count = min(self.batch_size - len(batch), COMMAND_CHUNK)
-            self._read_into(batch, ">", count, max(1, int(remaining * 1000)))
+            if self._read_into(batch, ">", count, max(1, int(remaining * 1000))) < count:
+                # The stream is drained: a blocking read would come back with the next single entry.
+                # Let entries gather first, so a steady trickle costs a few reads a second, not one each.
+                self.stop_event.wait(min(READ_PAUSE, max(0.0, deadline - time.monotonic())))
         return batch
 
     # --- building ---------------------------------------------------------------------------------

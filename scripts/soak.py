@@ -15,6 +15,10 @@ Starts throw-away Redis and ClickHouse servers, the product under gunicorn with
 It prints the figures and fails (exit 1) on any error response, a count mismatch, or a process whose
 memory grew by more than ``--max-growth`` (5 %) between the end of the warm-up (``--warmup``, the
 first fifth of the run) and the end. ``--out`` writes the report as Markdown.
+
+``--max-requests N`` overrides gunicorn's ``max_requests`` (200,000 in ``deploy/gunicorn.conf.py``) on
+its command line, jitter N/10, so that workers are recycled several times during the run: the counts
+must stay exact across restarts. The report gives how many workers were restarted during the soak.
 """
 
 from __future__ import annotations
@@ -100,6 +104,14 @@ def clickhouse_memory(ch) -> dict[str, int]:
     return out
 
 
+def autorestarts(log: Path) -> list[str]:
+    """gunicorn's lines saying a worker reached ``max_requests`` and restarts."""
+    try:
+        return [line for line in log.read_text(errors="replace").splitlines() if "Autorestarting worker" in line]
+    except OSError:
+        return []
+
+
 def counters(stack: Stack) -> dict[str, int]:
     """The product's shared counters (``/metrics``): what the web processes recorded into the stream."""
     return {k.decode(): int(v) for k, v in redis_client(stack.env).hgetall("adserver:metrics").items()}
@@ -131,12 +143,15 @@ class MemorySampler(threading.Thread):
         super().__init__(daemon=True)
         self.pids, self.gunicorn_pid, self.interval = pids, gunicorn_pid, interval
         self.samples: list[tuple[float, dict[str, int]]] = []
+        self.workers_seen: set[int] = set()
         self.stopped = threading.Event()
 
     def snapshot(self) -> dict[str, int]:
         sizes = {name: rss_kib(pid) for name, pid in self.pids.items()}
         sizes["gunicorn master"] = rss_kib(self.gunicorn_pid)
-        for n, pid in enumerate(sorted(children(self.gunicorn_pid))):
+        workers = sorted(children(self.gunicorn_pid))
+        self.workers_seen.update(workers)
+        for n, pid in enumerate(workers):
             sizes[f"gunicorn worker {n + 1}"] = rss_kib(pid)
         return sizes
 
@@ -166,6 +181,8 @@ def main() -> int:
     parser.add_argument("--max-growth", type=float, default=0.05, help="allowed RSS growth after the warm-up")
     parser.add_argument("--max-seconds", type=int, default=15, help="length of the maximum-rate measurement")
     parser.add_argument("--warmup", type=float, default=0.2, help="share of the run counted as warm-up")
+    parser.add_argument("--max-requests", type=int, default=0,
+                        help="gunicorn max_requests for the run (jitter a tenth of it); 0: deploy/gunicorn.conf.py's")
     parser.add_argument("--out", help="write the report (Markdown) here")
     args = parser.parse_args()
     workdir = Path(os.environ.get("ADSERVER_SOAK_DIR") or f"/tmp/adserver-soak-{os.getpid()}")
@@ -185,7 +202,13 @@ def main() -> int:
         stack.cli("demo", "--base-url", base)
         for campaign in ("demo-retargeting", "outdoor-retargeting"):  # budgets must not run out mid-soak
             stack.cli("create-campaign", campaign, "--daily-budget", "100000000")
-        product = stack.gunicorn("adserver:create_app()", port, "product.log")
+        if args.max_requests:
+            product = stack.spawn([PY, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+                                   "--max-requests", str(args.max_requests),
+                                   "--max-requests-jitter", str(args.max_requests // 10), "adserver:create_app()"],
+                                  "product.log", ADSERVER_BIND=f"127.0.0.1:{port}", PYTHONPATH=str(ROOT))
+        else:
+            product = stack.gunicorn("adserver:create_app()", port, "product.log")
         stack.spawn([PY, "-m", "tracker.writer"], "writer.log")
         writer = stack.procs[-1]
         wait_http(f"{base}/healthz")
@@ -216,6 +239,8 @@ def main() -> int:
         ch_memory_before = clickhouse_memory(ch)
         counters_before = counters(stack)
         bad_before = int(ch.execute("SELECT count() FROM bad_events")[0][0])
+        log_before = len(autorestarts(workdir / "product.log"))
+        workers_before = set(children(product.pid))
         sampler.start()
         print(f"soak: {rate} req/s ({args.fraction:.0%} of {maximum['rps']:,.0f}) for {args.seconds} s ...", flush=True)
         started = datetime.now(UTC)
@@ -227,6 +252,8 @@ def main() -> int:
         }
         sampler.stopped.set()
         sampler.join()
+        restarts = len(autorestarts(workdir / "product.log")) - log_before
+        workers_during = len((sampler.workers_seen | set(children(product.pid))) - workers_before)
         ch_memory_after = clickhouse_memory(ch)
         after = wait_drained(stack, ch)
         gained = {event: after.get(event, 0) - before.get(event, 0) for event in ("view_item", "impression", "click")}
@@ -251,7 +278,8 @@ def main() -> int:
         report += [
             "# Soak", "",
             f"Run {started:%Y-%m-%d %H:%M} UTC by `scripts/soak.py --seconds {args.seconds} --fraction "
-            f"{args.fraction}` on {os.cpu_count()} cores: the product under gunicorn (`deploy/gunicorn.conf.py`, "
+            f"{args.fraction}" + (f" --max-requests {args.max_requests}" if args.max_requests else "")
+            + f" --warmup {args.warmup}` on {os.cpu_count()} cores: the product under gunicorn (`deploy/gunicorn.conf.py`, "
             f"{args.workers} workers), the writer process, Redis and ClickHouse servers and the load generator on "
             "the same machine.", "",
             f"- Maximum rate of the mix (wrk, {args.max_seconds} s, 32 connections): **{maximum['rps']:,.0f} req/s** "
@@ -267,6 +295,10 @@ def main() -> int:
             f"tenth of the run; {len(sampler.samples)} samples):", "",
             "| process | after warm-up KiB | at the end KiB | growth |", "|---|---|---|---|",
             *(f"| {name} | {a:,} | {b:,} | {g:+.1%} |" for name, (a, b, g) in growth.items()),
+            "", f"gunicorn max_requests: {args.max_requests or 'from deploy/gunicorn.conf.py'}"
+            + (f" (jitter {args.max_requests // 10})" if args.max_requests else "")
+            + f"; workers recycled during the soak: {restarts} (\"Autorestarting\" in gunicorn's log), "
+            f"{workers_during} new worker processes seen.",
             "", "Recorded by the web processes during the run (their shared counters): "
             + ", ".join(f"{k} {v:,}" for k, v in recorded.items() if v) + f"; rows added to bad_events: {bad:,}.",
             "", "ClickHouse's own accounting at the start and at the end of the run: "

@@ -117,6 +117,25 @@ CLICKHOUSE_UNWANTED_PORTS = (
     "prometheus",
 )
 
+# What keeps clickhouse-server's resident memory flat under a steady stream of
+# small inserts (measured with scripts/soak.py, docs/soak.md; the same settings
+# are in deploy/clickhouse/memory.xml and deploy/systemd/clickhouse-server.service.d/):
+#
+# * jemalloc options (MALLOC_CONF: Debian's 18.16 uses the system libjemalloc,
+#   which reads it): background threads purge freed pages after 1 s.  Without
+#   them a page goes back to the kernel only when its arena allocates again, and
+#   with 8 arenas for ~30 threads much of the memory freed after inserts and
+#   merges stayed resident (~220 MB against ~147 MB with them, and still rising).
+# * old_parts_lifetime 60 s instead of 480: every insert makes a part in events
+#   and in each report table (~18 parts/s from the writer), and a merged-away
+#   part stays in memory (~14 KB on 18.16) until old_parts_lifetime passes:
+#   8,400 of them, +110 MB, for the first 9 minutes of every run.
+#
+# ADSERVER_TEST_CLICKHOUSE_MALLOC_CONF overrides the jemalloc options (empty:
+# jemalloc's defaults), for experiments.
+CLICKHOUSE_MALLOC_CONF = "background_thread:true,dirty_decay_ms:1000"
+CLICKHOUSE_MERGE_TREE: dict[str, str] = {"old_parts_lifetime": "60"}
+
 SERVERS_JSON = "servers.json"
 ENV_SH = "env.sh"
 
@@ -282,7 +301,9 @@ def _die_with_parent_preexec() -> Callable[[], None] | None:
     return preexec
 
 
-def spawn(cmd: Sequence[str], *, cwd: Path, log_path: Path, detached: bool) -> subprocess.Popen[bytes]:
+def spawn(
+    cmd: Sequence[str], *, cwd: Path, log_path: Path, detached: bool, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start a server process in its own session, output going to a log.
 
     Its own session (and so process group) means a Ctrl-C in the terminal
@@ -293,6 +314,7 @@ def spawn(cmd: Sequence[str], *, cwd: Path, log_path: Path, detached: bool) -> s
         return subprocess.Popen(
             list(cmd),
             cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -609,6 +631,7 @@ def write_clickhouse_config(folder: Path, ports: ClickHousePorts) -> tuple[Path,
     * only 127.0.0.1 is listened on (the machine may have no IPv6, and a
       listen_host that cannot be bound makes ClickHouse exit);
     * timezone is UTC so DateTime results do not depend on the machine;
+    * ``CLICKHOUSE_MERGE_TREE`` goes into ``<merge_tree>`` (memory, see there);
     * ``incl`` substitutions are dropped (hermetic, no /etc/metrika.xml);
     * the sample clusters point at our native port, so a Distributed table
       on ``test_shard_localhost`` works in tests;
@@ -655,6 +678,11 @@ def write_clickhouse_config(folder: Path, ports: ClickHousePorts) -> tuple[Path,
     _remove_children(root, "listen_host")
     _set_child(root, "listen_host", LOOPBACK)
     _set_child(root, "timezone", "UTC")
+    merge_tree = root.find("merge_tree")
+    if merge_tree is None:
+        merge_tree = ET.SubElement(root, "merge_tree")
+    for name, value in CLICKHOUSE_MERGE_TREE.items():
+        _set_child(merge_tree, name, value)
     _set_child(root, "users_config", str(users_path))
 
     remote_servers = root.find("remote_servers")
@@ -761,6 +789,15 @@ class ClickHouseServer:
         }
 
 
+def clickhouse_env() -> dict[str, str]:
+    """The environment of clickhouse-server: ours, with its jemalloc options."""
+    conf = os.environ.get("ADSERVER_TEST_CLICKHOUSE_MALLOC_CONF", CLICKHOUSE_MALLOC_CONF)
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_CONF"}
+    if conf:
+        env["MALLOC_CONF"] = conf
+    return env
+
+
 def start_clickhouse(binary: str, folder: Path, *, detached: bool) -> ClickHouseServer:
     """Start clickhouse-server with a private config; create the test database."""
     for attempt in range(1, START_ATTEMPTS + 1):
@@ -774,7 +811,7 @@ def start_clickhouse(binary: str, folder: Path, *, detached: bool) -> ClickHouse
             log_dir / "clickhouse-server.log",
         ]
         cmd = [binary, f"--config-file={config}"]
-        proc = spawn(cmd, cwd=folder, log_path=stdout_log, detached=detached)
+        proc = spawn(cmd, cwd=folder, log_path=stdout_log, detached=detached, env=clickhouse_env())
         try:
             took = wait_ready(
                 "clickhouse-server",

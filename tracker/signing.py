@@ -21,7 +21,7 @@ def b64encode(raw: bytes) -> str:
 
 def b64decode(text: str) -> bytes:
     """Strict URL-safe base64 without padding; raises ValueError on anything else."""
-    if not text or len(text) > 4096 or any(c not in _B64_ALPHABET for c in text):
+    if not text or len(text) > 4096 or not _B64_ALPHABET.issuperset(text):
         raise ValueError("not base64url")
     if len(text) % 4 == 1:
         raise ValueError("bad base64 length")

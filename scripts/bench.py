@@ -303,8 +303,10 @@ def end_to_end_lag(stack: Stack, base: str, hits: int = 300) -> dict:
     visible: dict[int, float] = {}
     deadline = time.monotonic() + 60
     while len(visible) < hits and time.monotonic() < deadline:
-        rows = ch.execute("SELECT sku FROM events WHERE event = 'view_item' AND sku LIKE %(m)s", {"m": marker + "-%"})
+        # A row in the answer was visible when the query started: that moment is its visibility time
+        # (taking the time after the answer would add the query's own duration to every lag).
         now = time.monotonic()
+        rows = ch.execute("SELECT sku FROM events WHERE event = 'view_item' AND sku LIKE %(m)s", {"m": marker + "-%"})
         for (sku,) in rows:
             visible.setdefault(int(sku.rsplit("-", 1)[1]), now)
         time.sleep(0.02)

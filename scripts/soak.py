@@ -104,10 +104,10 @@ def clickhouse_memory(ch) -> dict[str, int]:
     return out
 
 
-def autorestarts(log: Path) -> list[str]:
-    """gunicorn's lines saying a worker reached ``max_requests`` and restarts."""
+def worker_boots(log: Path) -> list[str]:
+    """gunicorn's lines saying it started a worker (at start, and after a worker reached ``max_requests``)."""
     try:
-        return [line for line in log.read_text(errors="replace").splitlines() if "Autorestarting worker" in line]
+        return [line for line in log.read_text(errors="replace").splitlines() if "Booting worker with pid" in line]
     except OSError:
         return []
 
@@ -159,6 +159,20 @@ class MemorySampler(threading.Thread):
         start = time.monotonic()
         while not self.stopped.wait(self.interval):
             self.samples.append((time.monotonic() - start, self.snapshot()))
+
+    def timeline(self, total: float) -> list[str]:
+        """A Markdown table: per process, the median RSS of every minute of the run."""
+        minutes = range(int(total // 60) + (1 if total % 60 else 0))
+        names = list(self.samples[0][1]) if self.samples else []
+        rows = ["| process | " + " | ".join(f"{m + 1}" for m in minutes) + " |",
+                "|---|" + "---|" * len(minutes)]
+        for name in names:
+            cells = []
+            for m in minutes:
+                values = [s.get(name, 0) for t, s in self.samples if m * 60 <= t < (m + 1) * 60]
+                cells.append(f"{statistics.median(values) / 1024:.0f}" if values else "")
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        return rows
 
     def growth(self, warmup: float, total: float) -> dict[str, tuple[int, int, float]]:
         """Per process: median RSS just after the warm-up, median over the last tenth, growth."""
@@ -239,7 +253,7 @@ def main() -> int:
         ch_memory_before = clickhouse_memory(ch)
         counters_before = counters(stack)
         bad_before = int(ch.execute("SELECT count() FROM bad_events")[0][0])
-        log_before = len(autorestarts(workdir / "product.log"))
+        log_before = len(worker_boots(workdir / "product.log"))
         workers_before = set(children(product.pid))
         sampler.start()
         print(f"soak: {rate} req/s ({args.fraction:.0%} of {maximum['rps']:,.0f}) for {args.seconds} s ...", flush=True)
@@ -252,7 +266,7 @@ def main() -> int:
         }
         sampler.stopped.set()
         sampler.join()
-        restarts = len(autorestarts(workdir / "product.log")) - log_before
+        restarts = len(worker_boots(workdir / "product.log")) - log_before
         workers_during = len((sampler.workers_seen | set(children(product.pid))) - workers_before)
         ch_memory_after = clickhouse_memory(ch)
         after = wait_drained(stack, ch)
@@ -295,10 +309,12 @@ def main() -> int:
             f"tenth of the run; {len(sampler.samples)} samples):", "",
             "| process | after warm-up KiB | at the end KiB | growth |", "|---|---|---|---|",
             *(f"| {name} | {a:,} | {b:,} | {g:+.1%} |" for name, (a, b, g) in growth.items()),
+            "", "Resident memory minute by minute (median of the minute's samples, MiB):", "",
+            *sampler.timeline(args.seconds),
             "", f"gunicorn max_requests: {args.max_requests or 'from deploy/gunicorn.conf.py'}"
             + (f" (jitter {args.max_requests // 10})" if args.max_requests else "")
-            + f"; workers recycled during the soak: {restarts} (\"Autorestarting\" in gunicorn's log), "
-            f"{workers_during} new worker processes seen.",
+            + f"; workers started during the soak (recycled): {restarts} (\"Booting worker\" in gunicorn's log), "
+            f"{workers_during} new worker processes seen by the memory sampler.",
             "", "Recorded by the web processes during the run (their shared counters): "
             + ", ".join(f"{k} {v:,}" for k, v in recorded.items() if v) + f"; rows added to bad_events: {bad:,}.",
             "", "ClickHouse's own accounting at the start and at the end of the run: "

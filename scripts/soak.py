@@ -16,7 +16,7 @@ It prints the figures and fails (exit 1) on any error response, a count mismatch
 memory grew by more than ``--max-growth`` (5 %) between the end of the warm-up (``--warmup``, the
 first fifth of the run) and the end. ``--out`` writes the report as Markdown.
 
-``--max-requests N`` overrides gunicorn's ``max_requests`` (200,000 in ``deploy/gunicorn.conf.py``) on
+``--max-requests N`` overrides gunicorn's ``max_requests`` (0, no recycling, in ``deploy/gunicorn.conf.py``) on
 its command line, jitter N/10, so that workers are recycled several times during the run: the counts
 must stay exact across restarts. The report gives how many workers were restarted during the soak.
 """

@@ -615,23 +615,13 @@ class BatchWriter:
                         last_full_collection = time.monotonic()
                     if batch.ids:
                         self._build(batch)
-                        while inserter.is_alive():
-                            try:
-                                built.put(batch, timeout=0.5)
-                                break
-                            except queue.Full:
-                                continue
+                        _hand_over(built, batch, inserter)
                 except Exception as exc:  # noqa: BLE001 - the writer must outlive any single failure
                     if self.stop_event.is_set():
                         break
                     self._loop_error(exc)
         finally:
-            while inserter.is_alive():
-                try:
-                    built.put(None, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
+            _hand_over(built, None, inserter)
             inserter.join()
 
     def _insert_loop(self, built: queue.Queue) -> None:
@@ -648,6 +638,16 @@ class BatchWriter:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+def _hand_over(built: queue.Queue, item: _Batch | None, inserter: threading.Thread) -> None:
+    """Queue ``item`` for the inserter, waiting while it is busy; give up if it has died."""
+    while inserter.is_alive():
+        try:
+            built.put(item, timeout=0.5)
+            return
+        except queue.Full:
+            continue
 
 
 def _pairs(fields: list) -> dict:

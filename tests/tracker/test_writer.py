@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+import redis
 from hypothesis import given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
@@ -244,6 +245,14 @@ def test_stored_entries_leave_the_stream_even_behind_a_stuck_consumer(stream, ch
     assert _count(ch, "stuck") == 5 and stream.client.xlen(stream.stream_key) == 0
 
 
+def _or_empty(read) -> set:
+    """``read()``, or nothing while the consumer group does not exist yet."""
+    try:
+        return read()
+    except redis.ResponseError:
+        return set()
+
+
 def drain_until(writer: BatchWriter, done, deadline: float = 20.0) -> int:
     total = 0
     end = time.monotonic() + deadline
@@ -262,9 +271,16 @@ def test_several_writer_processes_store_each_event_once_even_when_one_is_killed(
     run = lambda name, **extra: subprocess.Popen(  # noqa: E731
         [sys.executable, "-m", "tracker.writer"], env={**env, "ADSERVER_WRITER_NAME": name, **extra},
         cwd=os.getcwd(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs = [run("w1"), run("w2"), run("w3", ADSERVER_WRITER_CRASH_AT="after_insert")]
+    # w3 starts first and the others once it has read: started together, w1 and w2 could drain the
+    # stream before w3 read anything, and w3 would never reach its crash point.
+    procs = [run("w3", ADSERVER_WRITER_CRASH_AT="after_insert")]
+    consumers = lambda: {c["name"] for c in stream.client.xinfo_consumers(stream.stream_key, GROUP)}  # noqa: E731
     try:
-        assert procs[2].wait(timeout=60) == -signal.SIGKILL  # inserted a batch, died before acknowledging it
+        deadline = time.monotonic() + 60
+        while procs[0].poll() is None and b"w3" not in _or_empty(consumers) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        procs[1:1] = [run("w1"), run("w2")]
+        assert procs[0].wait(timeout=60) == -signal.SIGKILL  # inserted a batch, died before acknowledging it
         held = lambda: {c["name"]: c["pending"] for c in  # noqa: E731
                         stream.client.xinfo_consumers(stream.stream_key, GROUP)}.get(b"w3", 0)
         deadline = time.monotonic() + 60

@@ -52,3 +52,18 @@ def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
 
     reset_after_fork()
     sys.setswitchinterval(SWITCH_INTERVAL)
+
+
+def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
+    """Exclude what the worker loaded at start-up from Python's cyclic garbage collector.
+
+    The app, its modules and the crawler patterns are ~50,000 tracked objects that live as long as
+    the worker. A full collection walks them all: ~15 ms with every thread of the worker stopped,
+    which lands on whatever requests are in flight (a p99 of tens of milliseconds for the ad at
+    half its maximum rate). Frozen after start-up, a full collection walks only what requests
+    left behind (~1 ms). Freezing cannot leak: frozen objects are still freed by reference counting.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -4,8 +4,8 @@ gthread workers: browsers open several connections at once and a sync worker wou
 Clients are created lazily and dropped after the fork, so no socket is shared between workers.
 
 Sizing: one worker per core (the GIL lets a process use one), and 8 threads each, because an ad
-waits on Redis three times (profile script, budget script, event pipeline) and a click three times
-too: with fewer threads a worker idles during those round trips. On the 2-core benchmark machine
+waits on Redis two or three times (profile script, a CPM campaign's budget script, event script) and
+a click three times: with fewer threads a worker idles during those round trips. On the 2-core benchmark machine
 (``make bench``, shared with Redis, ClickHouse and the load generator) 2x2, 2x8, 3x4 and 4x2
 (workers x threads) were within the run-to-run noise for the pixel and the ad; more processes
 only add memory (each holds the catalog, models and crawler patterns). Set ``ADSERVER_WORKERS``

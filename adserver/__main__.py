@@ -1,3 +1,3 @@
-from adserver.cli import main
+from adserver.cli.commands import main
 
 raise SystemExit(main())

@@ -7,7 +7,6 @@ import time
 from flask import Blueprint, Response, jsonify
 
 from adserver.services import services
-from tracker.stores import get_clickhouse
 from tracker.writer import GROUP
 
 bp = Blueprint("health", __name__)
@@ -26,7 +25,7 @@ def _check(fn) -> tuple[bool, str]:
 def healthz() -> Response:
     svc = services()
     redis_ok, redis_state = _check(lambda: svc.stream.client.ping())
-    ch_ok, ch_state = _check(lambda: get_clickhouse().ping())
+    ch_ok, ch_state = _check(lambda: services().ch.ping())
     body: dict = {"redis": redis_state, "clickhouse": ch_state}
     if redis_ok:
         try:

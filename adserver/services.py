@@ -1,82 +1,45 @@
-"""The objects a running app shares between requests, built once per process.
+"""The objects a running app shares between requests, owned by the app (``app.extensions``).
 
-Clients are reached through ``tracker.stores`` accessors, which are emptied after gunicorn forks;
-the event stream wrapper is rebuilt whenever the underlying client changes, so a worker never
-uses a socket inherited from its parent.
+The app's :class:`~tracker.stores.Stores` hold its Redis and ClickHouse clients, built on first use
+and forgotten in a forked child; the event stream and budget wrappers are rebuilt whenever the
+underlying client changes, so a worker never uses a socket inherited from its parent.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 import redis
 from flask import current_app
 
-from adserver.budgets import Budgets
-from adserver.catalog import CatalogCache
-from adserver.clicks import ClickTokens
-from adserver.ctr import CtrCache
-from adserver.recommend import ModelCache
-from adserver.registry import Registry
-from models.ctr import DEFAULT_PRIOR_CTR, CtrContext
+from adserver.campaigns.budgets import Budgets
+from adserver.catalog.products import CatalogCache
+from adserver.catalog.registry import Registry
+from adserver.learning.ctr import CtrCache
+from adserver.learning.prior import prior_ctr
+from adserver.learning.similar import ModelCache
+from adserver.serving.clicks import ClickTokens
+from adserver.serving.popular import PopularCache
+from models.ctr import CtrContext
 from tracker.breaker import CircuitBreaker
+from tracker.clickhouse import ClickHouse
 from tracker.identity import VisitorIds
 from tracker.settings import Settings
 from tracker.spool import Spool
-from tracker.stores import get_clickhouse, get_redis
+from tracker.stores import Stores
 from tracker.stream import EventStream, Frequency, Interest, Profile
 
 log = logging.getLogger(__name__)
 
 
-NO_INTEREST_CTR_RATIO = 0.2  # a visitor who never looked at the store clicks about 5x less
-PRIOR_HALF_LIFE_DAYS = 7.0  # interest fades: a week-old view is worth half a fresh one
-
-
-def prior_ctr(context: CtrContext) -> float:
-    """The CTR assumed before any model is trained: the default, less for older or no interest.
-
-    Without it every candidate would look alike, and price alone would decide: a store the visitor
-    never saw could outbid the one they browsed a minute ago.
-    """
-    if not context.interest_views:
-        return DEFAULT_PRIOR_CTR * NO_INTEREST_CTR_RATIO
-    return DEFAULT_PRIOR_CTR / (1.0 + context.interest_age / (PRIOR_HALF_LIFE_DAYS * 86400))
-
-
-class PopularCache:
-    """Each advertiser's popular products, read from Redis at most every ``ttl`` seconds."""
-
-    def __init__(self, services: Services, ttl: float = 30.0) -> None:
-        self._services = services
-        self.ttl = ttl
-        self._entries: dict[str, tuple[float, list[str]]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, advertiser: str) -> list[str]:
-        entry = self._entries.get(advertiser)
-        now = time.monotonic()
-        if entry and now - entry[0] < self.ttl:
-            return entry[1]
-        try:
-            skus = self._services.stream_if_up().popular(advertiser)
-        except (redis.RedisError, OSError):  # stale popularity beats no ad
-            self._services.breaker.failure()
-            skus = entry[1] if entry else []
-        with self._lock:
-            self._entries[advertiser] = (now, skus)
-        return skus
-
-
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.stores = Stores(settings)
         self.ids = VisitorIds(settings.secret_keys)
         self.clicks = ClickTokens(settings.secret_keys, settings.click_ttl_days * 86400)
-        self.registry = Registry(get_clickhouse)
-        self.catalog = CatalogCache(get_clickhouse, lambda: self.stream_if_up().client)
+        self.registry = Registry(self.stores.clickhouse)
+        self.catalog = CatalogCache(self.stores.clickhouse, lambda: self.stream_if_up().client)
         self.popular = PopularCache(self)
         self.models = ModelCache(settings.model_dir)
         self.breaker = CircuitBreaker(cooldown=1.0)
@@ -88,8 +51,22 @@ class Services:
             self.spool.start_replayer(self._replay, self.breaker.allow)
 
     @property
+    def ch(self) -> ClickHouse:
+        """The app's ClickHouse client."""
+        return self.stores.clickhouse()
+
+    @property
+    def redis(self) -> redis.Redis:
+        """The app's Redis client for requests (short timeouts)."""
+        return self.stores.redis("web")
+
+    def close(self) -> None:
+        """Close the app's clients (tests build many apps in one process)."""
+        self.stores.close()
+
+    @property
     def stream(self) -> EventStream:
-        client = get_redis("web")
+        client = self.stores.redis("web")
         stream = self._stream
         if stream is None or stream.client is not client:
             stream = self._stream = EventStream(
@@ -155,7 +132,7 @@ class Services:
 
     @property
     def budgets(self) -> Budgets:
-        client = get_redis("web")
+        client = self.stores.redis("web")
         budgets = self._budgets
         if budgets is None or budgets.client is not client:
             budgets = self._budgets = Budgets(client)

@@ -1,7 +1,7 @@
 """gunicorn settings for the web processes (``gunicorn -c deploy/gunicorn.conf.py 'adserver:create_app()'``).
 
 gthread workers: browsers open several connections at once and a sync worker would stall them.
-Clients are created lazily and dropped after the fork, so no socket is shared between workers.
+Clients are created lazily and forgotten in a forked child, so no socket is shared between workers.
 
 Sizing: one worker per core (the GIL lets a process use one), and 8 threads each, because an ad
 waits on Redis two or three times (profile script, a CPM campaign's budget script, event script) and
@@ -48,9 +48,6 @@ SWITCH_INTERVAL = 0.001
 def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
     import sys
 
-    from tracker.stores import reset_after_fork
-
-    reset_after_fork()
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 

@@ -141,7 +141,7 @@ class ItemKNNRecommender:
 
 
 class AdServerRecommender:
-    """The ad server's decision (``adserver/decision.py``) as a recommender of ``n`` items.
+    """The ad server's decision (``adserver/serving/decision.py``) as a recommender of ``n`` items.
 
     The visitor's profile is their ``profile_size`` most recent distinct items, newest first. The list is:
     the first ``recent_slots`` of them; then neighbours of the newest ``context_items`` from the blended

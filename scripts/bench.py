@@ -346,8 +346,8 @@ def report_latency(stack: Stack, volumes: list[int], runs: int) -> list[dict]:
     Volumes are cumulative: the second load adds what the first lacks (another seed, same 30 days),
     so 10 M then 100 M generates 100 M impressions in all, not 110 M.
     """
-    from adserver.reports import attribution
-    from adserver.reports.report import ReportRequest
+    from adserver.console import attribution
+    from adserver.console.report import ReportRequest
     from tracker.clickhouse import DriverClickHouse
     from tracker.settings import parse_clickhouse_url
 
@@ -380,7 +380,7 @@ def report_latency(stack: Stack, volumes: list[int], runs: int) -> list[dict]:
 
 def time_reports(ch, request, runs: int) -> dict:
     """p50 (ms) of the 30-day report by day, by product, and of a dashboard page's three queries."""
-    from adserver.reports.report import run_report
+    from adserver.console.report import run_report
 
     def p50(fn) -> float:
         times = []

@@ -56,15 +56,17 @@ def main() -> int:
 
     from flask import Flask, Response
 
-    from adserver import auction, create_app
-    from adserver.cli import main as cli
-    from adserver.feeds import import_products
-    from tracker.settings import get_settings
-    from tracker.stores import get_clickhouse, get_redis
+    from adserver import create_app
+    from adserver.catalog.upload import import_products
+    from adserver.cli.commands import main as cli
+    from adserver.serving import auction
+    from tracker.settings import load_settings
+    from tracker.stores import Stores
 
-    settings = get_settings()
-    get_redis("web").flushdb()
-    ch = get_clickhouse()
+    settings = load_settings()
+    stores = Stores(settings)
+    stores.redis("web").flushdb()
+    ch = stores.clickhouse()
     for statement in ("TRUNCATE TABLE IF EXISTS campaigns", "TRUNCATE TABLE IF EXISTS placements",
                       "TRUNCATE TABLE IF EXISTS advertisers", "TRUNCATE TABLE IF EXISTS products"):
         ch.execute(statement)
@@ -80,7 +82,7 @@ def main() -> int:
             rows = [{"id": f"S{n}-{k}", "title": f"Shop {n} product {k}", "link": f"{base}/{shop}/{k}",
                      "image_link": f"{base}/{shop}/{k}.png", "price": "19.90", "currency": "CNY",
                      "availability": "in stock"} for k in range(30)]
-            import_products(shop, json.dumps(rows).encode(), "json", full=True)
+            import_products(stores, shop, json.dumps(rows).encode(), "json", full=True)
             cli(["create-campaign", f"{shop}-c", "--advertiser", shop, "--pricing", "cpc",
                  "--price", f"{0.3 + (n % 10) / 10:.2f}", "--daily-budget", "100000", "--cap-per-day", "50"])
     finally:

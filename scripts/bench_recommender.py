@@ -55,13 +55,14 @@ def feed_file(path: Path, products: int) -> None:
 def insert_events(events: int, products: int) -> float:
     from models.synthetic import synthetic_events
     from tracker import schema
-    from tracker.stores import get_clickhouse
+    from tracker.settings import load_settings
+    from tracker.stores import Stores
 
     visitors, items, ts, weights = synthetic_events(events, products, seed=2)
     now = time.time()
     ts = ts - ts.max() + now - 3600  # the last 90 days up to an hour ago
     names = {1.0: "view_item", 3.0: "add_to_cart", 5.0: "purchase"}
-    ch = get_clickhouse()
+    ch = Stores(load_settings()).clickhouse()
     started = time.perf_counter()
     from datetime import UTC, datetime
 
@@ -81,15 +82,16 @@ def insert_events(events: int, products: int) -> float:
 
 
 def lookup_timing(decisions: int) -> dict:
-    from adserver.catalog import load_products
-    from adserver.decision import decide
-    from adserver.recommend import ModelCache
-    from tracker.settings import get_settings
-    from tracker.stores import get_clickhouse
+    from adserver.catalog.products import load_products
+    from adserver.learning.similar import ModelCache
+    from adserver.serving.decision import decide
+    from tracker.settings import load_settings
+    from tracker.stores import Stores
     from tracker.stream import Profile
 
-    products = load_products(get_clickhouse(), ADVERTISER)
-    models = ModelCache(get_settings().model_dir, check_seconds=3600)
+    settings = load_settings()
+    products = load_products(Stores(settings).clickhouse(), ADVERTISER)
+    models = ModelCache(settings.model_dir, check_seconds=3600)
     model = models.get(ADVERTISER)
     skus = list(products)
     rng = np.random.default_rng(3)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adserver.reports import attribution  # noqa: E402
-from adserver.reports.report import GROUPS, ReportRequest, run_report  # noqa: E402
+from adserver.console import attribution  # noqa: E402
+from adserver.console.report import GROUPS, ReportRequest, run_report  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_events import connect  # noqa: E402

@@ -16,7 +16,7 @@ generated orders is resolved and kept at the end (as reports would do over time)
 
 On top of the impressions come about 0.8 % clicks, a few purchases per thousand ads (5 % of
 clicks, some after a view only, some without any ad) and 3 % duplicate order pixels; see
-``adserver/reports/synth.py`` for the shape. Running it twice with the same arguments adds the
+``adserver/demo/synth.py`` for the shape. Running it twice with the same arguments adds the
 same rows twice: use a fresh database, or another ``--seed`` and ``--end`` to extend one.
 """
 
@@ -32,15 +32,16 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adserver.catalog.registry import save_advertiser, save_placement  # noqa: E402
+from adserver.console import attribution  # noqa: E402
+from adserver.demo import synth
 from adserver.progress import Progress  # noqa: E402
-from adserver.registry import save_advertiser, save_placement  # noqa: E402
-from adserver.reports import attribution, synth  # noqa: E402
 from tracker import schema  # noqa: E402
 
 
 def connect(url: str | None):
-    from tracker.settings import load_settings, set_settings
-    from tracker.stores import get_clickhouse
+    from tracker.settings import load_settings
+    from tracker.stores import Stores
 
     env = dict(os.environ)
     if url:
@@ -48,8 +49,7 @@ def connect(url: str | None):
     # One INSERT ... SELECT of millions of rows can take minutes on a busy server: a client timeout
     # would make the driver retry a statement the server is still running, and insert it twice.
     env.setdefault("ADSERVER_CLICKHOUSE_TIMEOUT", "3600")
-    set_settings(load_settings(env))
-    ch = get_clickhouse()
+    ch = Stores(load_settings(env)).clickhouse()
     ch.create_database()
     schema.migrate(ch)
     return ch

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tracker import schema, stores
+from tracker import schema
 from tracker.clickhouse import ChdbClickHouse, DriverClickHouse
-from tracker.settings import Settings, load_settings, parse_clickhouse_url, set_settings
+from tracker.settings import Settings, load_settings, parse_clickhouse_url
 from tracker.stream import EventStream
 from tracker.writer import BatchWriter
 
@@ -120,7 +120,7 @@ def settings(tmp_path: Path, redis_url: str, clickhouse_url: str) -> Settings:
         "ADSERVER_STREAM_KEY": "test:events:" + secrets.token_hex(4),
         "ADSERVER_WRITER_BATCH_SECONDS": "0.05",
         # Fatigue is random by design: tests that are not about it must not depend on a draw
-        # (tests/adserver/test_auction.py sets it back to the default).
+        # (tests/adserver/serving/test_auction.py sets it back to the default).
         "ADSERVER_FATIGUE_FREE": "1000",
     })
 
@@ -129,12 +129,10 @@ def settings(tmp_path: Path, redis_url: str, clickhouse_url: str) -> Settings:
 def app(settings: Settings, ch, redis_client):
     from adserver import create_app
 
-    stores.reset_after_fork()
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
-    stores.close_all()
-    set_settings(None)
+    app.extensions["adserver"].close()
 
 
 @pytest.fixture
@@ -145,29 +143,25 @@ def client(app):
 @pytest.fixture
 def runner(settings, ch, redis_client):
     """Runs the operator CLI in-process with the test settings."""
-    from adserver.cli import main
+    from adserver.cli.commands import main
 
     def run(*argv: str, stdin: str | None = None) -> tuple[int, str]:
         import contextlib
         import io
         import sys
 
-        stores.reset_after_fork()
-        set_settings(settings)
         out = io.StringIO()
         old_stdin = sys.stdin
         if stdin is not None:
             sys.stdin = io.StringIO(stdin)
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                code = main(list(argv))
+                code = main(list(argv), settings=settings)
         finally:
             sys.stdin = old_stdin
         return code, out.getvalue()
 
     yield run
-    stores.close_all()
-    set_settings(None)
 
 
 @pytest.fixture

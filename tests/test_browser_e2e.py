@@ -113,7 +113,7 @@ def _browser(playwright, profile: Path, third_party_cookies: bool):
     (profile / "Default" / "Preferences").write_text(
         json.dumps({"profile": {"cookie_controls_mode": 0 if third_party_cookies else 1}}))
     # Headless Chromium says "HeadlessChrome" in its user agent, which the server counts as a bot
-    # (adserver/traffic.py); the shopper simulated here is a person, so it shows a desktop Chrome's.
+    # (adserver/tracking/traffic.py); the shopper simulated here is a person, so it shows a desktop Chrome's.
     return playwright.chromium.launch_persistent_context(
         str(profile), executable_path=CHROMIUM, headless=True, ignore_https_errors=True, user_agent=DESKTOP_CHROME,
         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -14,7 +14,7 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import json, time
     from adserver import create_app
-    from adserver.cli import main
+    from adserver.cli.commands import main
 
     assert main(["demo", "--base-url", "http://127.0.0.1:8000"]) == 0
     app = create_app()
@@ -23,11 +23,11 @@ SCRIPT = textwrap.dedent("""
         assert client.get("/px.gif?a=demo&e=view_item&sku=" + sku).status_code == 200
     ad = client.get("/ad.json?p=demo-feed&size=300x250").get_json()
     health = client.get("/healthz")
-    from tracker.stores import get_clickhouse
+    ch = app.extensions["adserver"].ch
     deadline = time.monotonic() + 20
     rows = 0
     while time.monotonic() < deadline and rows < 3:
-        rows = get_clickhouse().execute("SELECT count() FROM events")[0][0]
+        rows = ch.execute("SELECT count() FROM events")[0][0]
         time.sleep(0.05)
     print(json.dumps({"ad": ad, "health": [health.status_code, health.get_json()], "rows": rows}))
 """)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from adserver.publisher import impression_id_for
+from adserver.tracking.viewability import impression_id_for
 from tests.conftest import SECRET, drain
 from tests.test_browser_e2e import _browser, playwright, sites  # noqa: F401 - fixtures and helpers
 

@@ -350,7 +350,7 @@ REPORT_REACH_HOURLY_VIEW = "CREATE MATERIALIZED VIEW IF NOT EXISTS report_reach_
 # Each order's last click and last impression before it (same visitor, at most 90 days back),
 # whatever the windows: a report applies its windows to these. (Orders themselves are read from
 # ``events``: purchases are a small, contiguous range of its sorting key.) Written by reports themselves
-# (adserver/reports/attribution.py) for orders older than an hour, so that a report reads a few
+# (adserver/console/attribution.py) for orders older than an hour, so that a report reads a few
 # rows per order instead of every touch of every buyer; ``rebuild-reports`` empties it.
 # ``click_ts``/``view_ts`` = 0 (1970-01-01) when there is none.
 REPORT_ORDER_TOUCHES_TABLE = """
@@ -375,7 +375,7 @@ ORDER BY (advertiser, pts, order_id)
 """
 
 # Marketer accounts: a user signs in with an e-mail and a password (scrypt hash, see
-# adserver/reports/accounts.py) and sees the advertisers they are a member of.
+# adserver/console/accounts.py) and sees the advertisers they are a member of.
 USERS_TABLE = """
 CREATE TABLE IF NOT EXISTS users (
     email String,
@@ -418,7 +418,7 @@ ORDER BY advertiser
 PRICES_COLUMNS = ("advertiser", "model", "amount", "version", "updated_at")
 
 # --- Invalid traffic in reports (migration 6) ----------------------------------------------------
-# Events flagged ``invalid = 1`` (bots, prefetches, link previewers, click floods: adserver/traffic.py)
+# Events flagged ``invalid = 1`` (bots, prefetches, link previewers, click floods: adserver/tracking/traffic.py)
 # are not impressions, clicks, reach or touches. The ad tables count them apart, so reports can show
 # the invalid share: ``invalid_impressions`` and ``invalid_clicks`` are sum states like the other
 # counters (the tables are AggregatingMergeTree; rows written before the columns existed read as 0).
@@ -452,7 +452,7 @@ def _valid_only(select: str) -> str:
 REPORT_ADS_DAILY_V6_SELECT = _daily(REPORT_ADS_HOURLY_V6_SELECT)
 
 # The tables the report views fill, with the SELECT each view runs on inserted events: a rebuild
-# runs the same SELECT over the whole ``events`` table (adserver/reports/maintenance.py), and
+# runs the same SELECT over the whole ``events`` table (adserver/console/maintenance.py), and
 # inserts by position, so each SELECT lists the columns in the table's order. Each view is named
 # ``<table>_mv``.
 REPORT_VIEWS = (

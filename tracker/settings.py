@@ -11,6 +11,7 @@ data directory; in server mode it is required, because several processes must sh
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -67,10 +68,11 @@ class Settings:
     writer_name: str = "writer-1"
     embedded_writer: bool = True
     writer_crash_at: str = ""
-    max_request_line: int = 8190
     currency: str = "CNY"  # the exchange currency: campaign prices, budgets and placement floors
     fatigue_free: int = 3  # unclicked impressions of an advertiser before its chance to show decays
     fatigue_decay: float = 0.6  # chance multiplier per further unclicked impression
+    # proxies whose X-Forwarded-For names the client (networks, or ("*",) for any)
+    forwarded_allow_ips: tuple = (ipaddress.ip_network("127.0.0.1/32"),)
 
     @property
     def embedded(self) -> bool:
@@ -225,7 +227,21 @@ def load_settings(env: dict | None = None) -> Settings:
         currency=_currency(env),
         fatigue_free=int(_number(env, "ADSERVER_FATIGUE_FREE", 3, int, minimum=0)),
         fatigue_decay=_number(env, "ADSERVER_FATIGUE_DECAY", 0.6, minimum=0.0, maximum=1.0),
+        forwarded_allow_ips=_networks(env, "ADSERVER_FORWARDED_ALLOW_IPS", "127.0.0.1"),
     )
+
+
+def _networks(env: dict, name: str, default: str) -> tuple:
+    raw = (env.get(name) or default).strip()
+    if raw == "*":
+        return ("*",)
+    nets = []
+    for part in raw.split(","):
+        try:
+            nets.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise SettingsError(f"{name} must be '*' or comma-separated addresses or networks, got {part.strip()!r}") from None
+    return tuple(nets)
 
 
 def _currency(env: dict) -> str:
@@ -246,20 +262,3 @@ def _crash_point(env: dict) -> str:
     if value not in CRASH_POINTS:
         raise SettingsError(f"ADSERVER_WRITER_CRASH_AT must be one of {', '.join(p for p in CRASH_POINTS if p)}")
     return value
-
-
-_current: Settings | None = None
-
-
-def get_settings() -> Settings:
-    """The process-wide settings, loaded on first use."""
-    global _current
-    if _current is None:
-        _current = load_settings()
-    return _current
-
-
-def set_settings(settings: Settings | None) -> None:
-    """Replace the process-wide settings (the app factory and tests use this)."""
-    global _current
-    _current = settings

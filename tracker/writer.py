@@ -697,26 +697,27 @@ def start_thread(writer: BatchWriter) -> threading.Thread:
         writer.stop()
         thread.join(timeout=10)
 
-    atexit.register(stop)  # registered after the stores' close_all, so it runs before it
+    atexit.register(stop)  # registered after the embedded stores' exit hook, so it runs before it
     return thread
 
 
 def main() -> int:
     """Entry point of ``python -m tracker.writer``: migrate, then drain until SIGTERM."""
-    from tracker.settings import SettingsError, get_settings
-    from tracker.stores import get_clickhouse, get_redis
+    from tracker.settings import SettingsError, load_settings
+    from tracker.stores import Stores
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = get_settings()
+        settings = load_settings()
     except SettingsError as exc:
         log.error("invalid settings: %s", exc)
         return 2
-    ch = get_clickhouse()
+    stores = Stores(settings)
+    ch = stores.clickhouse()
     ch.create_database()
     schema.migrate(ch)
     writer = BatchWriter(
-        get_redis("writer"), ch, settings.stream_key, settings.writer_name,
+        stores.redis("writer"), ch, settings.stream_key, settings.writer_name,
         settings.writer_batch_size, settings.writer_batch_seconds, crash_at=settings.writer_crash_at,
     )
     signal.signal(signal.SIGTERM, lambda *_: writer.stop())

@@ -15,8 +15,7 @@ import pytest
 import redis
 
 from tests.conftest import SECRET, drain
-from tracker import stores
-from tracker.settings import load_settings, set_settings
+from tracker.settings import load_settings
 from tracker.writer import BatchWriter
 
 
@@ -83,12 +82,10 @@ def fault_app(tmp_path, own_redis, clickhouse_url, ch, demo_loaded):
         "ADSERVER_CLICKHOUSE_URL": clickhouse_url, "ADSERVER_DATA_DIR": str(tmp_path / "var"),
         "ADSERVER_REDIS_TIMEOUT": "0.2",
     })
-    stores.reset_after_fork()
     app = create_app(settings)
     yield app
     app.extensions["adserver"].spool.stop()
-    stores.close_all()
-    set_settings(None)
+    app.extensions["adserver"].close()
 
 
 def _wait(condition, seconds: float = 20.0) -> None:

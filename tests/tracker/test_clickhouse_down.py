@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SECRET
-from tracker import schema, stores
+from tracker import schema
 from tracker.clickhouse import DriverClickHouse
-from tracker.settings import load_settings, parse_clickhouse_url, set_settings
+from tracker.settings import load_settings, parse_clickhouse_url
 from tracker.writer import BatchWriter
 
 _spec = importlib.util.spec_from_file_location("test_servers", Path(__file__).parents[2] / "scripts" / "test_servers.py")
@@ -43,7 +43,7 @@ def _wait(condition, seconds: float = 60.0) -> None:
 
 def test_clickhouse_down_under_traffic(tmp_path, own_clickhouse, redis_url, redis_client):
     from adserver import create_app
-    from adserver.registry import save_advertiser
+    from adserver.catalog.registry import save_advertiser
 
     url = own_clickhouse.url
     settings = load_settings({
@@ -53,7 +53,6 @@ def test_clickhouse_down_under_traffic(tmp_path, own_clickhouse, redis_url, redi
     ch = DriverClickHouse(parse_clickhouse_url(url), connect_timeout=0.5, timeout=2, retries=0)
     schema.migrate(ch)
     save_advertiser(ch, "demo")
-    stores.reset_after_fork()
     app = create_app(settings)
     client = app.test_client()
     writer = BatchWriter(redis_client, ch, settings.stream_key, "chdown", batch_seconds=0.1, max_backoff=1.0)
@@ -86,8 +85,7 @@ def test_clickhouse_down_under_traffic(tmp_path, own_clickhouse, redis_url, redi
     finally:
         writer.stop()
         thread.join(timeout=10)
-        stores.close_all()
-        set_settings(None)
+        app.extensions["adserver"].close()
 
 
 def _safe(fn):

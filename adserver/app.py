@@ -1,0 +1,66 @@
+"""``create_app``: settings, services and blueprints wired into one Flask app."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from tracker.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, start_writer: bool | None = None) -> Flask:
+    """Build the app. Settings are validated here, so a bad configuration fails at start-up.
+
+    In embedded mode the schema is migrated and the event writer runs as a thread of this process
+    (chdb allows one process per data path); pass ``start_writer=False`` to skip the writer.
+    """
+    from adserver import console, demo, health
+    from adserver.catalog import upload
+    from adserver.services import Services
+    from adserver.serving import pubjs
+    from adserver.serving import views as serving
+    from adserver.tracking import viewability
+    from adserver.tracking import views as tracking
+
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 50 * 1024 * 1024
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    services = app.extensions["adserver"] = Services(settings)
+    for blueprint in (tracking.bp, serving.bp, upload.bp, health.bp, demo.bp, viewability.bp, pubjs.bp):
+        app.register_blueprint(blueprint)
+    console.init_app(app, settings)
+    from adserver.tracking.pixel import PixelEndpoint
+
+    app.wsgi_app = PixelEndpoint(app, app.wsgi_app)  # the pixel is answered before Flask (see there)
+
+    @app.get("/")
+    def index():
+        from flask import render_template
+
+        return render_template("index.html")
+
+    if settings.embedded:
+        _start_embedded(app, services, start_writer)
+    return app
+
+
+def _start_embedded(app: Flask, services, start_writer: bool | None) -> None:
+    from tracker import schema
+    from tracker.writer import BatchWriter, start_thread
+
+    settings = services.settings
+    ch = services.ch
+    ch.create_database()
+    schema.migrate(ch)
+    if start_writer is None:
+        start_writer = settings.embedded_writer
+    if start_writer:
+        writer = BatchWriter(services.stores.redis("writer"), ch, settings.stream_key, settings.writer_name,
+                             settings.writer_batch_size, settings.writer_batch_seconds)
+        app.extensions["adserver_writer"] = writer
+        start_thread(writer)

@@ -1,0 +1,111 @@
+"""Getting feeds in: one import path for the CLI, the authenticated HTTP upload and URL fetches.
+
+``PUT /api/v1/feeds/<advertiser>`` takes the feed as the request body with an advertiser API token
+(``Authorization: Bearer ads_...``); ``?full=1`` says the feed is the whole catalog. The answer is the
+import report as JSON. Fetching a store's feed URL follows only http(s), with a timeout and a size cap.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, jsonify, request
+
+from adserver.catalog.products import ImportReport, bump_version, parse_feed, store_products
+from adserver.catalog.registry import Registry
+from adserver.catalog.tokens import bearer_token, token_advertiser
+from adserver.services import services
+from tracker.errors import AdServerError, FeedError
+from tracker.events import ADVERTISER_RE
+from tracker.stores import Stores
+
+MAX_FEED_BYTES = 50 * 1024 * 1024
+FETCH_TIMEOUT = 30.0
+
+bp = Blueprint("feeds", __name__)
+
+
+def import_products(stores: Stores, advertiser: str, data: bytes, fmt: str | None, full: bool,
+                    progress=None) -> ImportReport:
+    """Validate and store a feed for a registered advertiser; returns the import report.
+
+    A full feed with no valid product is refused rather than emptying the catalog.
+    """
+    ch = stores.clickhouse()
+    registry = Registry(lambda: ch)
+    registry.reload()
+    if advertiser not in registry.advertisers:
+        raise AdServerError(f"unknown advertiser {advertiser!r}: create it with create-advertiser", "unknown_advertiser")
+    products, report = parse_feed(data, fmt, default_currency=registry.advertisers[advertiser].currency,
+                                  progress=progress)
+    if not products:
+        raise FeedError(f"the feed has no valid product ({len(report.errors)} rejected rows); nothing imported",
+                        report=report)
+    report.accepted, report.removed = store_products(ch, advertiser, products, full=full, keep=report.seen)
+    bump_version(stores.redis("web"), advertiser)
+    return report
+
+
+class _HttpOnly(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme not in ("http", "https"):
+            raise FeedError(f"feed URL redirected to a non-http URL: {newurl[:200]}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def fetch_feed(url: str, timeout: float = FETCH_TIMEOUT, limit: int = MAX_FEED_BYTES) -> tuple[bytes, str | None]:
+    """Download a store's feed; returns the bytes and the format suggested by its content type."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise FeedError("feed URL must be http(s)")
+    opener = urllib.request.build_opener(_HttpOnly)
+    req = urllib.request.Request(url, headers={"User-Agent": "adserver-feed-fetcher/1", "Accept": "*/*"})
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            data = resp.read(limit + 1)
+            ctype = resp.headers.get("Content-Type", "")
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise FeedError(f"could not fetch the feed: {exc}") from exc
+    if len(data) > limit:
+        raise FeedError(f"feed larger than {limit // (1024 * 1024)} MB")
+    fmt = "json" if "json" in ctype else "tsv" if "tab-separated" in ctype else None
+    return data, fmt
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    response = jsonify({"error": code, "message": message})
+    response.status_code = status
+    return response
+
+
+@bp.put("/api/v1/feeds/<advertiser>")
+def upload_feed(advertiser: str) -> Response:
+    if not ADVERTISER_RE.match(advertiser):
+        return _error(404, "not_found", "unknown advertiser")
+    owner = token_advertiser(services().ch, bearer_token(request))
+    if owner is None:
+        response = _error(401, "unauthorized", "a valid API token is required (Authorization: Bearer ...)")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="adserver"'
+        return response
+    if owner != advertiser:
+        return _error(403, "forbidden", "this token belongs to another advertiser")
+    fmt = request.args.get("format") or None
+    if fmt not in (None, "csv", "tsv", "json"):
+        return _error(400, "bad_format", "format must be csv, tsv or json")
+    full = request.args.get("full", "0") in ("1", "true", "yes")
+    data = request.get_data(cache=False)
+    if not data:
+        return _error(400, "empty_feed", "the request body must hold the feed")
+    try:
+        report = import_products(services().stores, advertiser, data, fmt, full)
+    except FeedError as exc:
+        response = _error(400, exc.code, str(exc))
+        if exc.report is not None:
+            response.set_data(json.dumps({"error": exc.code, "message": str(exc), **exc.report.as_dict()},
+                                         ensure_ascii=False))
+        return response
+    except AdServerError as exc:
+        return _error(404 if exc.code == "unknown_advertiser" else 400, exc.code, str(exc))
+    return jsonify(report.as_dict())

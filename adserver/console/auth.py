@@ -1,0 +1,81 @@
+"""Sessions, CSRF tokens and the response headers of the reporting pages.
+
+The session is Flask's signed cookie (``adserver_session``: HttpOnly, SameSite=Lax, Secure unless
+``ADSERVER_COOKIE_SECURE=0``, 12 hours), signed with a key derived from ``ADSERVER_SECRET_KEY``
+(older keys of a rotation still verify). It holds the user's e-mail, the login time and a random
+CSRF token that every POST form must send back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from datetime import timedelta
+
+from flask import Flask, Response, abort, request, session
+
+SESSION_LIFETIME = timedelta(hours=12)
+CSRF_FIELD = "csrf_token"
+# The reporting pages: nothing but our own stylesheet and inline SVG; no framing, no scripts.
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+def _derive(key: str) -> str:
+    return hmac.new(key.encode(), b"adserver reports session", hashlib.sha256).hexdigest()
+
+
+def configure(app: Flask, secret_keys: tuple[str, ...], cookie_secure: bool) -> None:
+    app.secret_key = _derive(secret_keys[0])
+    app.config.update(
+        SECRET_KEY_FALLBACKS=[_derive(k) for k in secret_keys[1:]],
+        SESSION_COOKIE_NAME="adserver_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=cookie_secure,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+    )
+
+
+def login(email: str) -> None:
+    """Start a fresh session for ``email`` (a new CSRF token: nothing of the old session survives)."""
+    session.clear()
+    session.permanent = True
+    session["user"] = email
+    session["since"] = int(time.time())
+    session[CSRF_FIELD] = secrets.token_urlsafe(32)
+
+
+def logout() -> None:
+    session.clear()
+
+
+def session_user() -> str | None:
+    user = session.get("user")
+    return user if isinstance(user, str) else None
+
+
+def csrf_token() -> str:
+    token = session.get(CSRF_FIELD)
+    if not isinstance(token, str):
+        token = session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf() -> None:
+    """Abort with 400 unless the form carries this session's CSRF token."""
+    expected = session.get(CSRF_FIELD)
+    sent = request.form.get(CSRF_FIELD, "")
+    if not isinstance(expected, str) or not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
+        abort(400, description="The form has expired or did not come from this site. Reload the page and try again.")
+
+
+def secure_headers(response: Response) -> Response:
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response

@@ -1,0 +1,56 @@
+"""Budget checks of CPC campaigns: read at most once a second per process, own charges seen at once."""
+
+from __future__ import annotations
+
+import time
+
+from adserver.campaigns import budgets as budgets_module
+from adserver.campaigns.budgets import Budgets, spend_key
+
+DAY = 1_764_244_800.0  # 2025-11-27 12:00 UTC: half the day gone, so pacing allows a good part of the budget
+
+
+def test_cpc_check_sees_its_own_charge_at_once(redis_client):
+    b = Budgets(redis_client)
+    assert b.reserve("cpc-own", "UTC", 1.0, 0.0, now=DAY)
+    assert b.charge("cpc-own", "UTC", 1.0, 1.0, "imp-1", now=DAY) == 1.0
+    assert not b.reserve("cpc-own", "UTC", 1.0, 0.0, now=DAY)
+
+
+def test_another_servers_charge_is_seen_within_the_check_period(redis_client, monkeypatch):
+    here, there = Budgets(redis_client), Budgets(redis_client)
+    assert here.reserve("cpc-other", "UTC", 1.0, 0.0, now=DAY)
+    assert there.charge("cpc-other", "UTC", 1.0, 1.0, "imp-1", now=DAY) == 1.0
+    assert here.reserve("cpc-other", "UTC", 1.0, 0.0, now=DAY)  # read less than a second ago: not seen yet
+    later = time.monotonic() + budgets_module.CHECK_SECONDS + 0.01
+    monkeypatch.setattr(budgets_module.time, "monotonic", lambda: later)
+    assert not here.reserve("cpc-other", "UTC", 1.0, 0.0, now=DAY)
+
+
+def test_cpc_checks_cost_one_read_a_second(redis_client):
+    b = Budgets(redis_client)
+    redis_client.set(spend_key("cpc-reads", "20251127"), 10)
+    before = _calls(redis_client, "get")
+    for _ in range(50):
+        assert b.reserve("cpc-reads", "UTC", 1.0, 0.0, now=DAY)
+    assert _calls(redis_client, "get") - before == 1
+
+
+def test_without_a_check_period_every_check_reads(redis_client):
+    b = Budgets(redis_client, check_seconds=0)
+    assert b.reserve("cpc-fresh", "UTC", 1.0, 0.0, now=DAY)
+    redis_client.set(spend_key("cpc-fresh", "20251127"), 2_000_000)
+    assert not b.reserve("cpc-fresh", "UTC", 1.0, 0.0, now=DAY)
+
+
+def test_cpm_reservations_stay_atomic_and_uncached(redis_client):
+    here, there = Budgets(redis_client), Budgets(redis_client)
+    # Budget 2.0 at midday: the paced allowance is 2.0 * (0.5 + 0.5 / 24) = 1.04, four impressions of 0.25
+    taken = [b.reserve("cpm-atomic", "UTC", 2.0, 0.25, now=DAY) for b in (here, there) * 3]
+    assert taken == [True] * 4 + [False] * 2
+    assert here.spent("cpm-atomic", "UTC", now=DAY) == 1.0
+
+
+def _calls(client, command: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return int(stats.get("calls", 0))

@@ -18,6 +18,8 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     (chdb allows one process per data path); pass ``start_writer=False`` to skip the writer.
     """
     from adserver import console, demo, health
+    from adserver.campaigns import api as campaigns_api
+    from adserver.campaigns import pages as campaign_pages
     from adserver.catalog import upload
     from adserver.services import Services
     from adserver.serving import pubjs
@@ -34,6 +36,8 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     for blueprint in (tracking.bp, serving.bp, upload.bp, health.bp, demo.bp, viewability.bp, pubjs.bp):
         app.register_blueprint(blueprint)
     console.init_app(app, settings)
+    app.register_blueprint(campaign_pages.bp)
+    app.register_blueprint(campaigns_api.bp)
     from adserver.tracking.pixel import PixelEndpoint
 
     app.wsgi_app = PixelEndpoint(app, app.wsgi_app)  # the pixel is answered before Flask (see there)

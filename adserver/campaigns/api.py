@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from flask import Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from adserver.campaigns.admin import (
     CampaignInvalid,
@@ -29,10 +29,13 @@ from adserver.campaigns.admin import (
 )
 from adserver.campaigns.campaign import CAMPAIGN_RE, Campaign
 from adserver.catalog.tokens import bearer_token, token_advertiser
-from adserver.console.api import _error, bp
+from adserver.console.api import api_error, api_headers
 from adserver.console.views import load_advertiser
 from adserver.services import services
 from tracker.events import ADVERTISER_RE
+
+bp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1")
+bp.after_request(api_headers)
 
 MAX_BODY = 64 * 1024
 
@@ -47,7 +50,7 @@ def _invalid(exc: CampaignInvalid) -> Response:
 def _owner_or_401() -> str | Response:
     advertiser = token_advertiser(services().ch, bearer_token(request))
     if advertiser is None:
-        return _error(401, "unauthorized", "send a valid API token: Authorization: Bearer <token>")
+        return api_error(401, "unauthorized", "send a valid API token: Authorization: Bearer <token>")
     return advertiser
 
 
@@ -69,19 +72,19 @@ def campaigns_list() -> Response:
         return token_owner
     unknown = sorted(set(request.args) - {"advertiser"})
     if unknown:
-        return _error(400, "bad_request", "unknown parameter (known: advertiser)", unknown[0])
+        return api_error(400, "bad_request", "unknown parameter (known: advertiser)", unknown[0])
     advertisers = request.args.getlist("advertiser")
     if len(advertisers) > 1:
-        return _error(400, "bad_request", "given more than once", "advertiser")
+        return api_error(400, "bad_request", "given more than once", "advertiser")
     advertiser = advertisers[0] if advertisers else token_owner
     if not ADVERTISER_RE.match(advertiser):
-        return _error(400, "bad_request", "must be an advertiser id", "advertiser")
+        return api_error(400, "bad_request", "must be an advertiser id", "advertiser")
     if advertiser != token_owner:
-        return _error(403, "forbidden", "this token does not give access to that advertiser", "advertiser")
+        return api_error(403, "forbidden", "this token does not give access to that advertiser", "advertiser")
     ch = services().ch
     info = load_advertiser(ch, advertiser)
     if info is None:
-        return _error(404, "not_found", "no such advertiser", "advertiser")
+        return api_error(404, "not_found", "no such advertiser", "advertiser")
     campaigns = list_campaigns(ch, advertiser)
     spent = spent_today(campaigns, info.timezone)
     currency = services().settings.currency
@@ -101,33 +104,33 @@ def campaign_put(campaign_id: str) -> Response:
     if isinstance(token_owner, Response):
         return token_owner
     if not CAMPAIGN_RE.match(campaign_id):
-        return _error(400, "bad_request", "campaign id must be 1-64 lowercase letters, digits, '_' or '-'", "id")
+        return api_error(400, "bad_request", "campaign id must be 1-64 lowercase letters, digits, '_' or '-'", "id")
     if request.content_length is not None and request.content_length > MAX_BODY:
-        return _error(413, "too_large", f"the body must be at most {MAX_BODY} bytes")
+        return api_error(413, "too_large", f"the body must be at most {MAX_BODY} bytes")
     try:
         body = json.loads(request.get_data(cache=False) or b"null")
     except ValueError as exc:
-        return _error(400, "bad_request", f"the body is not valid JSON: {exc}", "body")
+        return api_error(400, "bad_request", f"the body is not valid JSON: {exc}", "body")
     if not isinstance(body, dict):
-        return _error(400, "bad_request", "the body must be a JSON object", "body")
+        return api_error(400, "bad_request", "the body must be a JSON object", "body")
     if "id" in body and body["id"] != campaign_id:
-        return _error(400, "bad_request", "must be the id of the URL (ids cannot be changed)", "id")
+        return api_error(400, "bad_request", "must be the id of the URL (ids cannot be changed)", "id")
     ch = services().ch
     current = _own(token_owner, campaign_id)
     if current is None and owner(ch, campaign_id) is not None:
-        return _error(404, "not_found", "no such campaign")  # another advertiser's: as if it did not exist
+        return api_error(404, "not_found", "no such campaign")  # another advertiser's: as if it did not exist
     advertiser = body.get("advertiser")
     if current is None:
         if advertiser is None:
-            return _error(400, "bad_request", "required to create a campaign", "advertiser")
+            return api_error(400, "bad_request", "required to create a campaign", "advertiser")
         if not isinstance(advertiser, str) or not ADVERTISER_RE.match(advertiser):
-            return _error(400, "bad_request", "must be an advertiser id", "advertiser")
+            return api_error(400, "bad_request", "must be an advertiser id", "advertiser")
         if advertiser != token_owner:
-            return _error(403, "forbidden", "this token does not give access to that advertiser", "advertiser")
+            return api_error(403, "forbidden", "this token does not give access to that advertiser", "advertiser")
         base = Campaign(campaign_id, advertiser)
     else:
         if advertiser is not None and advertiser != current.advertiser:
-            return _error(400, "bad_request", "a campaign cannot move to another advertiser", "advertiser")
+            return api_error(400, "bad_request", "a campaign cannot move to another advertiser", "advertiser")
         base = current
     try:
         campaign = save_checked(ch, from_json(body, base))
@@ -143,7 +146,7 @@ def _set_status(campaign_id: str, status: str) -> Response:
         return token_owner
     current = _own(token_owner, campaign_id)
     if current is None:
-        return _error(404, "not_found", "no such campaign")
+        return api_error(404, "not_found", "no such campaign")
     if current.status != status:
         try:
             current = save_checked(services().ch, replace(current, status=status))

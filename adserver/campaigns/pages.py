@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from flask import Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from adserver.campaigns.admin import (
     DEFAULT_START,
@@ -30,15 +30,17 @@ from adserver.campaigns.campaign import CAMPAIGN_RE, FAR_FUTURE, Campaign
 from adserver.console import accounts, auth
 from adserver.console.views import (
     AdvertiserInfo,
-    _current_user,
-    _login_redirect,
-    _member_advertiser,
-    bp,
+    current_user,
     load_advertiser,
+    login_redirect,
+    member_advertiser,
     money,
     pct,
 )
 from adserver.services import services
+
+bp = Blueprint("campaigns", __name__, url_prefix="/reports", template_folder="templates")
+bp.after_request(auth.secure_headers)
 
 LABELS = {
     "id": "Campaign id", "name": "Name", "status": "Status", "pricing": "Pricing", "price": "Price",
@@ -63,9 +65,9 @@ def _advertiser_arg() -> str:
 
 def _own_campaign(campaign_id: str) -> tuple[str, AdvertiserInfo, list[str], Campaign]:
     """The signed-in user's campaign, or 404 (not found and not theirs look the same)."""
-    user = _current_user()
+    user = current_user()
     if user is None:
-        abort(_login_redirect())
+        abort(login_redirect())
     ch = services().ch
     memberships = accounts.user_advertisers(ch, user)
     campaign = get_campaign(ch, campaign_id, set(memberships)) if CAMPAIGN_RE.match(campaign_id) else None
@@ -120,14 +122,14 @@ def _caps(c: Campaign) -> str:
 
 @bp.get("/campaigns")
 def campaigns():
-    user, info, memberships = _member_advertiser(_advertiser_arg())
+    user, info, memberships = member_advertiser(_advertiser_arg())
     return _list_page(user, info, memberships, saved=request.args.get("saved", ""))
 
 
 @bp.post("/campaigns")
 def campaign_create():
     auth.check_csrf()
-    user, info, memberships = _member_advertiser(_advertiser_arg())
+    user, info, memberships = member_advertiser(_advertiser_arg())
     ch = services().ch
     submitted = {k: request.form.get(k, "")[:2100] for k in ("id", *(n for n, _ in EDITABLE))}
     campaign_id = submitted["id"].strip()
@@ -140,7 +142,7 @@ def campaign_create():
     except CampaignInvalid as exc:
         return _list_page(user, info, memberships, form=submitted, errors=exc.by_field(), status=400)
     reload_registry()
-    return redirect(url_for("reports.campaigns", advertiser=info.id, saved=campaign.id), code=303)
+    return redirect(url_for("campaigns.campaigns", advertiser=info.id, saved=campaign.id), code=303)
 
 
 @bp.get("/campaigns/<campaign_id>")
@@ -169,7 +171,7 @@ def campaign_update(campaign_id: str):
     except CampaignInvalid as exc:
         return _edit_page(user, info, memberships, current, submitted, exc.by_field(), status=400)
     reload_registry()
-    return redirect(url_for("reports.campaigns", advertiser=info.id, saved=campaign.id), code=303)
+    return redirect(url_for("campaigns.campaigns", advertiser=info.id, saved=campaign.id), code=303)
 
 
 def _set_status(campaign_id: str, status: str) -> Response:
@@ -181,7 +183,7 @@ def _set_status(campaign_id: str, status: str) -> Response:
         except CampaignInvalid as exc:  # stored before today's rules: say what to fix
             abort(400, description=f"Edit the campaign first: {exc}")
         reload_registry()
-    return redirect(url_for("reports.campaigns", advertiser=info.id, saved=current.id), code=303)
+    return redirect(url_for("campaigns.campaigns", advertiser=info.id, saved=current.id), code=303)
 
 
 @bp.post("/campaigns/<campaign_id>/pause")

@@ -26,7 +26,7 @@ bp = Blueprint("reports_api", __name__, url_prefix="/api/v1")
 OPENAPI = Path(__file__).with_name("openapi.json")
 
 
-def _error(status: int, error: str, message: str, parameter: str | None = None) -> Response:
+def api_error(status: int, error: str, message: str, parameter: str | None = None) -> Response:
     body = {"error": error, "message": message}
     if parameter:
         body["parameter"] = parameter
@@ -38,7 +38,7 @@ def _error(status: int, error: str, message: str, parameter: str | None = None) 
 
 
 @bp.after_request
-def _headers(response: Response) -> Response:
+def api_headers(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
@@ -57,22 +57,22 @@ def reports() -> Response:
     ch = services().ch
     owner = token_advertiser(ch, bearer_token(request))
     if owner is None:
-        return _error(401, "unauthorized", "send a valid API token: Authorization: Bearer <token>")
+        return api_error(401, "unauthorized", "send a valid API token: Authorization: Bearer <token>")
     advertisers = request.args.getlist("advertiser")
     if len(advertisers) > 1:
-        return _error(400, "bad_request", "given more than once", "advertiser")
+        return api_error(400, "bad_request", "given more than once", "advertiser")
     advertiser = advertisers[0] if advertisers else owner
     if not ADVERTISER_RE.match(advertiser):
-        return _error(400, "bad_request", "must be an advertiser id", "advertiser")
+        return api_error(400, "bad_request", "must be an advertiser id", "advertiser")
     if advertiser != owner:
-        return _error(403, "forbidden", "this token does not give access to that advertiser", "advertiser")
+        return api_error(403, "forbidden", "this token does not give access to that advertiser", "advertiser")
     info = load_advertiser(ch, advertiser)
     if info is None:
-        return _error(404, "not_found", "no such advertiser", "advertiser")
+        return api_error(404, "not_found", "no such advertiser", "advertiser")
     try:
         options = parse(request.args, advertiser, info.timezone, allowed=API_PARAMS)
     except BadParameter as exc:
-        return _error(400, "bad_request", exc.message, exc.parameter)
+        return api_error(400, "bad_request", exc.message, exc.parameter)
     price = get_price(ch, advertiser)
     report = run_report(ch, options.request, price)
     rows = sort_rows(report.rows, options.sort, options.descending)

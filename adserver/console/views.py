@@ -55,11 +55,11 @@ def csrf_token() -> str:
     return auth.csrf_token()
 
 
-def _current_user() -> str | None:
+def current_user() -> str | None:
     return auth.session_user()
 
 
-def _login_redirect() -> Response:
+def login_redirect() -> Response:
     return redirect(url_for("reports.login_page", next=request.full_path.rstrip("?")))
 
 
@@ -121,9 +121,9 @@ def logout():
 
 @bp.get("/")
 def index():
-    user = _current_user()
+    user = current_user()
     if user is None:
-        return _login_redirect()
+        return login_redirect()
     ch = services().ch
     advertisers = [a for a in (load_advertiser(ch, i) for i in accounts.user_advertisers(ch, user)) if a]
     if len(advertisers) == 1:
@@ -131,10 +131,10 @@ def index():
     return render_template("reports/index.html", user=user, advertisers=advertisers)
 
 
-def _member_advertiser(advertiser: str) -> tuple[str, AdvertiserInfo, list[str]]:
-    user = _current_user()
+def member_advertiser(advertiser: str) -> tuple[str, AdvertiserInfo, list[str]]:
+    user = current_user()
     if user is None:
-        abort(_login_redirect())
+        abort(login_redirect())
     ch = services().ch
     memberships = accounts.user_advertisers(ch, user)
     if advertiser not in memberships:
@@ -155,7 +155,7 @@ def _report(info: AdvertiserInfo, options: Options) -> Report:
 
 @bp.get("/<advertiser>")
 def dashboard(advertiser: str):
-    user, info, memberships = _member_advertiser(advertiser)
+    user, info, memberships = member_advertiser(advertiser)
     try:
         options = parse(request.args, info.id, info.timezone, allowed=DASHBOARD_PARAMS)
     except BadParameter as exc:
@@ -191,7 +191,7 @@ def dashboard(advertiser: str):
 
 @bp.get("/<advertiser>/report.csv")
 def export_csv(advertiser: str):
-    _user, info, _memberships = _member_advertiser(advertiser)
+    _user, info, _memberships = member_advertiser(advertiser)
     try:
         options = parse(request.args, info.id, info.timezone, allowed=DASHBOARD_PARAMS)
     except BadParameter as exc:

@@ -21,7 +21,7 @@ from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.settings import parse_clickhouse_url
 from tracker.stream import EventStream
-from tracker.writer import GROUP, BatchWriter, bad_row, event_block, event_columns, event_row
+from tracker.writer import GROUP, BatchWriter, bad_row, event_block, event_columns
 
 
 def _push(stream: EventStream, n: int, advertiser: str = "shop") -> None:
@@ -50,11 +50,10 @@ def test_drains_events_and_bad_events(stream, writer, ch):
 
 def test_failed_insert_is_not_acknowledged_and_is_retried(stream, writer, ch, settings):
     _push(stream, 10)
-    dead = DriverClickHouse(parse_clickhouse_url("clickhouse://127.0.0.1:1/adserver_test"), 0.2, 0.5, retries=0)
-    writer.ch = dead
-    writer.stop_event.set()  # so the retry loop gives up after the first failure instead of waiting
-    batch = writer._read(">", 100, None)
+    batch = writer._gather()
     assert len(batch) == 10
+    writer.ch = DriverClickHouse(parse_clickhouse_url("clickhouse://127.0.0.1:1/adserver_test"), 0.2, 0.5, retries=0)
+    writer.stop_event.set()  # so the retry loop gives up after the first failure instead of waiting
     try:
         writer._flush_with_retry(batch)
     except Exception as exc:  # noqa: BLE001 - the failure is expected
@@ -74,9 +73,9 @@ def test_failed_insert_is_not_acknowledged_and_is_retried(stream, writer, ch, se
 
 def test_crash_after_insert_before_ack_does_not_double_count(stream, writer, ch, settings):
     _push(stream, 12)
-    batch = writer._read(">", 100, None)
-    # The first writer inserted the batch and died before acknowledging it.
-    ch.insert("events", schema.EVENTS_COLUMNS, [event_row(json.loads(f[b"d"]), i) for i, f in batch])
+    batch = writer._build(writer._gather())
+    assert len(batch) == 12
+    writer._insert("events", batch.event_names, batch.events)  # then the writer died before acknowledging
     _push(stream, 3)
     again = BatchWriter(stream.client, ch, settings.stream_key, writer.consumer, batch_seconds=0.05)
     again.recover()
@@ -109,9 +108,21 @@ def test_batches_are_bounded_by_size(stream, ch, settings, redis_client):
     assert _count(ch) == 4
 
 
+def _row(data: dict, stream_id: str = "1-1") -> dict:
+    """The ``events`` values of one entry, by column name."""
+    return {name: column[0] for name, column in zip(schema.EVENTS_COLUMNS, event_columns([data], [stream_id]))}
+
+
 def test_rows_are_cleaned_of_hostile_shapes():
-    row = event_row({"ts": "nonsense", "advertiser": 7, "skus": "not-a-list", "value": "x", "url": "u" * 5000}, "1-1")
-    assert row[1] == "7" and row[5] == [] and row[8] == 0.0 and len(row[15]) == 2048
+    row = _row({"ts": "nonsense", "advertiser": 7, "skus": "not-a-list", "value": "x", "url": "u" * 5000,
+                "cost": float("nan"), "pctr": 1e300, "interest_age": -5, "interest_views": 70_000,
+                "addressable": "yes", "invalid": 0, "currency": "EURO"})
+    assert abs(row["ts"] - time.time()) < 60  # a malformed time is the time of writing
+    assert (row["advertiser"], row["skus"], row["sku"], row["value"], len(row["url"])) == ("7", [], "", 0.0, 2048)
+    assert (row["cost"], row["pctr"], row["interest_age"], row["interest_views"]) == (0.0, 0.0, 0, 0xFFFF)
+    assert (row["addressable"], row["invalid"], row["currency"], row["stream_id"]) == (1, 0, "EUR", "1-1")
+    for outside_datetime in (-1, 2**40, float("inf")):
+        assert abs(_row({"ts": outside_datetime})["ts"] - time.time()) < 60
     bad = bad_row({"errors": "not a list", "raw": "r" * 10000}, "1-2")
     assert bad[4] == "unknown" and len(bad[6]) == 8192
 
@@ -179,23 +190,50 @@ _KEYS = ("ts", "advertiser", "event", "uid", "skus", "reasons", "order_id", "val
          "interest_age", "interest_views", "invalid", "invalid_reason")
 
 
+_STRING_LIMITS = {"advertiser": 64, "event": 32, "uid": 64, "sku": 200, "order_id": 100, "currency": 3,
+                  "placement": 64, "impression_id": 64, "size": 16, "device": 16, "url": 2048, "ref": 2048,
+                  "campaign": 64, "invalid_reason": 64}
+_UINT_LIMITS = {"ts": 0xFFFFFFFF, "interest_age": 0xFFFFFFFF, "interest_views": 0xFFFF, "addressable": 1, "invalid": 1}
+
+
+def _assert_fits_its_column(row: dict) -> None:
+    """Every value is of its ClickHouse column's type and range: no value can fail an insert."""
+    for name, value in row.items():
+        if name in _STRING_LIMITS:
+            assert type(value) is str and len(value) <= _STRING_LIMITS[name], (name, value)
+        elif name in _UINT_LIMITS:
+            assert type(value) is int and 0 <= value <= _UINT_LIMITS[name], (name, value)
+        elif name in ("skus", "reasons"):
+            assert type(value) is list and all(type(v) is str and len(v) <= 200 for v in value), (name, value)
+        elif name == "value":
+            assert type(value) is float, (name, value)
+        elif name == "stream_id":
+            assert type(value) is str, (name, value)
+        else:  # cost, pctr: summed by reports
+            assert name in ("cost", "pctr") and type(value) is float and abs(value) < 1e15, (name, value)
+
+
 @settings_(max_examples=300, deadline=None)
 @given(st.lists(st.dictionaries(st.sampled_from(_KEYS), _HOSTILE), min_size=1, max_size=6), st.booleans())
-def test_event_columns_hold_the_same_values_as_event_row(datas, well_formed_ts):
-    """Whatever an entry holds, the batch path stores what the row-by-row reference would."""
+def test_an_entry_gets_the_same_values_in_any_batch_and_each_fits_its_column(datas, well_formed_ts):
+    """Whatever the entries hold, the checked fast path and the value-by-value cleaning agree.
+
+    Alone, an entry's column takes the fast path when its value is well formed; among malformed
+    batch-mates the whole column is cleaned value by value. Both must store the same values.
+    """
     if well_formed_ts:
         for d in datas:
             d["ts"] = 1_790_000_000.5
     ids = [f"{n}-0" for n in range(len(datas))]
     columns = event_columns(datas, ids)
-    assert len(columns) == len(schema.EVENTS_COLUMNS)
-    rows = [event_row(d, i) for d, i in zip(datas, ids)]
-    for n, row in enumerate(rows):
+    assert len(columns) == len(schema.EVENTS_COLUMNS) and {len(c) for c in columns} == {len(datas)}
+    for n, (data, stream_id) in enumerate(zip(datas, ids)):
         got = [column[n] for column in columns]
-        want = list(row)
-        unix = int((want[0] - datetime(1970, 1, 1)).total_seconds())
-        assert abs(got[0] - unix) <= 2  # "now" for a malformed ts is read twice
-        assert [repr(v) for v in got[1:]] == [repr(v) for v in want[1:]]  # repr: NaN equals itself, 1 != 1.0
+        alone = list(_row(data, stream_id).values())
+        assert abs(got[0] - alone[0]) <= 2  # "now" for a malformed ts is read twice
+        assert [repr(v) for v in got[1:]] == [repr(v) for v in alone[1:]]  # repr: NaN equals itself, 1 != 1.0
+        _assert_fits_its_column(dict(zip(schema.EVENTS_COLUMNS, got)))
+        assert got[schema.EVENTS_COLUMNS.index("stream_id")] == stream_id
 
 
 def test_columnar_insert_on_both_backends(any_ch):
@@ -224,7 +262,7 @@ def test_columns_left_out_of_the_insert_are_stored_as_the_rows_would_be(any_ch):
     names, data = event_block(datas, ["b-1", "b-2"])
     assert names == ("ts", "advertiser", "event", "uid", "sku", "skus", "stream_id")
     any_ch.insert_columns("events", names, data)
-    any_ch.insert("events", schema.EVENTS_COLUMNS, [event_row(d, f"r-{n}") for n, d in enumerate(datas, 1)])
+    any_ch.insert_columns("events", schema.EVENTS_COLUMNS, event_columns(datas, ["r-1", "r-2"]))  # every column
     columns = ", ".join(c for c in schema.EVENTS_COLUMNS if c != "stream_id")
     stored = {prefix: any_ch.execute(f"SELECT date, {columns} FROM events WHERE stream_id LIKE %(p)s "
                                      "ORDER BY stream_id", {"p": prefix + "-%"}) for prefix in ("b", "r")}
@@ -236,7 +274,7 @@ def test_stored_entries_leave_the_stream_even_behind_a_stuck_consumer(stream, ch
     _push(stream, 5, advertiser="stuck")
     stuck = BatchWriter(redis_client, ch, settings.stream_key, "stuck", batch_size=5, batch_seconds=0.05)
     stuck.ensure_group()
-    assert len(stuck._read(">", 5, None)) == 5  # read, never written: pending, as after a crash
+    assert len(stuck._gather()) == 5  # read, never written: pending, as after a crash
     _push(stream, 700)
     busy = BatchWriter(redis_client, ch, settings.stream_key, "busy", batch_size=300, batch_seconds=0.05)
     assert drain_until(busy, lambda: _count(ch) == 700) >= 700

@@ -1,0 +1,73 @@
+"""The ``events`` and ``bad_events`` tables: what the batch writer stores from the event stream."""
+
+from __future__ import annotations
+
+# Raw events: the source of truth for reports and training. Impressions and clicks are events too.
+# ``skus``/``reasons`` hold every product of a hit (a purchase of several products, the products of
+# an ad unit); ``sku`` is the first of them, for simple per-product filters. ``stream_id`` is the
+# Redis stream entry the row came from, so a writer recovering from a crash can tell what is stored.
+EVENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS events (
+    ts DateTime,
+    date Date DEFAULT toDate(ts),
+    advertiser String,
+    event String,
+    uid String,
+    sku String,
+    skus Array(String),
+    reasons Array(String),
+    order_id String,
+    value Float64,
+    currency String,
+    placement String,
+    impression_id String,
+    size String,
+    addressable UInt8,
+    device String,
+    url String,
+    ref String,
+    stream_id String,
+    inserted_at DateTime DEFAULT now()
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(ts)
+ORDER BY (advertiser, event, ts)
+"""
+
+# Columns added to ``events`` by migration 5 (order of the writer's rows): the campaign that won,
+# what it was charged, the predicted CTR and the interest the decision saw (the CTR model trains on
+# them), and the invalid-traffic verdict (bots, prefetches, click floods).
+EVENTS_V5_COLUMNS = (
+    ("campaign", "String DEFAULT ''"),
+    ("cost", "Float64 DEFAULT 0"),
+    ("pctr", "Float64 DEFAULT 0"),
+    ("interest_age", "UInt32 DEFAULT 0"),
+    ("interest_views", "UInt16 DEFAULT 0"),
+    ("invalid", "UInt8 DEFAULT 0"),
+    ("invalid_reason", "String DEFAULT ''"),
+)
+
+EVENTS_COLUMNS = (
+    "ts", "advertiser", "event", "uid", "sku", "skus", "reasons", "order_id", "value", "currency",
+    "placement", "impression_id", "size", "addressable", "device", "url", "ref", "stream_id",
+    "campaign", "cost", "pctr", "interest_age", "interest_views", "invalid", "invalid_reason",
+)
+
+# Invalid hits are kept with the raw request and every reason found, for integrators to debug.
+BAD_EVENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS bad_events (
+    ts DateTime,
+    date Date DEFAULT toDate(ts),
+    advertiser String,
+    event String,
+    uid String,
+    reason String,
+    errors Array(String),
+    raw String,
+    stream_id String,
+    inserted_at DateTime DEFAULT now()
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(ts)
+ORDER BY (advertiser, ts)
+"""
+
+BAD_EVENTS_COLUMNS = ("ts", "advertiser", "event", "uid", "reason", "errors", "raw", "stream_id")

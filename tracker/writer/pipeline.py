@@ -1,0 +1,273 @@
+"""``BatchWriter``: the loop that reads batches, builds them, inserts them and acknowledges them.
+
+One thread reads and builds batches while a second inserts and acknowledges them in order: both
+wait on servers much of the time, so the waits overlap. A failed insert is retried with back-off
+and never acknowledged; a batch read again after a crash leaves out what ClickHouse already holds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+
+import redis
+
+from tracker import schema
+from tracker.clickhouse import ClickHouse
+from tracker.errors import StoreError
+from tracker.writer import stream_io
+from tracker.writer.batch import Batch, build
+from tracker.writer.rows import utc_datetime
+
+log = logging.getLogger(__name__)
+
+RECOVERY_WINDOW = 3600  # seconds around a pending batch searched for rows already stored
+RECOVERY_CHUNK = 5_000  # stream ids per "already stored?" query (about 100 KB of SQL)
+FULL_COLLECTION_SECONDS = 30.0  # cyclic garbage (threads, queues, sockets) waits at most this long
+READ_PAUSE = 0.05  # after a read that drained the stream: at most ~20 reads/s under a trickle (see _gather)
+
+
+class BatchWriter:
+    """Moves events from the stream to ClickHouse in batches; see ``tracker.writer``."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        ch: ClickHouse,
+        stream_key: str,
+        consumer: str,
+        batch_size: int = 5000,
+        batch_seconds: float = 1.0,
+        max_backoff: float = 30.0,
+        crash_at: str = "",
+    ) -> None:
+        self.client = client
+        self._raw = stream_io.raw_client(client)
+        self.ch = ch
+        self.stream_key = stream_key
+        self.consumer = consumer
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.max_backoff = max_backoff
+        self.stop_event = threading.Event()
+        self.written = 0
+        self.failures = 0
+        self.crash_at = crash_at
+
+    def _crash_point(self, name: str) -> None:
+        """Die like a killed process at a named point (fault-injection tests of exactly-once)."""
+        if self.crash_at == name:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def ensure_group(self) -> None:
+        stream_io.ensure_group(self.client, self.stream_key)
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def _read_into(self, batch: Batch, last_id: str, count: int, block_ms: int | None) -> int:
+        return stream_io.read_into(self._raw, self.stream_key, self.consumer, batch.ids, batch.fields,
+                                   last_id, count, block_ms)
+
+    def _gather(self) -> Batch:
+        """Read one batch: up to ``batch_size`` new entries, waiting at most ``batch_seconds`` for them."""
+        batch = Batch()
+        deadline = time.monotonic() + self.batch_seconds
+        while len(batch) < self.batch_size and not self.stop_event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            count = min(self.batch_size - len(batch), stream_io.COMMAND_CHUNK)
+            if self._read_into(batch, ">", count, max(1, int(remaining * 1000))) < count:
+                # The stream is drained: a blocking read would come back with the next single entry.
+                # Let entries gather first, so a steady trickle costs a few reads a second, not one each.
+                self.stop_event.wait(min(READ_PAUSE, max(0.0, deadline - time.monotonic())))
+        return batch
+
+    # --- building ---------------------------------------------------------------------------------
+
+    def _already_stored(self, ids: list[str]) -> set[str]:
+        """Stream ids of a recovered batch that ClickHouse already has (crash after insert, before ack)."""
+        if not ids:
+            return set()
+        ms = [int(i.split("-")[0]) / 1000 for i in ids]
+        lo, hi = utc_datetime(min(ms) - RECOVERY_WINDOW), utc_datetime(max(ms) + RECOVERY_WINDOW)
+        found = set()
+        # In chunks: a retried batch of 50,000 ids would be ~1 MB of SQL, over ClickHouse's max_query_size.
+        for start in range(0, len(ids), RECOVERY_CHUNK):
+            chunk = tuple(ids[start:start + RECOVERY_CHUNK])
+            for table in ("events", "bad_events"):
+                rows = self.ch.execute(
+                    f"SELECT stream_id FROM {table} WHERE inserted_at >= %(lo)s AND inserted_at <= %(hi)s "
+                    "AND stream_id IN %(ids)s",
+                    {"lo": lo, "hi": hi, "ids": chunk},
+                )
+                found.update(r[0] for r in rows)
+        return found
+
+    def _build(self, batch: Batch, recovered: bool = False) -> Batch:
+        """Fill the batch's columns; a recovered batch leaves out what ClickHouse already holds."""
+        return build(batch, self._already_stored(batch.live_ids()) if recovered else set())
+
+    # --- writing ----------------------------------------------------------------------------------
+
+    def _insert(self, table: str, columns: tuple[str, ...], data: list[list]) -> None:
+        if data and data[0]:
+            self.ch.insert_columns(table, columns, data)
+
+    def _write(self, batch: Batch) -> int:
+        """Insert a built batch, then acknowledge it; raises on failure (nothing acknowledged)."""
+        self._crash_point("before_insert")
+        self._insert("events", batch.event_names, batch.events)
+        self._crash_point("between_inserts")
+        self._insert("bad_events", schema.BAD_EVENTS_COLUMNS, batch.bad)
+        self._crash_point("after_insert")
+        stream_io.acknowledge(self.client, self.stream_key, batch.ids)
+        self.written += batch.rows
+        if batch.skipped:
+            log.info("skipped %d recovered entries already in ClickHouse", batch.skipped)
+        return batch.rows
+
+    def flush(self, batch: Batch, recovered: bool = False) -> int:
+        """Insert one batch, then acknowledge it; raises on failure (nothing acknowledged).
+
+        ``recovered``: the batch may be in ClickHouse already (read again after a crash, or an
+        insert that failed after landing), so what is stored is left out first.
+        """
+        if not batch.ids:
+            return 0
+        if batch.events is None or recovered:
+            self._build(batch, recovered)
+        return self._write(batch)
+
+    def _flush_with_retry(self, batch: Batch, recovered: bool = False) -> None:
+        """Flush until it succeeds; if asked to stop meanwhile, leave the batch pending and raise."""
+        backoff = 0.2
+        while True:
+            try:
+                self.flush(batch, recovered)
+                return
+            except (StoreError, redis.RedisError) as exc:
+                self.failures += 1
+                log.warning("flush of %d entries failed (%s); retrying in %.1fs", len(batch), exc, backoff)
+                if self.stop_event.wait(backoff):
+                    raise  # still pending in the group: the next start recovers it
+                backoff = min(backoff * 2, self.max_backoff)
+                recovered = True  # the insert may have landed before the error
+
+    # --- loops ------------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Re-process entries this consumer read but never acknowledged (a previous crash)."""
+        total = 0
+        while not self.stop_event.is_set():
+            batch = Batch()
+            self._read_into(batch, "0", min(self.batch_size, stream_io.COMMAND_CHUNK), None)
+            if not batch.ids:
+                break
+            self._flush_with_retry(batch, recovered=True)
+            total += len(batch)
+        return total
+
+    def run_once(self) -> int:
+        """Gather one batch (bounded by size and time) and write it; returns its size."""
+        batch = self._gather()
+        if batch.ids:
+            self._flush_with_retry(self._build(batch))
+        return len(batch)
+
+    def _start(self) -> None:
+        backoff = 0.5
+        while not self.stop_event.is_set():
+            try:
+                self.ensure_group()
+                self.recover()
+                return
+            except (StoreError, redis.RedisError) as exc:
+                log.warning("writer start-up failed (%s); retrying in %.1fs", exc, backoff)
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    def _loop_error(self, exc: Exception) -> None:
+        log.warning("writer loop error: %s", exc)
+        if "NOGROUP" in str(exc):  # Redis restarted without its data: create the group again
+            try:
+                self.ensure_group()
+                return
+            except redis.RedisError:
+                pass
+        self.stop_event.wait(1.0)
+
+    def run(self) -> None:
+        """Loop until stopped; on stop, what was read is flushed before returning.
+
+        This thread reads and builds batches; a second one inserts and acknowledges them in order,
+        so reading the next batch overlaps the insert of the current one. At most one built batch
+        waits for the inserter: memory stays bounded and a slow ClickHouse slows the reading.
+        Each batch is still acknowledged only after its own insert.
+        """
+        self._start()
+        last_full_collection = time.monotonic()
+        built: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+        inserter = threading.Thread(target=self._insert_loop, args=(built,), name="event-writer-insert", daemon=True)
+        inserter.start()
+        try:
+            while not self.stop_event.is_set() and inserter.is_alive():
+                try:
+                    batch = self._gather()
+                    if time.monotonic() - last_full_collection > FULL_COLLECTION_SECONDS:
+                        gc.collect()  # the raised thresholds make full passes rare: bound what waits for one
+                        last_full_collection = time.monotonic()
+                    if batch.ids:
+                        self._build(batch)
+                        _hand_over(built, batch, inserter)
+                except Exception as exc:  # noqa: BLE001 - the writer must outlive any single failure
+                    if self.stop_event.is_set():
+                        break
+                    self._loop_error(exc)
+        finally:
+            _hand_over(built, None, inserter)
+            inserter.join()
+
+    def _insert_loop(self, built: queue.Queue) -> None:
+        while True:
+            batch = built.get()
+            if batch is None:
+                return
+            try:
+                self._flush_with_retry(batch)
+            except Exception as exc:  # noqa: BLE001 - the batch stays pending; the next start recovers it
+                if self.stop_event.is_set():
+                    continue  # stopping: later batches are tried once more each, then left pending
+                self._loop_error(exc)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+def _hand_over(built: queue.Queue, item: Batch | None, inserter: threading.Thread) -> None:
+    """Queue ``item`` for the inserter, waiting while it is busy; give up if it has died."""
+    while inserter.is_alive():
+        try:
+            built.put(item, timeout=0.5)
+            return
+        except queue.Full:
+            continue
+
+
+def start_thread(writer: BatchWriter) -> threading.Thread:
+    """Run a writer in a daemon thread (embedded mode); at exit it is stopped and flushed first."""
+    thread = threading.Thread(target=writer.run, name="event-writer", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        writer.stop()
+        thread.join(timeout=10)
+
+    atexit.register(stop)  # registered after the embedded stores' exit hook, so it runs before it
+    return thread

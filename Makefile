@@ -1,12 +1,13 @@
-# Two commands: `make run` serves the product with embedded stores; `make test` runs every test
-# against real Redis and ClickHouse servers (installed with apt when missing, as root).
+# `make run` serves the product with embedded stores; `make test` runs every test against real Redis
+# and ClickHouse servers (installed with apt when missing, as root) and fails if a test left a server
+# running or wrote ./var into the checkout; `make test-fast` is the same without the tests marked slow.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test bench venv lint demo clean
+.PHONY: run test test-fast bench venv lint demo clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +24,16 @@ run: venv
 	ADSERVER_COOKIE_SECURE=$${ADSERVER_COOKIE_SECURE:-1} ADSERVER_WORKERS=1 \
 		$(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py 'adserver:create_app()'
 
+TEST_SERVERS := $(PY) -m scripts.testservers run --
+
 test: venv
-	$(PY) scripts/test_servers.py run -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_SERVERS) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(TEST_SERVERS) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: venv
-	$(PY) scripts/bench.py $(BENCH_ARGS)
+	$(PY) -m scripts.bench $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

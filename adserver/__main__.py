@@ -1,3 +1,3 @@
-from adserver.cli.commands import main
+from adserver.cli import PROG_NAME, main
 
-raise SystemExit(main())
+main(prog_name=PROG_NAME)

@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     In embedded mode the schema is migrated and the event writer runs as a thread of this process
     (chdb allows one process per data path); pass ``start_writer=False`` to skip the writer.
     """
-    from adserver import console, demo, health
+    from adserver import console, demo, health, metrics
     from adserver.campaigns import api as campaigns_api
     from adserver.campaigns import pages as campaign_pages
     from adserver.catalog import upload
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     services = app.extensions["adserver"] = Services(settings)
+    metrics.init_app(app, services)  # first, so its timer starts before any other hook runs
     for blueprint in (tracking.bp, serving.bp, upload.bp, health.bp, demo.bp, viewability.bp, pubjs.bp):
         app.register_blueprint(blueprint)
     console.init_app(app, settings)

@@ -13,7 +13,7 @@ import redis
 from flask import current_app
 
 from adserver.campaigns.budgets import Budgets
-from adserver.catalog.products import CatalogCache
+from adserver.catalog.cache import CatalogCache
 from adserver.catalog.registry import Registry
 from adserver.learning.ctr import CtrCache
 from adserver.learning.prior import prior_ctr
@@ -27,7 +27,7 @@ from tracker.identity import VisitorIds
 from tracker.settings import Settings
 from tracker.spool import Spool
 from tracker.stores import Stores
-from tracker.stream import EventStream, Frequency, Interest, Profile
+from tracker.stream import EventStream, Frequency, Interest
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +137,6 @@ class Services:
         if budgets is None or budgets.client is not client:
             budgets = self._budgets = Budgets(client)
         return budgets
-
-    def profile(self, uid: str) -> Profile | None:
-        """The visitor's profile, or None when Redis is unavailable (the ad falls back)."""
-        try:
-            return self.stream_if_up().profile(uid)
-        except (redis.RedisError, OSError) as exc:
-            self.breaker.failure()
-            log.warning("profile lookup failed (%s); serving the fallback", exc)
-            return None
 
 
 def services() -> Services:

@@ -12,13 +12,28 @@ only add memory (each holds the catalog, models and crawler patterns). Set ``ADS
 to the cores the web tier really gets when Redis or ClickHouse share the host.
 """
 
-import multiprocessing
 import os
+import sys
+from pathlib import Path
 
-bind = os.environ.get("ADSERVER_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
-workers = int(os.environ.get("ADSERVER_WORKERS", multiprocessing.cpu_count()))
+# gunicorn puts the working directory on the import path, but a --chdir given on its command line
+# only after reading this file: the project's root is added for the settings module.
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tracker.settings import SettingsError, load_settings  # noqa: E402 - needs the path above
+
+# The same checks and messages as the app's own start (README.md lists the variables). SystemExit,
+# unlike other errors, is not wrapped by gunicorn in a traceback: the operator sees just the message.
+try:
+    _settings = load_settings()
+except SettingsError as exc:
+    raise SystemExit(f"invalid settings: {exc}") from None
+
+bind = list(_settings.bind)
+workers = _settings.workers
 worker_class = "gthread"
-threads = int(os.environ.get("ADSERVER_THREADS", "8"))
+threads = _settings.threads
 keepalive = 5
 timeout = 30
 graceful_timeout = 20
@@ -26,14 +41,14 @@ graceful_timeout = 20
 # memory flat over 10-minute runs, and each recycle reloads catalogs and models and can drop a
 # request sent on a keep-alive connection at the moment the old worker closes it (one in ~13
 # restarts in the soaks). Set ADSERVER_MAX_REQUESTS to recycle anyway, e.g. after a suspected leak.
-max_requests = int(os.environ.get("ADSERVER_MAX_REQUESTS", "0"))
+max_requests = _settings.max_requests
 max_requests_jitter = max_requests // 10
 # Pixel hits carry the page URL and referrer (each up to 2048 characters, URL-encoded): allow a
 # request line of 8 KB instead of gunicorn's 4 KB, and let the app enforce its own field limits.
 limit_request_line = 8190
 limit_request_field_size = 8190
-forwarded_allow_ips = os.environ.get("ADSERVER_FORWARDED_ALLOW_IPS", "127.0.0.1")
-accesslog = os.environ.get("ADSERVER_ACCESS_LOG") or None
+forwarded_allow_ips = _settings.forwarded_allow_ips_text
+accesslog = _settings.access_log
 errorlog = "-"
 
 
@@ -43,6 +58,58 @@ errorlog = "-"
 # rate, alternating runs on the same servers: 8.2, 9.1, 8.5, 10.0, 28.7 ms against 15.0, 16.8,
 # 7.7, 8.0, 93.7 ms with 5 ms (medians 9.1 against 15.0).
 SWITCH_INTERVAL = 0.001
+
+
+# Latency histograms (adserver/metrics.py): each worker writes its own to files in
+# PROMETHEUS_MULTIPROC_DIR and a scrape of /metrics, answered by any worker, merges them all. The
+# operator may set it to a folder of its own, empty at each start (e.g. systemd's RuntimeDirectory=);
+# unset, the arbiter makes a fresh one under the temporary directory and removes it when it exits.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_made_multiproc_dir: list[str] = []
+
+
+def on_starting(server):
+    """Runs in the arbiter before any worker loads the app: the variable must be set before that."""
+    import tempfile
+
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        if server.cfg.preload_app:  # the app, and prometheus_client with it, is loaded already
+            server.log.warning("%s is not set and the app is preloaded: each worker's /metrics shows "
+                               "only its own requests; set it in the environment", MULTIPROC_ENV)
+            return
+        folder = tempfile.mkdtemp(prefix="adserver-prometheus-")
+        _made_multiproc_dir.append(folder)
+        os.environ[MULTIPROC_ENV] = folder
+    else:
+        os.makedirs(folder, exist_ok=True)
+        if any(name.endswith(".db") for name in os.listdir(folder)):
+            server.log.warning("%s (%s) holds files of an earlier run: their counts are added to this one's",
+                               MULTIPROC_ENV, folder)
+    # Imported here, not first in child_exit: gunicorn calls that from its SIGCHLD handler, where a
+    # second worker exiting during the first import re-enters it and fails on a half-imported module.
+    from prometheus_client import multiprocess  # noqa: F401
+
+
+def child_exit(server, worker):  # noqa: ARG001 - gunicorn's hook signature
+    """A worker exited: prometheus_client forgets its live gauges (its histograms keep counting)."""
+    from prometheus_client import multiprocess
+
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ARG001 - gunicorn's hook signature
+    """Remove the folder made by ``on_starting``, retrying while a worker killed a moment ago still writes."""
+    import shutil
+    import time
+
+    for folder in _made_multiproc_dir:
+        for _ in range(20):
+            shutil.rmtree(folder, ignore_errors=True)
+            if not os.path.exists(folder):
+                break
+            time.sleep(0.1)
 
 
 def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature

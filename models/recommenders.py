@@ -1,8 +1,8 @@
 """The recommenders compared by offline evaluation, behind one protocol: ``fit(train)`` once, then
 ``recommend(history, n)`` for a visitor whose items so far (oldest first) are ``history``.
 
-- ``AdServerRecommender``: what the ad server does (recently seen items, then blended neighbours of the
-  last few, then popular), built from the same functions as the training job.
+- ``AdServerRecommender``: what the ad server does (``models/policy.py``: recently seen items, then blended
+  neighbours of the last few, then popular), on a model built by the same functions as the training job.
 - ``PopularRecommender`` and ``ItemKNNRecommender``: the two baselines it has to beat.
 """
 
@@ -15,7 +15,9 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from models.artifact import Artifact
 from models.events_csv import EVENT_WEIGHTS, Event
+from models.policy import choose
 from models.similarity import behaviour_neighbors, blend, content_neighbors, popular_items
 from models.topk import top_k_block
 
@@ -141,41 +143,37 @@ class ItemKNNRecommender:
 
 
 class AdServerRecommender:
-    """The ad server's decision (``adserver/serving/decision.py``) as a recommender of ``n`` items.
+    """The ad server's ranking policy (``models/policy.py``, the function that fills served ad units) as a
+    recommender of ``n`` items.
 
-    The visitor's profile is their ``profile_size`` most recent distinct items, newest first. The list is:
-    the first ``recent_slots`` of them; then neighbours of the newest ``context_items`` from the blended
-    model, each scored Σ similarity / (position + 1) (position 0 = newest), skipping items in the profile;
-    then the rest of the profile; then popular items. No item twice.
+    The visitor's recent items are the ``profile_size`` most recent distinct items of their history, newest
+    first: 20 by default, as many as an ad reads per advertiser (``tracker.stream.EventStream.interests``).
+    The policy gets them, the similarity model and the popular items, with no catalog in the way (every
+    item may be shown, none was bought). ``recent_slots`` overrides the policy's "at most half of the unit
+    goes to recent items" for experiments.
 
-    The model is built as by the training job: ``behaviour_neighbors`` on the training events,
-    ``content_neighbors`` on the items' titles as seen in the events, ``blend``, ``popular_items``, all with
-    their defaults. Defaults mirror the server: a unit gives at most half its slots to recently seen
-    products (10 of 20), similar products come from the 3 latest views, profiles hold 50 items.
-    ``recent_slots=10`` was also the best of 0-20 on a validation split of the UCI training period (see
-    docs/evaluation.md); the test period was not used to choose it.
+    The model is built as by the training job and stored the way serving loads it (an ``Artifact``):
+    ``behaviour_neighbors`` on the training events, ``content_neighbors`` on the items' titles as seen in
+    the events, ``blend``, ``popular_items``, all with their defaults.
     """
 
-    def __init__(self, recent_slots: int = 10, context_items: int = 3, k: int = 20, profile_size: int = 50) -> None:
+    def __init__(self, recent_slots: int | None = None, k: int = 20, profile_size: int = 20) -> None:
         self.recent_slots = recent_slots
-        self.context_items = context_items
         self.k = k
         self.profile_size = profile_size
-        self.item_ids: list[str] = []
-        self.index: dict[str, int] = {}
-        self.nb = np.zeros((0, k), dtype=np.int32)
-        self.sc = np.zeros((0, k), dtype=np.float32)
+        self.model: Artifact | None = None
         self.ranked: list[str] = []
 
     def fit(self, train: Sequence[Event]) -> None:
         data = EventArrays.from_events(train)
-        self.item_ids, self.index = data.item_ids, data.index
-        n_items = len(self.item_ids)
+        n_items = len(data.item_ids)
         content = content_neighbors(data.titles, self.k)
         b_nb, b_sc, support = behaviour_neighbors(data.visitors, data.items, data.ts, data.weights, n_items, self.k)
-        self.nb, self.sc = blend(content, (b_nb, b_sc), support, self.k)
+        neighbors, scores = blend(content, (b_nb, b_sc), support, self.k)
         order = popular_items(data.items, data.ts, data.weights, n_items)
-        self.ranked = [self.item_ids[i] for i in order.tolist()]
+        self.model = Artifact(version="evaluate", items=np.asarray(data.item_ids, dtype=str),
+                              neighbors=neighbors, scores=scores, popular=np.asarray(order, dtype=np.int32))
+        self.ranked = [data.item_ids[i] for i in order.tolist()]
 
     def profile(self, history: Sequence[str]) -> list[str]:
         """The ``profile_size`` most recent distinct items, newest first."""
@@ -189,30 +187,9 @@ class AdServerRecommender:
                     break
         return recent
 
-    def similar(self, context: Sequence[str]) -> list[str]:
-        """Neighbours of ``context`` (newest first), by recency-weighted summed similarity."""
-        scores: dict[int, float] = {}
-        for position, item in enumerate(context):
-            i = self.index.get(item)
-            if i is None:
-                continue
-            weight = 1.0 / (position + 1)
-            for j, s in zip(self.nb[i].tolist(), self.sc[i].tolist(), strict=True):
-                if j < 0:
-                    break
-                scores[j] = scores.get(j, 0.0) + weight * s
-        return [self.item_ids[j] for j in sorted(scores, key=lambda j: (-scores[j], j))]
-
     def recommend(self, history: Sequence[str], n: int) -> list[str]:
-        recent = self.profile(history)
-        out: list[str] = []
-        taken: set[str] = set()
-        _first_distinct(recent[: self.recent_slots], taken, out, n)
-        viewed = set(recent)
-        _first_distinct((j for j in self.similar(recent[: self.context_items]) if j not in viewed), taken, out, n)
-        _first_distinct(recent, taken, out, n)
-        _first_distinct(self.ranked, taken, out, n)
-        return out
+        picks = choose(self.profile(history), self.model, self.ranked, n, recent_cap=self.recent_slots)
+        return [p.item for p in picks]
 
 
 def default_recommenders() -> dict[str, Recommender]:

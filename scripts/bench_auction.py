@@ -9,7 +9,8 @@ and, separately, the auction itself (rules, CTR for every candidate, products, b
 A bare Flask endpoint answering a GIF is timed the same way in the same run, as the baseline.
 
 Needs ``ADSERVER_REDIS_URL`` and ``ADSERVER_CLICKHOUSE_URL`` (``source`` the env.sh written by
-``scripts/test_servers.py start``, using the ``ADSERVER_TEST_*`` values) or runs embedded.
+``python -m scripts.testservers start``, using the ``ADSERVER_TEST_*`` values) or runs embedded.
+Run from the checkout: ``python -m scripts.bench_auction [--help]``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SIZES = ("300x250", "728x90", "160x600", "320x50", "320x100", "responsive")
 PLACEMENTS = ("demo-feed", "demo-sidebar", "demo-banner")
@@ -40,7 +37,7 @@ def percentiles(samples: list[float]) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench_auction", description=__doc__.split("\n")[0])
     parser.add_argument("--campaigns", type=int, default=20, help="extra competing advertisers (one CPC campaign each)")
     parser.add_argument("--visitors", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=5000)
@@ -58,7 +55,7 @@ def main() -> int:
 
     from adserver import create_app
     from adserver.catalog.upload import import_products
-    from adserver.cli.commands import main as cli
+    from adserver.cli import run as cli
     from adserver.serving import auction
     from tracker.settings import load_settings
     from tracker.stores import Stores
@@ -74,17 +71,17 @@ def main() -> int:
     quiet = open(os.devnull, "w")  # noqa: SIM115
     stdout, sys.stdout = sys.stdout, quiet
     try:
-        cli(["migrate"])
-        cli(["demo", "--base-url", base])
+        cli(["migrate"], settings)
+        cli(["demo", "--base-url", base], settings)
         for n in range(args.campaigns):
             shop = f"shop{n:03d}"
-            cli(["create-advertiser", shop])
+            cli(["create-advertiser", shop], settings)
             rows = [{"id": f"S{n}-{k}", "title": f"Shop {n} product {k}", "link": f"{base}/{shop}/{k}",
                      "image_link": f"{base}/{shop}/{k}.png", "price": "19.90", "currency": "CNY",
                      "availability": "in stock"} for k in range(30)]
             import_products(stores, shop, json.dumps(rows).encode(), "json", full=True)
             cli(["create-campaign", f"{shop}-c", "--advertiser", shop, "--pricing", "cpc",
-                 "--price", f"{0.3 + (n % 10) / 10:.2f}", "--daily-budget", "100000", "--cap-per-day", "50"])
+                 "--price", f"{0.3 + (n % 10) / 10:.2f}", "--daily-budget", "100000", "--cap-per-day", "50"], settings)
     finally:
         sys.stdout = stdout
     app = create_app(settings)

@@ -3,10 +3,10 @@
 
 Loads a synthetic store of ``--products`` products (a feed through ``import-feed``, timed) and
 ``--events`` interest events (inserted into ClickHouse's ``events`` table), runs ``train`` (timed: the
-ClickHouse extraction, content and behavioural similarity, blend, artifact), then measures the
-per-decision lookup of the serving side (profile -> recent + similar + popular, in memory) against a
-decision without the model, and prints the figures. Needs ``ADSERVER_CLICKHOUSE_URL``/``ADSERVER_REDIS_URL``
-(e.g. ``source`` the env.sh of ``scripts/test_servers.py start``) or runs embedded.
+ClickHouse extraction, content and behavioural similarity, blend, artifact), then measures the ad
+decision of the serving side (the auction filling a unit with recent + similar + popular products, in
+memory) against a decision without the model, and prints the figures. Needs ``ADSERVER_CLICKHOUSE_URL`` /
+``ADSERVER_REDIS_URL`` (e.g. ``source`` the env.sh of ``python -m scripts.testservers start``) or runs embedded.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 ADVERTISER = "bench-shop"
 
@@ -82,12 +81,17 @@ def insert_events(events: int, products: int) -> float:
 
 
 def lookup_timing(decisions: int) -> dict:
-    from adserver.catalog.products import load_products
+    """Microseconds per ad decision through the auction (``adserver.serving.auction.run``) for visitors with
+    five recent views, with the trained model and without one; the store's data is in memory, as served."""
+    from datetime import date
+
+    from adserver.catalog.registry import Placement
+    from adserver.catalog.storage import load_products
     from adserver.learning.similar import ModelCache
-    from adserver.serving.decision import decide
+    from adserver.serving import auction
     from tracker.settings import load_settings
     from tracker.stores import Stores
-    from tracker.stream import Profile
+    from tracker.stream import Interest
 
     settings = load_settings()
     products = load_products(Stores(settings).clickhouse(), ADVERTISER)
@@ -95,13 +99,22 @@ def lookup_timing(decisions: int) -> dict:
     model = models.get(ADVERTISER)
     skus = list(products)
     rng = np.random.default_rng(3)
-    profiles = [Profile(ADVERTISER, [skus[j] for j in rng.integers(0, len(skus), 5)], set()) for _ in range(decisions)]
+    now = time.time()
+    interests = [Interest(ADVERTISER, now - 60, [skus[j] for j in rng.integers(0, len(skus), 5)], 5)
+                 for _ in range(decisions)]
     popular = model.popular_ids(50)
+    placement = Placement("bench", "site")
     out = {}
-    for label, model_fn in (("with model", lambda a: model), ("without model", lambda a: None)):
+    for label, artifact in (("with model", model), ("without model", None)):
+        sources = auction.Sources(
+            campaigns=lambda a: [], advertisers=lambda: [ADVERTISER], timezone=lambda a: "UTC",
+            catalog=lambda a: products, popular=lambda a: popular, model=lambda a, m=artifact: m,
+            predict=lambda *a: 0.0, reserve=lambda c, amount: True, local_date=lambda a, t: date.today(),
+        )
         started = time.perf_counter()
-        for profile in profiles:
-            decide(profile, ADVERTISER, lambda a: products, lambda a: popular, 4, model=model_fn)
+        for interest in interests:
+            ctx = auction.AuctionContext("bench", placement, True, "300x250", 4, "desktop", now, 12, [interest])
+            auction.run(ctx, sources)
         out[label] = (time.perf_counter() - started) / decisions * 1e6
     return out
 
@@ -128,7 +141,7 @@ def main() -> int:
     print(f"events inserted, {args.events:,}:             {events_s:7.1f} s")
     print(f"train, {args.products:,} products + {args.events:,} events: {train_s:7.1f} s (CLI, including start-up)")
     for label, micros in lookups.items():
-        print(f"ad decision lookup {label:<14}          {micros:7.1f} µs per decision (in memory, 4 slots)")
+        print(f"ad decision {label:<14}                 {micros:7.1f} µs per decision (auction, in memory, 4 slots)")
     return 0
 
 

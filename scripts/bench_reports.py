@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Report latency on the pre-aggregated tables against the same report computed from raw events.
 
-Usage (after ``scripts/gen_events.py`` filled the database)::
+Usage, from the checkout (after ``python -m scripts.gen_events`` filled the database)::
 
-    python scripts/bench_reports.py [--clickhouse clickhouse://127.0.0.1:9000/adserver] [--advertiser bench]
+    python -m scripts.bench_reports [--clickhouse clickhouse://127.0.0.1:9000/adserver] [--advertiser bench]
         [--from 2026-03-02 --to 2026-03-31] [--runs 5] [--raw-runs 1]
 
 For each breakdown it prints the median time of ``--runs`` reports (rows + totals, conversions
@@ -16,19 +16,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from dataclasses import replace
 from datetime import date, timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from adserver.console import attribution  # noqa: E402
-from adserver.console.report import GROUPS, ReportRequest, run_report  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gen_events import connect  # noqa: E402
+from adserver.console import attribution
+from adserver.console.report import GROUPS, ReportRequest, run_report
+from scripts.gen_events import connect
 
 
 def timed(fn, runs: int) -> tuple[float, object]:
@@ -41,7 +35,7 @@ def timed(fn, runs: int) -> tuple[float, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Time reports: pre-aggregated tables vs raw events.")
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench_reports", description="Time reports: pre-aggregated tables vs raw events.")
     parser.add_argument("--clickhouse", help="clickhouse://host:9000/db (default: ADSERVER_CLICKHOUSE_URL)")
     parser.add_argument("--advertiser", default="bench")
     parser.add_argument("--from", dest="start", type=date.fromisoformat)

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Writer throughput alone: repeated runs of ``bench.writer_throughput``, median reported.
+"""Writer throughput alone: repeated runs of ``benchlib.writer.writer_throughput``, median reported.
+
+Run from the checkout: ``python -m scripts.bench_writer [--help]``.
 
 Each run pre-fills a fresh Redis stream with ``--events`` entries, then times writer processes
 (``python -m tracker.writer``) from spawn until the stream is empty and every row is visible in
-ClickHouse. Throw-away servers are started (``scripts/test_servers.py``) unless ``--use-test-servers``
+ClickHouse. Throw-away servers are started (``scripts.testservers``) unless ``--use-test-servers``
 points the run at those named by ``ADSERVER_TEST_REDIS_URL`` / ``ADSERVER_TEST_CLICKHOUSE_URL``.
 The machine's cores are shared by Redis, ClickHouse and the writers: repeat runs, read the median.
 """
@@ -14,17 +16,14 @@ import argparse
 import os
 import secrets
 import statistics
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from scripts.bench import PY, Stack, server_pids, writer_throughput  # noqa: E402
+from scripts.benchlib.stack import PY, ROOT, Stack, server_pids
+from scripts.benchlib.writer import writer_throughput
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench_writer", description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--writers", type=int, default=1, help="writer processes sharing the stream")

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Generate a realistic volume of ad traffic straight into ClickHouse, for the reports benchmark.
 
-Usage::
+Usage, from the checkout::
 
-    python scripts/gen_events.py --impressions 100000000 [--advertiser bench] [--days 30]
+    python -m scripts.gen_events --impressions 100000000 [--advertiser bench] [--days 30]
         [--end 2026-03-31] [--timezone Asia/Shanghai] [--catalog 2000] [--placements 12]
         [--seed 1] [--chunk 2000000] [--clickhouse clickhouse://127.0.0.1:9000/adserver]
 
@@ -27,16 +27,13 @@ import os
 import sys
 import time
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from adserver.catalog.registry import save_advertiser, save_placement  # noqa: E402
-from adserver.console import attribution  # noqa: E402
+from adserver.catalog.registry import save_advertiser, save_placement
+from adserver.console import attribution
 from adserver.demo import synth
-from adserver.progress import Progress  # noqa: E402
-from tracker import schema  # noqa: E402
+from adserver.progress import Progress
+from tracker import schema
 
 
 def connect(url: str | None):
@@ -56,7 +53,7 @@ def connect(url: str | None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate synthetic ad traffic into ClickHouse.")
+    parser = argparse.ArgumentParser(prog="python -m scripts.gen_events", description="Generate synthetic ad traffic into ClickHouse.")
     parser.add_argument("--impressions", type=int, required=True, help="number of ad impressions to generate")
     parser.add_argument("--advertiser", default="bench")
     parser.add_argument("--days", type=int, default=30)

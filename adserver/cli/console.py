@@ -1,4 +1,4 @@
-"""Operator commands for reports, added to ``python -m adserver`` by :func:`add_commands`.
+"""Commands for the marketers' console: accounts, prices and the report tables.
 
 ``create-user <email> --advertiser <id> [--advertiser <id> ...]`` reads the password from standard
 input (never from the command line, where ``ps`` and shell history would see it); ``set-price``
@@ -7,17 +7,14 @@ sets what an advertiser pays; ``rebuild-reports`` refills the report tables from
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import sys
+from typing import IO
 
+import click
+
+from adserver.cli.context import CommandContext, with_context
 from tracker.errors import AdServerError
-
-
-def _ch():
-    from adserver.cli.commands import _clickhouse
-
-    return _clickhouse()
 
 
 def _known(ch, advertisers: list[str]) -> None:
@@ -30,7 +27,7 @@ def _known(ch, advertisers: list[str]) -> None:
         raise AdServerError(f"unknown advertiser(s): {', '.join(unknown)}", "unknown_advertiser")
 
 
-def read_password(stream=None) -> str:
+def read_password(stream: IO[str] | None = None) -> str:
     """The first line of standard input (asked twice, without echo, on a terminal)."""
     stream = stream or sys.stdin
     if stream.isatty():
@@ -38,84 +35,99 @@ def read_password(stream=None) -> str:
         if getpass.getpass("Again: ") != first:
             raise AdServerError("the two passwords differ", "password_mismatch")
         return first
-    return stream.readline().rstrip("\r\n")
+    line = stream.readline()
+    if not line:
+        raise AdServerError("no password on standard input", "password_missing")
+    return line.rstrip("\r\n")
 
 
-def cmd_create_user(args: argparse.Namespace) -> int:
+@click.command("create-user")
+@click.argument("email")
+@click.option("--advertiser", multiple=True, required=True, help="Advertiser the user may see (repeatable).")
+@with_context
+def create_user(context: CommandContext, email: str, advertiser: tuple[str, ...]) -> int:
+    """Create a marketer account (password from stdin).
+
+    Creates the user, or sets a new password, and gives access to the advertisers. The password is read
+    from standard input (at least 10 characters).
+    """
     from adserver.console.accounts import save_user
 
-    ch = _ch()
-    _known(ch, args.advertiser)
-    user = save_user(ch, args.email, read_password(), args.advertiser)
-    print(f"user {user.email} can see: {', '.join(args.advertiser)}")
+    ch = context.clickhouse()
+    _known(ch, list(advertiser))
+    user = save_user(ch, email, read_password(), list(advertiser))
+    click.echo(f"user {user.email} can see: {', '.join(advertiser)}")
     return 0
 
 
-def cmd_remove_user(args: argparse.Namespace) -> int:
+@click.command("remove-user")
+@click.argument("email")
+@click.option("--advertiser", multiple=True, help="Only remove access to this advertiser (repeatable).")
+@with_context
+def remove_user(context: CommandContext, email: str, advertiser: tuple[str, ...]) -> int:
+    """Disable a marketer account or remove advertisers.
+
+    Without --advertiser the account is disabled; with it, only those memberships go.
+    """
     from adserver.console.accounts import disable_user, normalize_email, set_memberships
 
-    ch = _ch()
-    email = normalize_email(args.email)
-    if args.advertiser:
-        set_memberships(ch, email, args.advertiser, remove=True)
-        print(f"user {email} can no longer see: {', '.join(args.advertiser)}")
+    ch = context.clickhouse()
+    email = normalize_email(email)
+    if advertiser:
+        set_memberships(ch, email, list(advertiser), remove=True)
+        click.echo(f"user {email} can no longer see: {', '.join(advertiser)}")
         return 0
     if not disable_user(ch, email):
-        print(f"no such user {email}", file=sys.stderr)
+        click.echo(f"no such user {email}", err=True)
         return 1
-    print(f"user {email} disabled")
+    click.echo(f"user {email} disabled")
     return 0
 
 
-def cmd_set_price(args: argparse.Namespace) -> int:
-    from adserver.console.prices import set_price
+@click.command("set-price")
+@click.argument("advertiser")
+@click.option("--cpc", type=float, help="Price per click.")
+@click.option("--cpm", type=float, help="Price per 1000 impressions.")
+@click.option("--none", "no_price", is_flag=True, help="Remove the price.")
+@with_context
+def set_price(context: CommandContext, advertiser: str, cpc: float | None, cpm: float | None,
+              no_price: bool) -> int:
+    """Set an advertiser's CPC or CPM price (cost, ROAS).
 
-    ch = _ch()
-    _known(ch, [args.advertiser])
-    if args.none:
-        set_price(ch, args.advertiser, "", 0.0)
-        print(f"{args.advertiser}: no price (reports show no cost or ROAS)")
+    One price per advertiser, in its currency; applies to every report. Give exactly one of --cpc, --cpm
+    or --none.
+    """
+    from adserver.console.prices import set_price as store_price
+
+    if (cpc is not None) + (cpm is not None) + no_price != 1:
+        raise click.UsageError("give exactly one of --cpc, --cpm or --none", click.get_current_context())
+    ch = context.clickhouse()
+    _known(ch, [advertiser])
+    if no_price:
+        store_price(ch, advertiser, "", 0.0)
+        click.echo(f"{advertiser}: no price (reports show no cost or ROAS)")
         return 0
-    model, amount = ("cpc", args.cpc) if args.cpc is not None else ("cpm", args.cpm)
-    set_price(ch, args.advertiser, model, amount)
-    print(f"{args.advertiser}: {model.upper()} {amount}")
+    model, amount = ("cpc", cpc) if cpc is not None else ("cpm", cpm)
+    store_price(ch, advertiser, model, amount)
+    click.echo(f"{advertiser}: {model.upper()} {amount}")
     return 0
 
 
-def cmd_rebuild_reports(args: argparse.Namespace) -> int:
-    from adserver.console.maintenance import rebuild_reports
+@click.command("rebuild-reports")
+@with_context
+def rebuild_reports(context: CommandContext) -> int:
+    """Refill the report tables from the raw events.
+
+    Empties the pre-aggregated report tables and recomputes them from events, a month at a time. Stop the
+    writer first: events inserted meanwhile could be counted twice.
+    """
+    from adserver.console.maintenance import rebuild_reports as rebuild
     from adserver.progress import Progress
 
     progress = Progress("rebuild reports (months)")
-    months = rebuild_reports(_ch(), progress=progress.update)
+    months = rebuild(context.clickhouse(), progress=progress.update)
     progress.finish(f"{months} month(s) of events")
     return 0
 
 
-def add_commands(sub) -> None:
-    p = sub.add_parser("create-user", help="create a marketer account (password from stdin)",
-                       description="Create a marketer user, or set a new password, and give access to advertisers. "
-                                   "The password is read from standard input (at least 10 characters).")
-    p.add_argument("email")
-    p.add_argument("--advertiser", action="append", required=True, help="advertiser the user may see (repeatable)")
-    p.set_defaults(func=cmd_create_user)
-
-    p = sub.add_parser("remove-user", help="disable a marketer account, or remove some of its advertisers",
-                       description="Without --advertiser the account is disabled; with it, only those memberships go.")
-    p.add_argument("email")
-    p.add_argument("--advertiser", action="append", help="only remove access to this advertiser (repeatable)")
-    p.set_defaults(func=cmd_remove_user)
-
-    p = sub.add_parser("set-price", help="set what an advertiser pays (CPC or CPM), for cost and ROAS",
-                       description="One price per advertiser, in its currency; applies to every report.")
-    p.add_argument("advertiser")
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--cpc", type=float, help="price per click")
-    group.add_argument("--cpm", type=float, help="price per 1000 impressions")
-    group.add_argument("--none", action="store_true", help="remove the price")
-    p.set_defaults(func=cmd_set_price)
-
-    p = sub.add_parser("rebuild-reports", help="refill the report tables from the raw events",
-                       description="Empty the pre-aggregated report tables and recompute them from events. "
-                                   "Stop the writer first: events inserted meanwhile could be counted twice.")
-    p.set_defaults(func=cmd_rebuild_reports)
+COMMANDS = (create_user, remove_user, set_price, rebuild_reports)

@@ -1,27 +1,20 @@
-"""The second demo advertiser, "Trailhead Outdoor" / 山径户外: its products, feed rows and pictures.
+"""The second demo advertiser, "Trailhead Outdoor" / 山径户外 (advertiser ``outdoor``): its products and pictures.
 
 With two stores the ad auction has two advertisers competing for the same slots, and a shopper who
-browses both shows interest in each. Like :mod:`adserver.demo.catalog`, the shop owns its products
-itself (its pages read them from here) and its pictures are generated SVG files drawn in the same
-style, so the demo works offline.
-
-Everything is deterministic: ``write_all()`` rewrites the pictures and the logo byte for byte
-(``python -c "from adserver.demo.outdoor import write_all; write_all()"``).
+browses both shows interest in each. Its pictures are drawn in the same style as the Lotus store's
+(:mod:`adserver.demo.shop`). Everything is deterministic: ``write_all()`` rewrites the pictures and
+the logo byte for byte (``python -c "from adserver.demo.outdoor import write_all; write_all()"``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from adserver.demo.catalog import Category, picture_svg
+from adserver.demo.shop import STATIC_ROOT, Category, Row, ShopCatalog
 
 ADVERTISER = "outdoor"
 NAME = "Trailhead Outdoor 山径户外"
 CURRENCY = "CNY"
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "demo" / "outdoor"
-LOGO_PATH = STATIC_DIR / "logo.svg"
-# Sold out, so the ad server's handling of unavailable products shows in this store too.
-OUT_OF_STOCK = frozenset({"T2007", "T2022"})
 
 CATEGORIES: tuple[Category, ...] = (
     Category("tents", "Tents", "帐篷", "Outdoor > Camping > Tents", "#2e7d32", "tent"),
@@ -31,14 +24,12 @@ CATEGORIES: tuple[Category, ...] = (
     Category("trekking-poles", "Trekking Poles", "登山杖", "Outdoor > Hiking > Trekking Poles", "#c62828", "poles"),
     Category("sleeping-bags", "Sleeping Bags", "睡袋", "Outdoor > Camping > Sleeping Bags", "#1565c0", "sleeping-bag"),
 )
-_BY_SLUG = {c.slug: c for c in CATEGORIES}
-_BY_PRODUCT_TYPE = {c.product_type: c for c in CATEGORIES}
 
 # Colour of the drawn object for colour variants; other products are drawn in white.
 VARIANT_COLOURS = {"orange": "#ff7043", "sand": "#e6c98f", "grey": "#b0bec5"}
 
-# (category slug, title, description, brand, price, item_group_id, variant colour)
-_ROWS: tuple[tuple[str, str, str, str, str, str, str], ...] = (
+# The products, in id order (T2001 first): see ``Row``.
+ROWS: tuple[Row, ...] = (
     ("tents", "双人轻量帐篷 Ridge 2 Ultralight Tent 橙色 Orange", "Two people, 1.4 kg, two doors and two vestibules. 双层防雨。", "Trailhead", "1299.00", "RIDGE2", "orange"),
     ("tents", "Ridge 2 Ultralight Tent 双人帐篷 沙色 Sand", "Two people, 1.4 kg, two doors and two vestibules. 双层防雨。", "Trailhead", "1299.00", "RIDGE2", "sand"),
     ("tents", "双人轻量帐篷 Ridge 2 Ultralight Tent 灰色 Grey", "Two people, 1.4 kg, two doors and two vestibules. 双层防雨。", "Trailhead", "1299.00", "RIDGE2", "grey"),
@@ -65,49 +56,8 @@ _ROWS: tuple[tuple[str, str, str, str, str, str, str], ...] = (
     ("sleeping-bags", "Silk Sleeping Bag Liner 真丝睡袋内胆", "Adds warmth and keeps the bag clean; 120 g.", "Trailhead", "189.00", "", ""),
 )
 
-
-def _product_id(index: int) -> str:
-    return f"T{2001 + index}"
-
-
-def outdoor_products(base_url: str) -> list[dict]:
-    """The outdoor store's products as feed rows, with links and pictures under ``base_url``.
-
-    Same fields as :func:`adserver.demo.catalog.demo_products`, so one import path serves both
-    demo advertisers; ``base_url`` is the origin the store is reached at.
-    """
-    base = base_url.rstrip("/")
-    products = []
-    for index, (slug, title, description, brand, price, group, _colour) in enumerate(_ROWS):
-        pid = _product_id(index)
-        products.append({
-            "id": pid,
-            "title": title,
-            "description": description,
-            "link": f"{base}/demo/outdoor/p/{pid}",
-            "image_link": f"{base}/static/demo/outdoor/{pid}.svg",
-            "price": price,
-            "currency": CURRENCY,
-            "availability": "out of stock" if pid in OUT_OF_STOCK else "in stock",
-            "product_type": _BY_SLUG[slug].product_type,
-            "brand": brand,
-            "item_group_id": group,
-        })
-    return products
-
-
-def category_of(product: dict) -> Category:
-    """The store department a feed row belongs to (from its ``product_type``)."""
-    return _BY_PRODUCT_TYPE[product["product_type"]]
-
-
-def category_by_slug(slug: str) -> Category | None:
-    """The department for a ``?cat=`` filter value, or None for an unknown one."""
-    return _BY_SLUG.get(slug)
-
-
 # Drawings centred in a 400x400 box; "F" is replaced by the object's colour, "B" by the background.
-_SHAPES = {
+SHAPES = {
     "tent": (
         '<path d="M200 96 V78" stroke="F" stroke-width="8" stroke-linecap="round"/>'
         '<path d="M200 100 L338 298 H62 Z" fill="F"/>'
@@ -153,51 +103,34 @@ _SHAPES = {
     ),
 }
 
+# The logo: a mountain and the store's Latin name (CJK fonts are not assumed).
+LOGO_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="220" height="48" viewBox="0 0 220 48" '
+    'role="img" aria-label="Trailhead Outdoor">'
+    '<path d="M2 40 L17 16 L24 27 L32 6 L46 40 Z" fill="#2f5d3a"/>'
+    '<path d="M32 6 L29 14 L31 12 L33 15 L35 14 Z" fill="#fff"/>'
+    '<rect x="4" y="40" width="40" height="4" rx="2" fill="#e8590c"/>'
+    '<text x="54" y="32" font-family="sans-serif" font-size="22" font-weight="bold" '
+    'fill="#1f2933">Trailhead</text>'
+    '<text x="154" y="31" font-family="sans-serif" font-size="10" font-weight="bold" letter-spacing="1" '
+    'fill="#e8590c">OUTDOOR</text>'
+    "</svg>\n"
+)
 
-def product_svg(index: int) -> str:
-    """The picture of the product at ``index``: its category's colour and object, and its id."""
-    slug, _title, _desc, _brand, _price, _group, colour = _ROWS[index]
-    category = _BY_SLUG[slug]
-    return picture_svg(category, _SHAPES[category.shape], _product_id(index), VARIANT_COLOURS.get(colour, "#ffffff"))
-
-
-def logo_svg() -> str:
-    """The store's logo: a mountain and the store's Latin name (CJK fonts are not assumed)."""
-    return (
-        '<svg xmlns="http://www.w3.org/2000/svg" width="220" height="48" viewBox="0 0 220 48" '
-        'role="img" aria-label="Trailhead Outdoor">'
-        '<path d="M2 40 L17 16 L24 27 L32 6 L46 40 Z" fill="#2f5d3a"/>'
-        '<path d="M32 6 L29 14 L31 12 L33 15 L35 14 Z" fill="#fff"/>'
-        '<rect x="4" y="40" width="40" height="4" rx="2" fill="#e8590c"/>'
-        '<text x="54" y="32" font-family="sans-serif" font-size="22" font-weight="bold" '
-        'fill="#1f2933">Trailhead</text>'
-        '<text x="154" y="31" font-family="sans-serif" font-size="10" font-weight="bold" letter-spacing="1" '
-        'fill="#e8590c">OUTDOOR</text>'
-        "</svg>\n"
-    )
-
-
-def write_images(folder: Path = STATIC_DIR) -> list[Path]:
-    """Write ``T2001.svg`` .. ``T2024.svg`` into ``folder`` (created if missing)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(len(_ROWS)):
-        path = folder / f"{_product_id(index)}.svg"
-        path.write_text(product_svg(index), encoding="ascii")
-        paths.append(path)
-    return paths
+CATALOG = ShopCatalog(
+    advertiser=ADVERTISER, name=NAME, currency=CURRENCY, id_prefix="T", first_number=2001,
+    store_path="/demo/outdoor", images="demo/outdoor", logo="demo/outdoor/logo.svg", logo_svg=LOGO_SVG,
+    categories=CATEGORIES, rows=ROWS, shapes=SHAPES, variant_colours=VARIANT_COLOURS,
+    # Sold out, so the ad server's handling of unavailable products shows in this store too.
+    out_of_stock=frozenset({"T2007", "T2022"}),
+)
 
 
-def write_logo(path: Path = LOGO_PATH) -> Path:
-    """Write the store's ``logo.svg``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(logo_svg(), encoding="ascii")
-    return path
+def outdoor_products(base_url: str) -> list[dict]:
+    """The 24 products as feed rows, with links and pictures under ``base_url`` (the store's origin)."""
+    return CATALOG.products(base_url)
 
 
-def write_all(folder: Path = STATIC_DIR) -> list[Path]:
-    """Regenerate every committed file of the outdoor store (pictures and logo) in ``folder``."""
-    folder = Path(folder)
-    return [*write_images(folder), write_logo(folder / "logo.svg")]
+def write_all(static: Path = STATIC_ROOT) -> list[Path]:
+    """Regenerate every committed file of the store: the product pictures and the logo."""
+    return CATALOG.write_files(static)

@@ -1,10 +1,10 @@
-"""Routes of the demo store (the advertiser's site) and the demo microblog (the publisher's site).
+"""Routes of the demo stores (the advertisers' sites) and the demo microblog (the publisher's site).
 
-The store pages stand for shops that installed our tag: they read each shop's own products from
-:mod:`adserver.demo.catalog` (Lotus & Co., ``/demo/store``) or :mod:`adserver.demo.outdoor` (Trailhead
-Outdoor, ``/demo/outdoor``, a second advertiser competing for the same ad slots), render them with the
-same templates, and only talk to the ad server through ``/tag.js`` and ``/px.gif``, exactly as a real
-advertiser's pages would. The microblog stands for a publisher: it only embeds the
+The store pages stand for shops that installed our tag: each shop reads its own products from its
+catalog (:mod:`adserver.demo.lotus`: Lotus & Co., ``/demo/store``; :mod:`adserver.demo.outdoor`:
+Trailhead Outdoor, ``/demo/outdoor``, a second advertiser competing for the same ad slots), the same
+templates render both, and they only talk to the ad server through ``/tag.js`` and ``/px.gif``,
+exactly as a real advertiser's pages would. The microblog stands for a publisher: it only embeds the
 ``/ad`` iframe. The ad server's URLs are written as literal paths so this blueprint can be served
 on its own.
 """
@@ -12,27 +12,28 @@ on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from adserver.demo import catalog, outdoor
+from adserver.demo import lotus, outdoor
+from adserver.demo.shop import ShopCatalog
 
 bp = Blueprint("demo", __name__, url_prefix="/demo", template_folder="templates")
 
 
 @dataclass(frozen=True)
 class Shop:
-    """What differs between the demo's store sites, so one set of store templates serves them all.
+    """What differs between the demo's store sites, so one set of views and templates serves them all.
 
-    ``views`` prefixes the endpoint names of the shop's ``store``, ``product`` and ``cart`` pages;
-    ``neighbour`` is the other demo shop, linked from the footer so a visitor can browse both.
+    ``catalog`` holds the shop's products and pictures, the other fields its look. ``views``
+    prefixes the endpoint names of the shop's ``store``, ``product`` and ``cart`` pages; ``neighbour`` is the other demo shop, linked from the footer so a visitor can browse both.
     """
 
-    advertiser: str
+    catalog: ShopCatalog
     name: str
     name_zh: str
-    logo: str
     accent: str
     views: str
     cart_key: str
@@ -44,31 +45,34 @@ class Shop:
     neighbour_name: str
     neighbour_views: str
 
+    @property
+    def advertiser(self) -> str:
+        return self.catalog.advertiser
+
+    @property
+    def logo(self) -> str:
+        """The logo's path under the static folder."""
+        return self.catalog.logo
+
     def view(self, page: str) -> str:
         """The endpoint name of one of the shop's pages, for ``url_for``."""
         return self.views + page
 
 
 LOTUS = Shop(
-    advertiser="demo", name="Lotus & Co.", name_zh="莲花良品", logo="demo/logo.svg", accent="#d81b60",
+    catalog=lotus.CATALOG, name="Lotus & Co.", name_zh="莲花良品", accent="#d81b60",
     views="demo.", cart_key="lotus-cart", cart_script="lotusCart", order_prefix="LC-",
     headline="好物，慢慢挑 · Good things, chosen slowly",
     blurb="Tea ware, audio, running, bags, keyboards, skincare, coffee and lamps.", thanks_icon="🪷",
     neighbour_name="山径户外 Trailhead Outdoor", neighbour_views="demo.outdoor_",
 )
 TRAILHEAD = Shop(
-    advertiser=outdoor.ADVERTISER, name="Trailhead Outdoor", name_zh="山径户外", logo="demo/outdoor/logo.svg",
-    accent="#e8590c", views="demo.outdoor_", cart_key="trailhead-cart", cart_script="trailheadCart",
-    order_prefix="TH-", headline="山就在那里 · The trail starts here",
+    catalog=outdoor.CATALOG, name="Trailhead Outdoor", name_zh="山径户外", accent="#e8590c",
+    views="demo.outdoor_", cart_key="trailhead-cart", cart_script="trailheadCart", order_prefix="TH-",
+    headline="山就在那里 · The trail starts here",
     blurb="Tents, hiking boots, headlamps, camping mugs, trekking poles and sleeping bags.", thanks_icon="🏕️",
     neighbour_name="莲花良品 Lotus & Co.", neighbour_views="demo.",
 )
-
-
-@bp.context_processor
-def _default_shop() -> dict:
-    """Store pages belong to the Lotus shop unless their view names another one."""
-    return {"shop": LOTUS}
 
 PLACEMENT = "demo-feed"
 UTM_ORDER = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
@@ -86,15 +90,6 @@ FEED_POSTS = (
 )
 
 
-def _products() -> list[dict]:
-    """The store's own products, with links on the host the visitor used."""
-    return catalog.demo_products(request.host_url.rstrip("/"))
-
-
-def _categories() -> list[catalog.Category]:
-    return list(catalog.CATEGORIES)
-
-
 def _ago(minutes: int) -> str:
     return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h"
 
@@ -105,103 +100,54 @@ def index() -> Response:
     return redirect(url_for("demo.feed"))
 
 
-@bp.get("/store")
-def store() -> str:
-    """The store's home page, or one department of it with ``?cat=<slug>``.
+def _products(shop: Shop) -> list[dict]:
+    """The shop's own products, with links on the host the visitor used."""
+    return shop.catalog.products(request.host_url.rstrip("/"))
+
+
+def _store_page(shop: Shop) -> str:
+    """A shop's home page, or one department of it with ``?cat=<slug>``.
 
     The home page fires ``view_home``; a department fires ``view_list`` with the products shown,
     which tells the ad server what the shopper is browsing before any product page is opened.
     """
-    products = _products()
+    catalog = shop.catalog
+    products = _products(shop)
     category = catalog.category_by_slug(request.args.get("cat", ""))
     if category is not None:
         products = [p for p in products if catalog.category_of(p) is category]
     return render_template(
         "demo/store.html",
+        shop=shop,
         products=products,
-        categories=_categories(),
+        categories=list(catalog.categories),
         category=category,
         event="view_list" if category else "view_home",
         skus=",".join(p["id"] for p in products) if category else "",
     )
 
 
-@bp.get("/store/p/<sku>")
-def product(sku: str) -> tuple[str, int] | str:
-    """A product page: fires ``view_item``; shows the UTM parameters an ad click brought along."""
-    products = _products()
-    item = next((p for p in products if p["id"] == sku), None)
-    if item is None:
-        return render_template("demo/not_found.html", categories=_categories(), category=None, sku=sku), 404
-    category = catalog.category_of(item)
-    related = [p for p in products if catalog.category_of(p) is category and p["id"] != sku][:4]
-    group = item["item_group_id"]
-    variants = [p for p in products if group and p["item_group_id"] == group and p["id"] != sku]
-    utm = sorted(
-        ((k, v) for k, v in request.args.items() if k.startswith("utm_") and v),
-        key=lambda kv: (UTM_ORDER.index(kv[0]) if kv[0] in UTM_ORDER else len(UTM_ORDER), kv[0]),
-    )
-    return render_template(
-        "demo/product.html",
-        product=item,
-        category=category,
-        categories=_categories(),
-        related=related,
-        variants=variants,
-        utm=utm,
-    )
+def _product_page(shop: Shop, sku: str) -> tuple[str, int] | str:
+    """A product page: fires ``view_item``; shows the UTM parameters an ad click brought along.
 
-
-@bp.get("/store/cart")
-def cart() -> str:
-    """The cart: kept in the browser's localStorage by the store's own script.
-
-    The page's script fires ``view_cart`` with the skus in the cart and ``purchase`` when the order
-    is placed, as a shop's checkout would after its own order handling.
+    An unknown sku is a 404 page that reports nothing to the ad server.
     """
-    prices = [
-        {"id": p["id"], "title": p["title"], "price": p["price"], "image": p["image_link"], "link": p["link"]}
-        for p in _products()
-    ]
-    return render_template("demo/cart.html", categories=_categories(), category=None, catalog=prices)
-
-
-@bp.get("/outdoor")
-def outdoor_store() -> str:
-    """The outdoor shop's home page, or one department with ``?cat=<slug>`` (``view_home`` / ``view_list``)."""
-    products = outdoor.outdoor_products(request.host_url.rstrip("/"))
-    category = outdoor.category_by_slug(request.args.get("cat", ""))
-    if category is not None:
-        products = [p for p in products if outdoor.category_of(p) is category]
-    return render_template(
-        "demo/store.html",
-        shop=TRAILHEAD,
-        products=products,
-        categories=list(outdoor.CATEGORIES),
-        category=category,
-        event="view_list" if category else "view_home",
-        skus=",".join(p["id"] for p in products) if category else "",
-    )
-
-
-@bp.get("/outdoor/p/<sku>")
-def outdoor_product(sku: str) -> tuple[str, int] | str:
-    """An outdoor product page: fires ``view_item`` for advertiser ``outdoor``; 404 for unknown skus."""
-    products = outdoor.outdoor_products(request.host_url.rstrip("/"))
-    categories = list(outdoor.CATEGORIES)
+    catalog = shop.catalog
+    products = _products(shop)
+    categories = list(catalog.categories)
     item = next((p for p in products if p["id"] == sku), None)
     if item is None:
-        return render_template("demo/not_found.html", shop=TRAILHEAD, categories=categories, category=None,
+        return render_template("demo/not_found.html", shop=shop, categories=categories, category=None,
                                sku=sku), 404
-    category = outdoor.category_of(item)
+    category = catalog.category_of(item)
     group = item["item_group_id"]
     return render_template(
         "demo/product.html",
-        shop=TRAILHEAD,
+        shop=shop,
         product=item,
         category=category,
         categories=categories,
-        related=[p for p in products if outdoor.category_of(p) is category and p["id"] != sku][:4],
+        related=[p for p in products if catalog.category_of(p) is category and p["id"] != sku][:4],
         variants=[p for p in products if group and p["item_group_id"] == group and p["id"] != sku],
         utm=sorted(
             ((k, v) for k, v in request.args.items() if k.startswith("utm_") and v),
@@ -210,15 +156,31 @@ def outdoor_product(sku: str) -> tuple[str, int] | str:
     )
 
 
-@bp.get("/outdoor/cart")
-def outdoor_cart() -> str:
-    """The outdoor shop's cart (its own localStorage key): ``view_cart`` on load, ``purchase`` on order."""
+def _cart_page(shop: Shop) -> str:
+    """The cart: kept in the browser's localStorage (one key per shop) by the shop's own script.
+
+    The page's script fires ``view_cart`` with the skus in the cart and ``purchase`` when the order
+    is placed, as a shop's checkout would after its own order handling.
+    """
     prices = [
         {"id": p["id"], "title": p["title"], "price": p["price"], "image": p["image_link"], "link": p["link"]}
-        for p in outdoor.outdoor_products(request.host_url.rstrip("/"))
+        for p in _products(shop)
     ]
-    return render_template("demo/cart.html", shop=TRAILHEAD, categories=list(outdoor.CATEGORIES), category=None,
+    return render_template("demo/cart.html", shop=shop, categories=list(shop.catalog.categories), category=None,
                            catalog=prices)
+
+
+def _serve(shop: Shop) -> None:
+    """Route the shop's store, product and cart pages under its store path, named by ``shop.views``."""
+    path = shop.catalog.store_path.removeprefix(bp.url_prefix)
+    name = shop.views.removeprefix(f"{bp.name}.")
+    bp.add_url_rule(path, name + "store", partial(_store_page, shop))
+    bp.add_url_rule(f"{path}/p/<sku>", name + "product", partial(_product_page, shop))
+    bp.add_url_rule(f"{path}/cart", name + "cart", partial(_cart_page, shop))
+
+
+for _shop in (LOTUS, TRAILHEAD):
+    _serve(_shop)
 
 
 @bp.get("/feed")

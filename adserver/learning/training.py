@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adserver.catalog.products import load_products
+from adserver.catalog.storage import load_products
 from adserver.progress import Progress
 from tracker.clickhouse import ClickHouse
 from tracker.events import INTEREST_WEIGHTS

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from adserver.campaigns.campaign import Campaign
 from adserver.catalog.registry import Placement
-from adserver.serving.decision import Decision, Slot, fill_slots, popular_for, similar_candidates
+from adserver.serving.decision import Decision, Slot, fill_unit, popular_for
 from tracker.stream import Frequency, Interest
 
 FATIGUE_FREE = 3  # unclicked impressions before fatigue starts (settings override)
@@ -168,9 +168,8 @@ def _slots(candidate: Candidate, ctx: AuctionContext, sources: Sources) -> list[
     interest = candidate.interest
     if interest is None:
         bought = next((i.bought for i in ctx.interests if i.advertiser == candidate.advertiser), set())
-        return fill_slots(products, [], popular, bought if ctx.personalised else set(), ctx.slots)
-    similar = similar_candidates(artifact, [s for s in interest.recent if s in products])
-    return fill_slots(products, interest.recent, popular, interest.bought, ctx.slots, similar)
+        return fill_unit(products, [], popular, bought if ctx.personalised else set(), ctx.slots)
+    return fill_unit(products, interest.recent, popular, interest.bought, ctx.slots, artifact)
 
 
 def run(ctx: AuctionContext, sources: Sources) -> tuple[Decision, list[Candidate]]:

@@ -1,23 +1,21 @@
-"""The ad decision: which advertiser, which products, in which order, and why.
+"""The ad decision: which advertiser (chosen by ``auction``), which products, in which order, and why.
 
-For a visitor with a usable cookie, the advertiser they showed interest in most recently is chosen.
-Slots are filled with what they viewed there (newest first, at most half of the unit while similar
-products are available), then products similar to their last few views (from the trained model,
-weighted by how recent the view is), then the advertiser's popular products. Everything is in memory
-except one Redis round trip for the profile. Products that no longer exist, are out of stock or were
-bought already are skipped, and one product per item group (colour variants) is shown.
+A unit is filled by the ranking policy (``models/policy.py``): what the visitor viewed at the advertiser
+(newest first, at most half of the unit while similar products are available), then products similar to
+their last few views (from the trained model, weighted by how recent the view is), then the advertiser's
+popular products. This module adds the catalog: products that no longer exist, are out of stock or were
+bought already are skipped, and one product per item group (colour variants) is shown. Everything is in
+memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
-from adserver.catalog.products import Product
-from tracker.stream import Profile
-
-SIMILAR_SOURCES = 3  # how many of the latest views seed similar products
-PER_SOURCE = 20
+from adserver.catalog.product import Product
+from models.policy import Neighbours, rank, similar_candidates
 
 
 @dataclass
@@ -40,88 +38,28 @@ class Decision:
     interest: object | None = None  # tracker.stream.Interest behind a personalised decision
 
 
-def similar_candidates(model, recent: Sequence[str], sources: int = SIMILAR_SOURCES) -> list[tuple[str, str]]:
-    """Neighbours of the latest views as ``(sku, source_sku)``, best first.
-
-    A candidate's score adds up over the views it neighbours, each weighted 1/(position+1) so the
-    latest view counts most; its source is the view that contributed most.
-    """
-    if model is None:
-        return []
-    scores: dict[str, float] = {}
-    best: dict[str, tuple[float, str]] = {}
-    for position, source in enumerate(recent[:sources]):
-        weight = 1.0 / (position + 1)
-        for sku, score in model.similar(source, PER_SOURCE):
-            contribution = float(score) * weight
-            scores[sku] = scores.get(sku, 0.0) + contribution
-            if contribution > best.get(sku, (0.0, ""))[0]:
-                best[sku] = (contribution, source)
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [(sku, best[sku][1]) for sku, _ in ranked]
+def fill_unit(products: dict[str, Product], recent: Sequence[str], popular: Sequence[str], bought: set[str],
+              count: int, model: Neighbours | None = None) -> list[Slot]:
+    """The unit for a visitor whose recent views at the advertiser are ``recent`` (newest first; none for a
+    non-personalised unit): similar products are seeded by the views still in the catalog."""
+    in_catalog = [sku for sku in recent if sku in products]
+    return fill_slots(products, in_catalog, popular, bought, count, similar_candidates(model, in_catalog))
 
 
 def fill_slots(products: dict[str, Product], recent: Sequence[str], popular: Sequence[str], bought: set[str],
                count: int, similar: Sequence[tuple[str, str]] = ()) -> list[Slot]:
-    """Recent (up to half while similar products exist), similar, the other recent, then popular."""
-    slots: list[Slot] = []
-    used_skus: set[str] = set()
-    used_groups: set[str] = set()
+    """The ranking policy (``models.policy.rank``) over the advertiser's catalog: only products that exist,
+    are in stock and were not bought, one per item group; the catalog's own order after ``popular``."""
 
-    def take(sku: str, reason: str, source: str = "") -> bool:
-        if len(slots) >= count:
-            return False
+    def shown_as(sku: str) -> str | None:
         product = products.get(sku)
-        if product is None or sku in used_skus or sku in bought or not product.in_stock:
-            return False
-        group = product.item_group_id or sku
-        if group in used_groups:
-            return False
-        used_skus.add(sku)
-        used_groups.add(group)
-        slots.append(Slot(product, reason, source))
-        return True
+        if product is None or sku in bought or not product.in_stock:
+            return None
+        return product.item_group_id or sku
 
-    viewed = set(recent)
-    recent_cap = max(1, count // 2) if similar else count
-    taken_recent = 0
-    for sku in recent:
-        if taken_recent >= recent_cap:
-            break
-        taken_recent += take(sku, "recent")
-    for sku, source in similar:
-        if sku not in viewed:
-            take(sku, "similar", source)
-    for sku in recent:
-        take(sku, "recent")
-    for sku in popular:
-        take(sku, "popular")
-    for sku in products:  # catalog order: a new store has no popularity yet
-        if len(slots) >= count:
-            break
-        take(sku, "popular")
-    slots.sort(key=lambda s: ("recent", "similar", "popular").index(s.reason))
-    return slots
-
-
-def decide(profile: Profile | None, fallback_advertiser: str | None,
-           catalog: Callable[[str], dict[str, Product]], popular: Callable[[str], Sequence[str]], count: int,
-           model: Callable[[str], object] = lambda advertiser: None) -> Decision:
-    """Pick the advertiser and fill ``count`` slots; ``catalog``/``popular``/``model`` look data up per advertiser."""
-    if profile is not None and profile.advertiser:
-        advertiser = profile.advertiser
-        products = catalog(advertiser)
-        artifact = model(advertiser)
-        similar = similar_candidates(artifact, [s for s in profile.recent if s in products])
-        slots = fill_slots(products, profile.recent, popular_for(popular, artifact, advertiser), profile.bought,
-                           count, similar)
-        if slots:
-            return Decision(advertiser, slots, personalised=True, path="personalised")
-    if fallback_advertiser is None:
-        return Decision(None, [], path="empty")
-    products = catalog(fallback_advertiser)
-    slots = fill_slots(products, [], popular_for(popular, model(fallback_advertiser), fallback_advertiser), set(), count)
-    return Decision(fallback_advertiser, slots, path="fallback" if slots else "empty")
+    # Catalog order last: a new store has no popularity yet.
+    picks = rank(recent, similar, chain(popular, products), count, key=shown_as)
+    return [Slot(products[p.item], p.reason, p.source) for p in picks]
 
 
 def popular_for(popular: Callable[[str], Sequence[str]], artifact, advertiser: str) -> list[str]:

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, jsonify, request
 
 from adserver.campaigns.budgets import local_date
 from adserver.campaigns.campaign import Campaign
-from adserver.catalog.products import Product
+from adserver.catalog.product import Product
 from adserver.services import services
 from adserver.serving import auction
 from adserver.serving.auction import AuctionContext, Candidate

@@ -144,11 +144,15 @@ def test_adserver_recommender_order_recent_then_similar_then_popular():
     rec = AdServerRecommender(recent_slots=2)
     rec.fit(session_log())
     assert rec.ranked == ["p", "b", "a", "d", "c", "e"]  # popularity: purchases of p weigh 5
-    out = rec.recommend(["c", "a", "a", "p"], 6)
-    # Recent distinct items, newest first: p, a. Then the neighbours of p, a, c (weights 1, 1/2, 1/3): b is
-    # both p's and a's close neighbour. No item twice; the six items of the log fill the six slots.
-    assert out[:3] == ["p", "a", "b"]
-    assert sorted(out) == ["a", "b", "c", "d", "e", "p"]
+    # Recent distinct items, newest first: p, a, c; two of them lead. Then the neighbours of p, a, c
+    # (weights 1, 1/2, 1/3) the visitor has not seen: b is both p's and a's close neighbour.
+    assert rec.recommend(["c", "a", "a", "p"], 5) == ["p", "a", "b", "d", "e"]
+    # With a slot left after the similar items, the third recent item takes it, listed with the recent ones.
+    assert rec.recommend(["c", "a", "a", "p"], 6) == ["p", "a", "c", "b", "d", "e"]
+    # By default at most half of the unit goes to recent items, as in a served ad.
+    default = AdServerRecommender()
+    default.fit(session_log())
+    assert default.recommend(["c", "a", "a", "p"], 4) == ["p", "a", "b", "d"]
     # With one recent slot, c's session partner d comes before the more popular p, b and a.
     assert rec.recommend(["c"], 3)[:2] == ["c", "d"]
     no_recent = AdServerRecommender(recent_slots=0)

@@ -3,34 +3,27 @@ the writer retries with back-off and drains the backlog when the server returns.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+from scripts import testservers
 from tests.conftest import SECRET
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.settings import load_settings, parse_clickhouse_url
 from tracker.writer import BatchWriter
 
-_spec = importlib.util.spec_from_file_location("test_servers", Path(__file__).parents[2] / "scripts" / "test_servers.py")
-test_servers = importlib.util.module_from_spec(_spec)
-sys.modules["test_servers"] = test_servers
-_spec.loader.exec_module(test_servers)
-
 
 @pytest.fixture
 def own_clickhouse(tmp_path):
-    _redis_bin, ch_bin = test_servers.ensure_binaries()
+    _redis_bin, ch_bin = testservers.ensure_binaries()
     (tmp_path / "ch").mkdir()
-    server = test_servers.start_clickhouse(ch_bin, tmp_path / "ch", detached=False)
+    server = testservers.start_clickhouse(ch_bin, tmp_path / "ch", detached=False)
     yield server
-    test_servers.stop_processes(tmp_path / "ch", [server.proc], grace=10.0, sweep=True)
+    testservers.stop_processes(tmp_path / "ch", [server.proc], grace=10.0, sweep=True)
 
 
 def _wait(condition, seconds: float = 60.0) -> None:

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from adserver.catalog.products import load_products, parse_feed
+from adserver.catalog.feed import parse_feed
+from adserver.catalog.storage import load_products
 from adserver.demo import demo_products
 from tests.adserver.conftest import feed_bytes, product
 from tracker.errors import FeedError

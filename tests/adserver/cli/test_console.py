@@ -1,89 +1,75 @@
-"""Operator commands: create-user (password from stdin), remove-user, set-price, create-advertiser
---timezone, rebuild-reports and the demo marketer."""
+"""Console commands: create-user (password from stdin), remove-user, set-price, rebuild-reports."""
 
 from __future__ import annotations
 
-from datetime import date
+import pytest
 
-from adserver.cli.commands import build_parser
+from adserver.cli.console import create_user
 from adserver.console.accounts import authenticate, user_advertisers
 from adserver.console.prices import Price, get_price
-from adserver.console.report import ReportRequest, run_report
 
 
-def test_create_user_reads_the_password_from_stdin(runner, ch):
-    assert runner("create-advertiser", "shop-a", "--timezone", "Asia/Tokyo")[0] == 0
-    assert runner("create-advertiser", "shop-b")[0] == 0
+@pytest.fixture
+def shops(runner) -> None:
+    for shop in ("shop-a", "shop-b"):
+        code, out = runner("create-advertiser", shop)
+        assert code == 0, out
+
+
+def test_create_user_reads_the_password_from_stdin(runner, ch, shops):
     code, out = runner("create-user", "Ann@Shop.Example", "--advertiser", "shop-a", "--advertiser", "shop-b",
                        stdin="a good long password\n")
     assert code == 0, out
-    assert "a good long password" not in out
+    assert out == "user ann@shop.example can see: shop-a, shop-b\n"
     assert authenticate(ch, "ann@shop.example", "a good long password") is not None
     assert user_advertisers(ch, "ann@shop.example") == ["shop-a", "shop-b"]
-    assert ch.execute("SELECT timezone FROM advertisers FINAL WHERE id = 'shop-a'") == [("Asia/Tokyo",)]
 
 
-def test_create_user_refuses_short_passwords_unknown_advertisers_and_argv_passwords(runner, ch):
-    runner("create-advertiser", "shop-a")
+def test_create_user_refuses_short_passwords_unknown_advertisers_and_argv_passwords(runner, ch, shops):
     code, out = runner("create-user", "ann@shop.example", "--advertiser", "shop-a", stdin="short\n")
     assert code == 1 and "too short" in out
     code, out = runner("create-user", "ann@shop.example", "--advertiser", "nope", stdin="a good long password\n")
     assert code == 1 and "unknown advertiser" in out
+    code, out = runner("create-user", "ann@shop.example", "--advertiser", "shop-a", "--password", "a good long one")
+    assert code == 2 and "No such option '--password'" in out
+    assert not any("pass" in option for param in create_user.params for option in param.opts)
     assert ch.execute("SELECT count() FROM users") == [(0,)]
-    options = {a for action in build_parser()._subparsers._group_actions[0].choices["create-user"]._actions
-               for a in action.option_strings}
-    assert not any("pass" in o for o in options)
 
 
-def test_unknown_time_zone_is_refused(runner):
-    code, out = runner("create-advertiser", "shop-a", "--timezone", "Mars/Olympus")
-    assert code == 1 and "time zone" in out
+@pytest.mark.parametrize("stdin", [None, ""])
+def test_create_user_without_a_password_on_stdin(runner, ch, shops, stdin):
+    code, out = runner("create-user", "ann@shop.example", "--advertiser", "shop-a", stdin=stdin)
+    assert code == 1 and out == "error (password_missing): no password on standard input\n"
+    assert ch.execute("SELECT count() FROM users") == [(0,)]
 
 
-def test_remove_user_and_memberships(runner, ch):
-    runner("create-advertiser", "shop-a")
-    runner("create-advertiser", "shop-b")
+def test_remove_user_and_memberships(runner, ch, shops):
     runner("create-user", "ann@shop.example", "--advertiser", "shop-a", "--advertiser", "shop-b",
            stdin="a good long password\n")
-    assert runner("remove-user", "ann@shop.example", "--advertiser", "shop-b")[0] == 0
+    assert runner("remove-user", "ann@shop.example", "--advertiser", "shop-b") == (
+        0, "user ann@shop.example can no longer see: shop-b\n")
     assert user_advertisers(ch, "ann@shop.example") == ["shop-a"]
-    assert runner("remove-user", "ann@shop.example")[0] == 0
+    assert runner("remove-user", "Ann@Shop.Example") == (0, "user ann@shop.example disabled\n")
     assert authenticate(ch, "ann@shop.example", "a good long password") is None
-    assert runner("remove-user", "nobody@shop.example")[0] == 1
+    assert runner("remove-user", "nobody@shop.example") == (1, "no such user nobody@shop.example\n")
 
 
-def test_set_price(runner, ch):
-    runner("create-advertiser", "shop-a")
-    assert runner("set-price", "shop-a", "--cpc", "0.35")[0] == 0
+def test_set_price(runner, ch, shops):
+    assert runner("set-price", "shop-a", "--cpc", "0.35") == (0, "shop-a: CPC 0.35\n")
     assert get_price(ch, "shop-a") == Price("cpc", 0.35)
     assert runner("set-price", "shop-a", "--cpm", "12")[0] == 0
     assert get_price(ch, "shop-a") == Price("cpm", 12.0)
     assert runner("set-price", "shop-a", "--cpm", "-1")[0] == 1
-    assert runner("set-price", "shop-a", "--none")[0] == 0
+    assert runner("set-price", "shop-a", "--none") == (0, "shop-a: no price (reports show no cost or ROAS)\n")
     assert get_price(ch, "shop-a") is None
     assert runner("set-price", "nope", "--cpc", "1")[0] == 1
 
 
-def test_demo_reports_creates_the_marketer_and_traffic_once(runner, ch):
-    code, out = runner("demo", "--base-url", "https://store.example", "--reports")
-    assert code == 0, out
-    assert "demo@example.com / demo-password" in out
-    assert authenticate(ch, "demo@example.com", "demo-password") is not None
-    assert ch.execute("SELECT timezone FROM advertisers FINAL WHERE id = 'demo'") == [("Asia/Shanghai",)]
-    counted = ch.execute("SELECT count() FROM events WHERE advertiser = 'demo' AND event = 'impression'")[0][0]
-    assert counted > 20_000
-    assert runner("demo", "--base-url", "https://store.example", "--reports")[0] == 0
-    assert ch.execute("SELECT count() FROM events WHERE advertiser = 'demo' AND event = 'impression'") == [(counted,)]
-    today = ch.execute("SELECT toDate(now(), 'Asia/Shanghai')")[0][0]
-    report = run_report(ch, ReportRequest("demo", date.fromordinal(today.toordinal() - 6), today, "day",
-                                          "Asia/Shanghai"), get_price(ch, "demo"))
-    assert report.totals.clicks > 50 and report.totals.conversions > 3 and report.totals.roas is not None
-
-
-def test_demo_without_reports_adds_no_traffic(runner, ch):
-    assert runner("demo", "--base-url", "https://store.example")[0] == 0
-    assert ch.execute("SELECT count() FROM events") == [(0,)]
-    assert ch.execute("SELECT count() FROM users") == [(0,)]
+@pytest.mark.parametrize("options", [(), ("--cpc", "1", "--cpm", "2"), ("--cpc", "1", "--none")])
+def test_set_price_takes_exactly_one_price(runner, ch, shops, options):
+    code, out = runner("set-price", "shop-a", *options)
+    assert code == 2 and "give exactly one of --cpc, --cpm or --none" in out
+    assert get_price(ch, "shop-a") is None
 
 
 def test_rebuild_reports_command(runner, ch):
@@ -92,4 +78,5 @@ def test_rebuild_reports_command(runner, ch):
     ch.execute("TRUNCATE TABLE report_ads_hourly")
     code, out = runner("rebuild-reports")
     assert code == 0, out
+    assert out.splitlines()[-1].endswith("month(s) of events")
     assert ch.execute("SELECT sumMerge(impressions), sumMerge(clicks) FROM report_ads_hourly") == before

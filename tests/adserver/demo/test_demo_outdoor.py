@@ -15,8 +15,9 @@ import pytest
 from markupsafe import escape
 
 import adserver.demo
-from adserver.demo import catalog, outdoor
+from adserver.demo import demo_products, outdoor
 from adserver.demo.outdoor import outdoor_products
+from adserver.demo.shop import FEED_FIELDS, ShopCatalog
 
 BASE = "http://127.0.0.1:8000"
 STATIC = Path(adserver.demo.__file__).resolve().parent.parent / "static"
@@ -87,7 +88,7 @@ def test_product_page_of_a_variant_links_its_siblings(client):
     assert 'href="/demo/outdoor/p/T2001"' in page and 'href="/demo/outdoor/p/T2003"' in page
 
 
-@pytest.mark.parametrize("sku", sorted(outdoor.OUT_OF_STOCK))
+@pytest.mark.parametrize("sku", sorted(outdoor.CATALOG.out_of_stock))
 def test_out_of_stock_product_cannot_be_added_to_cart(client, sku):
     page = html(client.get(f"/demo/outdoor/p/{sku}"))
     assert f'data-add-to-cart="{sku}" disabled' in page
@@ -151,18 +152,18 @@ def test_microblog_links_both_stores(client):
 
 def test_product_data_is_escaped(client, monkeypatch):
     evil = '</script><script>alert(1)</script>"><img src=x onerror=alert(2)>'
-    real = outdoor.outdoor_products
+    real = ShopCatalog.products
 
-    def poisoned(base_url: str) -> list[dict]:
-        products = real(base_url)
+    def poisoned(self: ShopCatalog, base_url: str) -> list[dict]:
+        products = real(self, base_url)
         for field in ("title", "description", "brand", "product_type"):
             products[0][field] = evil
         products[0]["image_link"] = 'x" onerror="alert(3)'
         products[0]["link"] = "javascript:alert(4)'"
         return products
 
-    monkeypatch.setattr(outdoor, "outdoor_products", poisoned)
-    monkeypatch.setattr(outdoor, "category_of", lambda p: outdoor.CATEGORIES[0])
+    monkeypatch.setattr(ShopCatalog, "products", poisoned)
+    monkeypatch.setattr(ShopCatalog, "category_of", lambda self, p: self.categories[0])
     for path in ("/demo/outdoor", "/demo/outdoor?cat=tents", "/demo/outdoor/p/T2001", "/demo/outdoor/cart"):
         response = client.get(path)
         assert response.status_code == 200, path
@@ -205,8 +206,8 @@ def test_catalog_fields():
     assert len(products) == 24
     assert [p["id"] for p in products] == [f"T{n}" for n in range(2001, 2025)]
     for p in products:
-        assert tuple(p) == catalog.FEED_FIELDS  # the same feed format as the Lotus catalog
-        for field in catalog.FEED_FIELDS[:-1]:
+        assert tuple(p) == FEED_FIELDS  # the same feed format as the Lotus catalog
+        for field in FEED_FIELDS[:-1]:
             assert isinstance(p[field], str) and p[field].strip(), (p["id"], field)
         assert isinstance(p["item_group_id"], str)
         assert p["link"] == f"{BASE}/demo/outdoor/p/{p['id']}"
@@ -216,7 +217,7 @@ def test_catalog_fields():
         assert p["availability"] in ("in stock", "out of stock")
         assert " > " in p["product_type"]
         assert "<" not in p["title"] + p["description"]
-    assert not {p["id"] for p in products} & {p["id"] for p in catalog.demo_products(BASE)}
+    assert not {p["id"] for p in products} & {p["id"] for p in demo_products(BASE)}
 
 
 def test_catalog_shape():
@@ -274,6 +275,7 @@ def test_pictures_share_the_demo_style():
 
 def test_write_all_reproduces_the_committed_files(tmp_path):
     written = outdoor.write_all(tmp_path)
+    assert {p.parent for p in written} == {tmp_path / "demo" / "outdoor"}
     assert sorted(p.name for p in written) == sorted(p.name for p in FOLDER.iterdir())  # nothing stale
     assert len(written) == 25
     for path in written:

@@ -15,7 +15,8 @@ import pytest
 from markupsafe import escape
 
 import adserver.demo
-from adserver.demo import catalog, demo_products
+from adserver.demo import demo_products, lotus
+from adserver.demo.shop import ShopCatalog
 
 BASE = "http://127.0.0.1:8000"
 STATIC = Path(adserver.demo.__file__).resolve().parent.parent / "static"
@@ -47,7 +48,7 @@ def test_category_page_fires_view_list_with_its_products(client):
     assert page.count('class="card"') == 8
     assert 'data-adserver-event="view_list"' in page
     assert 'data-adserver-sku="D1001,D1002,D1003,D1004,D1005,D1006,D1007,D1008"' in page
-    for category in catalog.CATEGORIES:
+    for category in lotus.CATEGORIES:
         assert f'href="/demo/store?cat={category.slug}"' in page
 
 
@@ -133,17 +134,17 @@ def test_pages_have_only_their_own_scripts(client, path):
 
 def test_product_data_is_escaped(client, monkeypatch):
     evil = '</script><script>alert(1)</script>"><img src=x onerror=alert(2)>'
-    real = catalog.demo_products
+    real = ShopCatalog.products
 
-    def poisoned(base_url: str) -> list[dict]:
-        products = real(base_url)
+    def poisoned(self: ShopCatalog, base_url: str) -> list[dict]:
+        products = real(self, base_url)
         for field in ("title", "description", "brand", "product_type"):
             products[0][field] = evil
         products[0]["image_link"] = 'x" onerror="alert(3)'
         return products
 
-    monkeypatch.setattr(catalog, "demo_products", poisoned)
-    monkeypatch.setattr(catalog, "category_of", lambda p: catalog.CATEGORIES[0])
+    monkeypatch.setattr(ShopCatalog, "products", poisoned)
+    monkeypatch.setattr(ShopCatalog, "category_of", lambda self, p: self.categories[0])
     for path in ("/demo/store", "/demo/store/p/D1001", "/demo/store/cart", "/demo/store?cat=tea-ware"):
         page = html(client.get(path))
         assert page.lower().count("<script") == SCRIPTS.get(path, 2), path
@@ -195,9 +196,9 @@ def test_catalog_shape():
 
 
 def test_feed_json_is_the_catalog():
-    feed = json.loads((Path(catalog.__file__).with_name("feed.json")).read_text(encoding="utf-8"))
+    feed = json.loads((Path(lotus.__file__).with_name("feed.json")).read_text(encoding="utf-8"))
     assert feed == demo_products(BASE)
-    assert catalog.feed_json() == catalog.FEED_PATH.read_text(encoding="utf-8")
+    assert lotus.feed_json() == lotus.FEED_PATH.read_text(encoding="utf-8")
 
 
 def test_product_images_exist_and_are_small():
@@ -215,12 +216,14 @@ def test_product_images_exist_and_are_small():
 
 
 def test_committed_files_match_the_generators(tmp_path):
-    written = catalog.write_images(tmp_path)
-    assert len(written) == 60
-    for path in written:
-        assert path.read_bytes() == (STATIC / "demo" / "img" / path.name).read_bytes(), path.name
-    assert catalog.write_logo(tmp_path / "logo.svg").read_bytes() == (STATIC / "demo" / "logo.svg").read_bytes()
-    assert catalog.write_feed(tmp_path / "feed.json").read_bytes() == catalog.FEED_PATH.read_bytes()
+    written = lotus.write_all(tmp_path / "static", tmp_path / "feed.json")
+    assert len(written) == 62  # the feed, 60 pictures and the logo
+    assert written[0].read_bytes() == lotus.FEED_PATH.read_bytes()
+    for path in written[1:]:
+        committed = STATIC / path.relative_to(tmp_path / "static")
+        assert path.read_bytes() == committed.read_bytes(), path.name
+    assert sorted(p.name for p in (tmp_path / "static" / "demo" / "img").iterdir()) == sorted(
+        p.name for p in (STATIC / "demo" / "img").iterdir())  # nothing stale
 
 
 def test_images_are_served(client):

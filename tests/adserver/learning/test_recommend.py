@@ -96,7 +96,7 @@ def test_similar_candidates_weight_recent_views_more():
 
 
 def test_recent_takes_at_most_half_when_similar_products_exist():
-    from adserver.catalog.products import Product
+    from adserver.catalog.product import Product
 
     products = {s: Product(s, s, f"https://s.example/{s}") for s in ["R1", "R2", "R3", "S1", "S2", "P1"]}
     slots = fill_slots(products, ["R1", "R2", "R3"], ["P1"], set(), 4, similar=[("S1", "R1"), ("S2", "R2")])

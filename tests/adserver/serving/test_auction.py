@@ -15,11 +15,16 @@ import pytest
 
 from adserver.campaigns.budgets import Budgets, local_day, paced_allowance
 from adserver.campaigns.campaign import Campaign
+from adserver.catalog.product import Product
 from adserver.catalog.registry import Placement
+from adserver.learning.similar import ModelCache
 from adserver.serving import auction
+from models.artifact import save_artifact
+from models.recommenders import AdServerRecommender
 from tests.adserver.conftest import product, visitor_uid
 from tests.adserver.serving.test_ads import ad, hit, skus, view
 from tests.conftest import drain
+from tests.models.test_policy import HISTORIES, shop_log
 from tracker.stream import Frequency, Interest
 
 SHOP_B = [product("B1"), product("B2"), product("B3"), product("B4")]
@@ -296,6 +301,34 @@ def test_unknown_placement_gets_unpaid_non_personalised_ads(app, demo_loaded):
     assert decision["path"] == "fallback" and decision["fallback_reason"] == "unknown_placement"
     assert decision["campaign"] is None and decision["auction"]["charged"] == 0
     assert decision["products"] and all(p["reason"] == "popular" for p in decision["products"])
+
+
+# --- the products of the unit ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("history", [h for h in HISTORIES if h and "unknown" not in h])
+@pytest.mark.parametrize("count", [1, 4, 6, 12])
+def test_served_unit_is_what_evaluate_scores(tmp_path, history, count):
+    """Same model, same popular products, no catalog filter in effect (every product in stock, none bought,
+    no item groups): the auction's unit lists exactly the products ``evaluate``'s adserver method ranks."""
+    rec = AdServerRecommender()
+    rec.fit(shop_log())
+    save_artifact(tmp_path / "shop", rec.model)
+    models = ModelCache(tmp_path)  # what serving processes load
+    products = {sku: Product(sku, f"Product {sku}", f"https://shop.example/p/{sku}") for sku in rec.ranked}
+    recent = rec.profile(history)
+    sources = auction.Sources(
+        campaigns=lambda a: [], advertisers=lambda: ["shop"], timezone=lambda a: "UTC",
+        catalog=lambda a: products, popular=lambda a: [], model=models.get,
+        predict=lambda *a: 0.0, reserve=lambda c, amount: True, local_date=lambda a, now: date.today(),
+    )
+    now = time.time()
+    ctx = auction.AuctionContext("p", Placement("p", "site"), True, "300x250", count, "desktop", now, 12,
+                                 [Interest("shop", now - 60, recent, len(recent))])
+    decision, _ = auction.run(ctx, sources)
+    assert decision.path == "personalised" and decision.advertiser == "shop"
+    assert [slot.product.sku for slot in decision.slots] == rec.recommend(history, count)
+    assert len(decision.slots) == count
 
 
 # --- campaign management ---------------------------------------------------------------------------

@@ -11,10 +11,13 @@ from datetime import timedelta
 from http.cookies import SimpleCookie
 
 import pytest
+from werkzeug.test import Client
 
+from adserver.tracking.pixel import check_hit
 from adserver.tracking.views import GIF
 from tests.adserver.conftest import uid_from_cookie
 from tests.conftest import drain
+from tracker.events import Hit, Invalid
 from tracker.identity import VisitorIds
 
 LONG_URL = "https://store.example/" + "a" * 2978  # 3000 characters
@@ -88,6 +91,12 @@ def set_cookies(response) -> dict[str, dict]:
             attrs["flags"] = {part.strip().lower() for part in header.split(";")}
             cookies[name] = {"value": morsel.value, **attrs}
     return cookies
+
+
+def with_cookie_header(app) -> Client:
+    """A client that sends the ``Cookie`` header it is given: Flask's test client replaces that header
+    with its own cookie jar (and drops it while the jar is empty)."""
+    return Client(app, use_cookies=False)
 
 
 def stream_length(redis_client, settings) -> int:
@@ -257,7 +266,8 @@ def test_tampered_cookie_is_replaced_and_never_stored(app, demo_loaded, writer, 
     tampered = _tampered_cookies(valid)[kind]
     assert tampered != valid
 
-    response = app.test_client().get("/px.gif?a=demo&e=view_item&sku=D1001", headers={"Cookie": f"uid={tampered}"})
+    response = with_cookie_header(app).get("/px.gif?a=demo&e=view_item&sku=D1001",
+                                           headers={"Cookie": f"uid={tampered}"})
     assert_gif(response)
     fresh = set_cookies(response)["uid"]["value"]
     assert fresh not in (tampered, valid)
@@ -344,7 +354,7 @@ def test_post_optout_sets_the_cookie_and_deletes_the_profile(app, demo_loaded, r
     assert ad["addressable"] is False
     assert ad["products"]
     # Even a browser that kept the old id cookie (but lost the opt-out cookie) has no profile left.
-    stale = app.test_client().get("/ad.json?p=demo-feed&size=300x250", headers={"Cookie": f"uid={cookie}"})
+    stale = with_cookie_header(app).get("/ad.json?p=demo-feed&size=300x250", headers={"Cookie": f"uid={cookie}"})
     assert stale.get_json()["path"] == "fallback"
 
 
@@ -369,3 +379,60 @@ def test_bad_events_keep_the_raw_request_and_every_error(client, demo_loaded, wr
     assert [e.split(":", 1)[0] for e in errors] == ["invalid_sku", "missing_order", "invalid_value",
                                                    "missing_currency"]
     assert uid == uid_from_cookie(client.get_cookie("uid").value)
+
+
+# --- The WSGI layer in front of Flask (``adserver.tracking.pixel``) ---------------------------------
+
+def test_head_gets_the_headers_of_a_get_without_the_body(client, demo_loaded):
+    response = client.head("/px.gif?a=demo&e=view_home")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/gif"
+    assert response.headers["Content-Length"] == "43"  # the GIF a GET would get
+    assert response.headers["Cache-Control"] == "no-store, max-age=0"
+    assert response.get_data() == b""
+    assert set_cookies(response)["uid"]["value"]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
+def test_other_methods_are_not_allowed(client, method):
+    response = getattr(client, method)("/px.gif?a=demo&e=view_home")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
+@pytest.mark.parametrize("path", ["/px.gif/", "/px.gifx", "/PX.GIF", "/px.gif/../", "/px"])
+def test_only_the_exact_path_is_the_pixel(client, path):
+    response = client.get(path + "?a=demo&e=view_home")
+    assert response.status_code == 404
+    assert "uid" not in set_cookies(response)
+
+
+def test_the_uid_is_found_among_other_cookies(app, demo_loaded):
+    first = set_cookies(app.test_client().get("/px.gif?a=demo&e=view_home"))["uid"]["value"]
+    header = f"theme=dark; uid={first}; _ga=GA1.2.3"
+    response = with_cookie_header(app).get("/px.gif?a=demo&e=view_item&sku=D1001", headers={"Cookie": header})
+    assert_gif(response)
+    assert set_cookies(response)["uid"]["value"] == first
+
+
+def test_an_error_inside_still_answers_the_gif(app, demo_loaded, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app.extensions["adserver"], "record", broken)
+    response = app.test_client().get("/px.gif?a=demo&e=view_home")
+    assert_gif(response)
+    assert response.get_data() == GIF
+    assert "pixel hit not recorded" in caplog.text
+
+
+def test_check_hit_reads_the_raw_query_string():
+    hit = check_hit(b"a=demo&e=view_item&sku=D1%2CD2&url=https%3A%2F%2Fs.example%2Fp%3Fx%3D1%262&cb=1&cb=2", None)
+    assert isinstance(hit, Hit)
+    assert (hit.advertiser, hit.event, hit.skus) == ("demo", "view_item", ["D1", "D2"])
+    assert hit.url == "https://s.example/p?x=1&2"  # percent-decoded once; a repeated cache-buster is fine
+    assert check_hit(b"a=demo&e=view_item&sku=D+1", None).errors[0].startswith("invalid_sku")  # "+" is a space
+    bad = check_hit(b"a=demo&e=view_item&sku=%ff&sku=D2&a=x", None)
+    assert isinstance(bad, Invalid)
+    assert bad.errors[0].startswith("invalid_encoding")
+    assert bad.errors[1] == "duplicate_parameter: a, sku given more than once"

@@ -1,47 +1,24 @@
-"""The demo advertiser's product catalog, its example feed and its product pictures.
+"""The first demo advertiser, "Lotus & Co." / 莲花良品 (advertiser ``demo``): its products and pictures.
 
-The demo store ("Lotus & Co." / 莲花良品) is a stand-in for a real advertiser's site, so it owns its
-products itself, as a shop would: the store pages read them from here, never from the ad server's
-catalog store. The same list, written as ``feed.json``, is the example of the Google-Merchant-style
-feed an advertiser uploads; the pictures are generated SVG files so the demo works offline and every
-ad has a real image to show.
-
-Everything is deterministic: ``write_all()`` rewrites ``feed.json``, the product pictures and the
-logo byte for byte (``python -c "from adserver.demo.catalog import write_all; write_all()"``).
+A general store with eight departments and 60 products, some of them colour variants and some sold
+out. The same products, written as ``feed.json``, are the example of the Google-Merchant-style feed
+an advertiser uploads. Everything is deterministic: ``write_all()`` rewrites ``feed.json``, the
+product pictures and the logo byte for byte
+(``python -c "from adserver.demo.lotus import write_all; write_all()"``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
+from adserver.demo.shop import STATIC_ROOT, Category, Row, ShopCatalog
+
+ADVERTISER = "demo"
+NAME = "Lotus & Co. 莲花良品"
+CURRENCY = "CNY"
 FEED_BASE_URL = "http://127.0.0.1:8000"
 FEED_PATH = Path(__file__).with_name("feed.json")
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "demo"
-IMAGES_DIR = STATIC_DIR / "img"
-LOGO_PATH = STATIC_DIR / "logo.svg"
-
-FEED_FIELDS = (
-    "id", "title", "description", "link", "image_link", "price", "currency", "availability",
-    "product_type", "brand", "item_group_id",
-)
-CURRENCY = "CNY"
-# Sold out in the demo, so the ad server's handling of unavailable products can be seen.
-OUT_OF_STOCK = frozenset({"D1003", "D1020", "D1036", "D1055"})
-
-
-@dataclass(frozen=True)
-class Category:
-    """A department of the demo store: its filter slug, names, feed path and picture style."""
-
-    slug: str
-    name: str
-    name_zh: str
-    product_type: str
-    colour: str
-    shape: str
-
 
 CATEGORIES: tuple[Category, ...] = (
     Category("tea-ware", "Tea Ware", "茶具", "Home > Tea Ware", "#2e7d6b", "teapot"),
@@ -53,8 +30,6 @@ CATEGORIES: tuple[Category, ...] = (
     Category("coffee", "Coffee", "咖啡", "Food & Drink > Coffee", "#6d4c41", "cup"),
     Category("lamps", "Desk Lamps", "台灯", "Home > Lighting > Desk Lamps", "#f2a413", "lamp"),
 )
-_BY_SLUG = {c.slug: c for c in CATEGORIES}
-_BY_PRODUCT_TYPE = {c.product_type: c for c in CATEGORIES}
 
 # Colour of the drawn object for colour variants; other products are drawn in white.
 VARIANT_COLOURS = {
@@ -62,8 +37,8 @@ VARIANT_COLOURS = {
     "grey": "#9e9e9e", "navy": "#283593", "brown": "#a1662f", "red": "#e53935",
 }
 
-# (category slug, title, description, brand, price, item_group_id, variant colour)
-_ROWS: tuple[tuple[str, str, str, str, str, str, str], ...] = (
+# The products, in id order (D1001 first): see ``Row``.
+ROWS: tuple[Row, ...] = (
     ("tea-ware", "青瓷茶具套装 Celadon Tea Set", "Six cups, a gaiwan and a fair cup in Longquan celadon glaze. 龙泉青瓷。", "Longquan Studio", "368.00", "", ""),
     ("tea-ware", "Glass Teapot 玻璃茶壶 600ml", "Heat-resistant borosilicate teapot with a steel infuser.", "Clearleaf", "89.00", "", ""),
     ("tea-ware", "紫砂壶 Yixing Clay Teapot", "Hand-thrown zisha clay teapot, 220 ml, for oolong and pu-erh.", "Dingshu Craft", "520.00", "", ""),
@@ -126,61 +101,8 @@ _ROWS: tuple[tuple[str, str, str, str, str, str, str], ...] = (
     ("lamps", "氛围灯 Ambient Mood Light RGB", "Sixteen million colours, app and remote control.", "Lumen", "159.00", "", ""),
 )
 
-
-def _product_id(index: int) -> str:
-    return f"D{1001 + index}"
-
-
-def demo_products(base_url: str) -> list[dict]:
-    """The 60 demo products as feed rows, with links and pictures under ``base_url``.
-
-    ``base_url`` is the origin the store is reached at (no trailing slash), so links work wherever
-    the demo runs. ``item_group_id`` is empty for products that are not colour variants.
-    """
-    base = base_url.rstrip("/")
-    products = []
-    for index, (slug, title, description, brand, price, group, _colour) in enumerate(_ROWS):
-        pid = _product_id(index)
-        products.append({
-            "id": pid,
-            "title": title,
-            "description": description,
-            "link": f"{base}/demo/store/p/{pid}",
-            "image_link": f"{base}/static/demo/img/{pid}.svg",
-            "price": price,
-            "currency": CURRENCY,
-            "availability": "out of stock" if pid in OUT_OF_STOCK else "in stock",
-            "product_type": _BY_SLUG[slug].product_type,
-            "brand": brand,
-            "item_group_id": group,
-        })
-    return products
-
-
-def category_of(product: dict) -> Category:
-    """The store department a feed row belongs to (from its ``product_type``)."""
-    return _BY_PRODUCT_TYPE[product["product_type"]]
-
-
-def category_by_slug(slug: str) -> Category | None:
-    """The department for a ``?cat=`` filter value, or None for an unknown one."""
-    return _BY_SLUG.get(slug)
-
-
-def feed_json(base_url: str = FEED_BASE_URL) -> str:
-    """The products as a pretty-printed JSON array, as an advertiser would upload them."""
-    return json.dumps(demo_products(base_url), ensure_ascii=False, indent=2) + "\n"
-
-
-def write_feed(path: Path = FEED_PATH, base_url: str = FEED_BASE_URL) -> Path:
-    """Write the example feed (``feed.json``) used by the documentation and import tests."""
-    path = Path(path)
-    path.write_text(feed_json(base_url), encoding="utf-8")
-    return path
-
-
 # Drawings centred in a 400x400 box; "F" is replaced by the object's colour, "B" by the background.
-_SHAPES = {
+SHAPES = {
     "teapot": (
         '<ellipse cx="200" cy="215" rx="95" ry="72" fill="F"/>'
         '<rect x="165" y="128" width="70" height="22" rx="9" fill="F"/>'
@@ -229,83 +151,47 @@ _SHAPES = {
     ),
 }
 
-_SVG = (
-    '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="400" viewBox="0 0 400 400" '
-    'role="img" aria-label="{label}">'
-    '<rect width="400" height="400" fill="{bg}"/>'
-    '<circle cx="200" cy="205" r="150" fill="#fff" fill-opacity=".12"/>'
-    "{shape}"
-    '<text x="200" y="52" font-family="sans-serif" font-size="20" letter-spacing="3" '
-    'text-anchor="middle" fill="#fff" fill-opacity=".85">{category}</text>'
-    '<text x="200" y="372" font-family="sans-serif" font-size="30" font-weight="bold" '
-    'text-anchor="middle" fill="#fff">{pid}</text>'
+# The logo: a lotus and the store's Latin name (CJK fonts are not assumed).
+LOGO_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="220" height="48" viewBox="0 0 220 48" '
+    'role="img" aria-label="Lotus &amp; Co.">'
+    '<g fill="#d81b60">'
+    '<path d="M24 6 C32 16 32 30 24 40 C16 30 16 16 24 6 Z"/>'
+    '<path d="M6 18 C18 18 24 30 24 40 C12 38 6 30 6 18 Z" fill-opacity=".75"/>'
+    '<path d="M42 18 C30 18 24 30 24 40 C36 38 42 30 42 18 Z" fill-opacity=".75"/>'
+    "</g>"
+    '<rect x="4" y="40" width="40" height="4" rx="2" fill="#2e7d6b"/>'
+    '<text x="54" y="32" font-family="sans-serif" font-size="22" font-weight="bold" '
+    'fill="#1f2933">Lotus &amp; Co.</text>'
     "</svg>\n"
 )
 
-
-def product_svg(index: int) -> str:
-    """The picture of the product at ``index``: its category's colour and object, and its id.
-
-    Only ASCII text and the generic sans-serif font, so it renders the same everywhere and needs
-    nothing from the network.
-    """
-    slug, _title, _desc, _brand, _price, _group, colour = _ROWS[index]
-    category = _BY_SLUG[slug]
-    return picture_svg(category, _SHAPES[category.shape], _product_id(index), VARIANT_COLOURS.get(colour, "#ffffff"))
+CATALOG = ShopCatalog(
+    advertiser=ADVERTISER, name=NAME, currency=CURRENCY, id_prefix="D", first_number=1001,
+    store_path="/demo/store", images="demo/img", logo="demo/logo.svg", logo_svg=LOGO_SVG,
+    categories=CATEGORIES, rows=ROWS, shapes=SHAPES, variant_colours=VARIANT_COLOURS,
+    # Sold out in the demo, so the ad server's handling of unavailable products can be seen.
+    out_of_stock=frozenset({"D1003", "D1020", "D1036", "D1055"}),
+)
 
 
-def picture_svg(category: Category, shape: str, pid: str, fill: str = "#ffffff") -> str:
-    """A product picture in the demo's style, so every demo store's pictures look alike.
-
-    ``shape`` is SVG markup drawn in a 400x400 box where ``"F"`` stands for the object's colour
-    (``fill``) and ``"B"`` for the background (the category's colour).
-    """
-    shape = shape.replace('"F"', f'"{fill}"').replace('"B"', f'"{category.colour}"')
-    return _SVG.format(
-        label=f"{category.name} {pid}", bg=category.colour, shape=shape,
-        category=category.name.upper(), pid=pid,
-    )
+def demo_products(base_url: str) -> list[dict]:
+    """The 60 products as feed rows, with links and pictures under ``base_url`` (the store's origin)."""
+    return CATALOG.products(base_url)
 
 
-def logo_svg() -> str:
-    """The demo store's logo: a lotus and the store's Latin name (CJK fonts are not assumed)."""
-    return (
-        '<svg xmlns="http://www.w3.org/2000/svg" width="220" height="48" viewBox="0 0 220 48" '
-        'role="img" aria-label="Lotus &amp; Co.">'
-        '<g fill="#d81b60">'
-        '<path d="M24 6 C32 16 32 30 24 40 C16 30 16 16 24 6 Z"/>'
-        '<path d="M6 18 C18 18 24 30 24 40 C12 38 6 30 6 18 Z" fill-opacity=".75"/>'
-        '<path d="M42 18 C30 18 24 30 24 40 C36 38 42 30 42 18 Z" fill-opacity=".75"/>'
-        "</g>"
-        '<rect x="4" y="40" width="40" height="4" rx="2" fill="#2e7d6b"/>'
-        '<text x="54" y="32" font-family="sans-serif" font-size="22" font-weight="bold" '
-        'fill="#1f2933">Lotus &amp; Co.</text>'
-        "</svg>\n"
-    )
+def feed_json(base_url: str = FEED_BASE_URL) -> str:
+    """The products as a pretty-printed JSON array, as an advertiser would upload them."""
+    return json.dumps(demo_products(base_url), ensure_ascii=False, indent=2) + "\n"
 
 
-def write_images(folder: Path = IMAGES_DIR) -> list[Path]:
-    """Write ``D1001.svg`` .. ``D1060.svg`` into ``folder`` (created if missing)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(len(_ROWS)):
-        path = folder / f"{_product_id(index)}.svg"
-        path.write_text(product_svg(index), encoding="ascii")
-        paths.append(path)
-    return paths
-
-
-def write_logo(path: Path = LOGO_PATH) -> Path:
-    """Write the demo store's ``logo.svg``."""
+def write_feed(path: Path = FEED_PATH, base_url: str = FEED_BASE_URL) -> Path:
+    """Write the example feed (``feed.json``) used by the documentation and import tests."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(logo_svg(), encoding="ascii")
+    path.write_text(feed_json(base_url), encoding="utf-8")
     return path
 
 
-def write_all() -> None:
-    """Regenerate every committed demo file: the feed, the product pictures and the logo."""
-    write_feed()
-    write_images()
-    write_logo()
+def write_all(static: Path = STATIC_ROOT, feed: Path = FEED_PATH) -> list[Path]:
+    """Regenerate every committed file of the store: the feed, the product pictures and the logo."""
+    return [write_feed(feed), *CATALOG.write_files(static)]

@@ -19,7 +19,7 @@ which is why the maximum rates still come from wrk.
 
 Usage::
 
-    python scripts/loadgen.py --url http://127.0.0.1:8000/ad?p=demo-feed --rate 500 --seconds 10
+    python -m scripts.benchlib.loadgen --url http://127.0.0.1:8000/ad?p=demo-feed --rate 500 --seconds 10
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def closed_loop(base: str, requests: Iterable[Request], count: int, connections:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.benchlib.loadgen", description=__doc__.split("\n")[0])
     parser.add_argument("--url", required=True, help="http://host:port/path?query")
     parser.add_argument("--header", "-H", action="append", default=[], help="'Name: value' (repeatable)")
     parser.add_argument("--rate", type=float, help="requests per second (open loop); without it: closed loop")

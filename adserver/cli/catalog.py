@@ -1,0 +1,154 @@
+"""Catalog commands: advertisers, placements, product feeds and API tokens."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from adserver.cli.context import CommandContext, CommandFailed, with_context
+from tracker.errors import AdServerError, FeedError
+
+FORMATS = click.Choice(["csv", "tsv", "json"])
+MAX_LISTED_ERRORS = 50  # an operator reads the first rejected fields; the count says how many more
+
+
+@click.command("create-advertiser")
+@click.argument("advertiser_id", metavar="ID")
+@click.option("--name", default="", help="Display name (default: the id).")
+@click.option("--currency", default="CNY", show_default=True, help="ISO 4217 currency of its feed and reports.")
+@click.option("--timezone", default="UTC", show_default=True,
+              help="IANA time zone of its reports' days and hours, e.g. Asia/Shanghai.")
+@with_context
+def create_advertiser(context: CommandContext, advertiser_id: str, name: str, currency: str, timezone: str) -> int:
+    """Register an advertiser (a store).
+
+    ID is 1-64 lowercase letters, digits, '_' or '-'. Running it again updates the advertiser.
+    """
+    from adserver.catalog.registry import save_advertiser
+
+    advertiser = save_advertiser(context.clickhouse(), advertiser_id, name or advertiser_id, currency, timezone)
+    click.echo(f"advertiser {advertiser.id} ({advertiser.name}, {advertiser.currency}, {advertiser.timezone})")
+    return 0
+
+
+@click.command("create-placement")
+@click.argument("placement_id", metavar="ID")
+@click.option("--site", required=True, help="The publisher's site the slot is on.")
+@click.option("--size", multiple=True, help="Allowed size (repeatable), e.g. 300x250; none: any size.")
+@click.option("--advertiser", multiple=True, help="House advertiser for non-personalised ads (repeatable).")
+@click.option("--floor", type=float, default=0.0, show_default=True, help="Lowest eCPM accepted (exchange currency).")
+@with_context
+def create_placement(context: CommandContext, placement_id: str, site: str, size: tuple[str, ...],
+                     advertiser: tuple[str, ...], floor: float) -> int:
+    """Register a publisher placement (an ad slot)."""
+    from adserver.catalog.registry import save_placement
+
+    placement = save_placement(context.clickhouse(), placement_id, site, list(size), list(advertiser), floor)
+    click.echo(f"placement {placement.id} on {placement.site}")
+    return 0
+
+
+@click.command("import-feed")
+@click.argument("advertiser")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=FORMATS, help="Default: from the file name or content.")
+@click.option("--full", is_flag=True, help="The feed is the whole catalog: remove products missing from it.")
+@with_context
+def import_feed(context: CommandContext, advertiser: str, file: Path, fmt: str | None, full: bool) -> int:
+    """Import a product feed from a file.
+
+    Reads CSV, TSV, JSON or Google Merchant XML (RSS 2.0 / Atom), validates it, stores its good rows and reports the bad ones by row number,
+    field and reason.
+    """
+    if not file.is_file():
+        raise CommandFailed(f"error: {file} is not a file", 2)
+    fmt = fmt or {".json": "json", ".tsv": "tsv", ".csv": "csv"}.get(file.suffix.lower())
+    return _import(context, advertiser, file.read_bytes(), fmt, full)
+
+
+@click.command("fetch-feed")
+@click.argument("advertiser")
+@click.argument("url")
+@click.option("--format", "fmt", type=FORMATS, help="Default: from the response's type or content.")
+@click.option("--full", is_flag=True, help="Remove products missing from the feed.")
+@with_context
+def fetch_feed(context: CommandContext, advertiser: str, url: str, fmt: str | None, full: bool) -> int:
+    """Download a store's feed from its URL and import it.
+
+    Fetches the feed over http(s) (30 s timeout, 50 MB cap), then imports it like import-feed.
+    """
+    from adserver.catalog.upload import fetch_feed as fetch
+
+    data, detected = fetch(url)
+    return _import(context, advertiser, data, fmt or detected, full)
+
+
+def _import(context: CommandContext, advertiser: str, data: bytes, fmt: str | None, full: bool) -> int:
+    from adserver.catalog.upload import import_products
+    from adserver.progress import Progress
+
+    context.clickhouse()
+    progress = Progress(f"import {advertiser}")
+    try:
+        report = import_products(context.stores, advertiser, data, fmt, full, progress=progress.update)
+    except FeedError as exc:
+        if exc.report is not None:
+            _echo_errors(exc.report)
+        raise
+    progress.finish()
+    _echo_errors(report)
+    click.echo(f"imported {report.accepted} products, rejected {len(report.errors)} rows/fields, "
+               f"removed {report.removed}")
+    return 0 if report.accepted else 1
+
+
+def _echo_errors(report) -> None:
+    for error in report.errors[:MAX_LISTED_ERRORS]:
+        click.echo(f"row {error.row}: {error.field}: {error.reason}")
+    if len(report.errors) > MAX_LISTED_ERRORS:
+        click.echo(f"... and {len(report.errors) - MAX_LISTED_ERRORS} more rejected fields")
+
+
+@click.command("create-token")
+@click.argument("advertiser")
+@click.option("--label", default="", help="A note stored with the token, e.g. who uses it.")
+@with_context
+def create_token(context: CommandContext, advertiser: str, label: str) -> int:
+    """Create an advertiser's API token (printed last).
+
+    Only the token's hash is stored, so it is shown once.
+    """
+    from adserver.catalog.registry import Registry
+    from adserver.catalog.tokens import create_token as create
+
+    ch = context.clickhouse()
+    registry = Registry(lambda: ch)
+    registry.reload()
+    if advertiser not in registry.advertisers:
+        raise AdServerError(f"unknown advertiser {advertiser!r}", "unknown_advertiser")
+    token = create(ch, advertiser, label)
+    click.echo(f"API token for {advertiser} (shown once, store it now):")
+    click.echo(token)
+    return 0
+
+
+@click.command("revoke-token")
+@with_context
+def revoke_token(context: CommandContext) -> int:
+    """Revoke an API token read from standard input.
+
+    The token is read from stdin, never from the command line, where ps and shell history would see it.
+    """
+    from adserver.catalog.tokens import revoke_token as revoke
+
+    token = sys.stdin.readline().strip()
+    if not revoke(context.clickhouse(), token):
+        click.echo("no such token", err=True)
+        return 1
+    click.echo("token revoked")
+    return 0
+
+
+COMMANDS = (create_advertiser, create_placement, import_feed, fetch_feed, create_token, revoke_token)

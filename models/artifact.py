@@ -18,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -115,20 +116,32 @@ def save_artifact(folder: Path, artifact: Artifact) -> Path:
     _check_arrays(arrays, f"artifact {version}")
     meta = {"version": version, "format": FORMAT, "items": int(len(arrays["items"])),
             "k": int(arrays["neighbors"].shape[1]), "meta": artifact.meta}
-    meta_text = json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False)  # fails early if not JSON
+    return publish_version(folder, version, arrays, meta, "model")
 
+
+def publish_version(folder: Path, version: str, arrays: dict[str, np.ndarray], meta: dict, what: str) -> Path:
+    """Write ``folder/<version>/`` (model.npz, meta.json) and then point ``folder/CURRENT`` at it.
+
+    The version is built in a staging folder and renamed into place, so a serving process that
+    follows ``CURRENT`` never sees half a model; an existing version is never overwritten.
+    """
+    meta_text = json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False)  # fails early if not JSON
     target = folder / version
     if target.exists():
-        raise FileExistsError(f"model version {version} already exists in {folder}")
+        raise FileExistsError(f"{what} version {version} already exists in {folder}")
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=folder))
-    os.chmod(staging, DIR_MODE)  # mkdtemp makes it private; serving processes may run as another user
-    with open(staging / "model.npz", "wb") as f:
-        np.savez_compressed(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    _write_text(staging / "meta.json", meta_text + "\n")
-    os.replace(staging, target)
+    try:
+        os.chmod(staging, DIR_MODE)  # mkdtemp makes it private; serving processes may run as another user
+        with open(staging / "model.npz", "wb") as f:
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        _write_text(staging / "meta.json", meta_text + "\n")
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     _write_text(folder / "CURRENT", version + "\n", atomic_in=folder)
     return target
 

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from models.artifact import DIR_MODE, _check_version, _write_text, new_version, read_npz
+from models.artifact import _check_version, new_version, publish_version, read_npz
 
 DEFAULT_PRIOR_CTR = 0.003  # used when no model was trained yet
 DEFAULT_PRIOR_STRENGTH = 200.0  # k: impressions' worth of trust given to the prior
@@ -315,27 +313,7 @@ def save_ctr(model: CtrModel, folder: Path) -> str:
     meta = {"version": version, "kind": KIND, "format": FORMAT, "hashing": HASHING,
             "n_features": model.n_features, "prior_ctr": float(model.prior_ctr),
             "prior_strength": float(model.prior_strength), "meta": model.meta}
-    meta_text = json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False)  # fails early if not JSON
-
-    target = folder / version
-    if target.exists():
-        raise FileExistsError(f"CTR model version {version} already exists in {folder}")
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=folder))
-    try:
-        os.chmod(staging, DIR_MODE)  # mkdtemp makes it private; serving processes may run as another user
-        with open(staging / "model.npz", "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        _write_text(staging / "meta.json", meta_text + "\n")
-        os.replace(staging, target)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _write_text(folder / "CURRENT", version + "\n", atomic_in=folder)
+    publish_version(folder, version, arrays, meta, "CTR model")
     model.version = version
     return version
 

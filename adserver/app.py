@@ -17,28 +17,31 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     In embedded mode the schema is migrated and the event writer runs as a thread of this process
     (chdb allows one process per data path); pass ``start_writer=False`` to skip the writer.
     """
-    from adserver import console, demo, health, metrics
+    from adserver import console, demo, health, limits, metrics
     from adserver.campaigns import api as campaigns_api
     from adserver.campaigns import pages as campaign_pages
     from adserver.catalog import upload
     from adserver.services import Services
     from adserver.serving import pubjs
     from adserver.serving import views as serving
-    from adserver.tracking import viewability
+    from adserver.tracking import conversions, privacy, viewability
     from adserver.tracking import views as tracking
 
     settings = settings or load_settings()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 50 * 1024 * 1024
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     services = app.extensions["adserver"] = Services(settings)
     metrics.init_app(app, services)  # first, so its timer starts before any other hook runs
-    for blueprint in (tracking.bp, serving.bp, upload.bp, health.bp, demo.bp, viewability.bp, pubjs.bp):
+    limits.init_app(app)  # request bodies: 64 KB, more only where a view says so (the feed upload)
+    for blueprint in (tracking.bp, privacy.bp, serving.bp, upload.bp, health.bp, viewability.bp, pubjs.bp):
         app.register_blueprint(blueprint)
+    if settings.demo:  # ADSERVER_DEMO: by default only in embedded mode; a server has no /demo/ pages
+        app.register_blueprint(demo.bp)
     console.init_app(app, settings)
     app.register_blueprint(campaign_pages.bp)
     app.register_blueprint(campaigns_api.bp)
+    app.register_blueprint(conversions.bp)
     from adserver.tracking.pixel import PixelEndpoint
 
     app.wsgi_app = PixelEndpoint(app, app.wsgi_app)  # the pixel is answered before Flask (see there)
@@ -47,7 +50,7 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     def index():
         from flask import render_template
 
-        return render_template("index.html")
+        return render_template("index.html", demo=settings.demo)
 
     if settings.embedded:
         _start_embedded(app, services, start_writer)
@@ -66,6 +69,7 @@ def _start_embedded(app: Flask, services, start_writer: bool | None) -> None:
         start_writer = settings.embedded_writer
     if start_writer:
         writer = BatchWriter(services.stores.redis("writer"), ch, settings.stream_key, settings.writer_name,
-                             settings.writer_batch_size, settings.writer_batch_seconds)
+                             settings.writer_batch_size, settings.writer_batch_seconds,
+                             forget_interval=settings.forget_interval)
         app.extensions["adserver_writer"] = writer
         start_thread(writer)

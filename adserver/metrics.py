@@ -60,6 +60,8 @@ COUNTERS = {
     "clicks_invalid": "Clicks from bots or click floods (redirected, not counted, not charged).",
     "viewable": "Viewable impressions (50 % of the unit in view for 1 s) recorded.",
 }
+SPOOL_DROPPED = ("adserver_spool_dropped", "Events dropped because the local spool was full (Redis away too long); "
+                 "counted by this instance's processes, kept across restarts.")
 BACKLOG = {  # metric name: (key of EventStream.backlog, help)
     "adserver_stream_length": ("length", "Entries in the event stream not yet deleted by the writer."),
     "adserver_stream_pending": ("pending", "Entries read by the writer but not yet acknowledged."),
@@ -71,7 +73,8 @@ BACKLOG = {  # metric name: (key of EventStream.backlog, help)
 class ClusterCollector(Collector):
     """Values read at scrape time: this process's uptime, this instance's spool, counters and stream from Redis.
 
-    The counters (``adserver_*_total``) and the stream gauges (``adserver_stream_*``,
+    The counters (``adserver_*_total``, but ``adserver_spool_dropped_total``: this instance's, like its
+    spool, and answered with Redis down too) and the stream gauges (``adserver_stream_*``,
     ``adserver_writer_lag_seconds``) are cluster-wide: they are read from the Redis that every web
     process and instance writes to, so every instance reports the same number. Dashboards must not
     sum them across instances or workers; take ``max`` (or one instance). When Redis does not answer,
@@ -86,6 +89,7 @@ class ClusterCollector(Collector):
         """Every name this collector can answer, so that a registry refuses a second one."""
         for name, text in GAUGES.items():
             yield GaugeMetricFamily(name, text)
+        yield CounterMetricFamily(*SPOOL_DROPPED)
         for key, text in COUNTERS.items():
             yield CounterMetricFamily(f"adserver_{key}_total", text)
         for name, (_key, text) in BACKLOG.items():
@@ -108,6 +112,7 @@ class ClusterCollector(Collector):
         }
         for name, text in GAUGES.items():
             yield GaugeMetricFamily(name, text, value=process[name])
+        yield CounterMetricFamily(*SPOOL_DROPPED, value=svc.spool.dropped())  # this instance's, Redis or not
         if counters is not None:
             for key, text in COUNTERS.items():
                 yield CounterMetricFamily(f"adserver_{key}_total", text, value=counters.get(key, 0))

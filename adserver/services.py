@@ -8,6 +8,7 @@ underlying client changes, so a worker never uses a socket inherited from its pa
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from flask import current_app
@@ -18,6 +19,7 @@ from adserver.catalog.registry import Registry
 from adserver.learning.ctr import CtrCache
 from adserver.learning.prior import prior_ctr
 from adserver.learning.similar import ModelCache
+from adserver.serving.click_ids import ClickIds
 from adserver.serving.clicks import ClickTokens
 from adserver.serving.popular import PopularCache
 from models.ctr import CtrContext
@@ -27,9 +29,10 @@ from tracker.identity import VisitorIds
 from tracker.settings import Settings
 from tracker.spool import Spool
 from tracker.stores import Stores
-from tracker.stream import EventStream, Frequency, Interest
+from tracker.stream import PROFILE_EVENTS, EventStream, Frequency, Interest
 
 log = logging.getLogger(__name__)
+CATALOG_RETRY_SECONDS = 5.0  # after a failed catalog load, hits skip the profile this long instead of waiting
 
 
 class Services:
@@ -38,15 +41,17 @@ class Services:
         self.stores = Stores(settings)
         self.ids = VisitorIds(settings.secret_keys)
         self.clicks = ClickTokens(settings.secret_keys, settings.click_ttl_days * 86400)
+        self.click_ids = ClickIds(settings.secret_keys)  # adclid on landing URLs, checked by the conversion API
         self.registry = Registry(self.stores.clickhouse)
         self.catalog = CatalogCache(self.stores.clickhouse, lambda: self.stream_if_up().client)
         self.popular = PopularCache(self)
         self.models = ModelCache(settings.model_dir)
         self.breaker = CircuitBreaker(cooldown=1.0)
-        self.spool = Spool(settings.data_dir / "spool")
+        self.spool = Spool(settings.data_dir / "spool", max_bytes=settings.spool_max_mb * 1024 * 1024)
         self.ctr = CtrCache(settings.model_dir)
         self._stream: EventStream | None = None
         self._budgets: Budgets | None = None
+        self._catalog_retry: dict[str, float] = {}  # advertiser -> monotonic time to try its catalog again
         if self.spool.pending_files():  # left by a process that died while Redis was down
             self.spool.start_replayer(self._replay, self.breaker.allow)
 
@@ -70,7 +75,8 @@ class Services:
         stream = self._stream
         if stream is None or stream.client is not client:
             stream = self._stream = EventStream(
-                client, self.settings.stream_key, self.settings.profile_size, self.settings.profile_ttl_days
+                client, self.settings.stream_key, self.settings.profile_size, self.settings.profile_ttl_days,
+                new_visitor_ttl=self.settings.new_visitor_ttl_minutes * 60,
             )
         return stream
 
@@ -80,32 +86,65 @@ class Services:
             raise redis.ConnectionError("Redis circuit open")
         return self.stream
 
-    def record(self, row: dict, uid: str | None = None, counter: str | None = None, bad: bool = False) -> bool:
+    def record(self, row: dict, uid: str | None = None, counter: str | None = None, bad: bool = False,
+               first_visit: bool = False) -> bool:
         """Append an event (or a rejected hit with ``bad``); spooled locally if Redis is unavailable.
 
-        Returns True if it reached Redis now, False if it waits in the spool.
+        Only the row's skus in the advertiser's catalog enter the visitor's profile and popularity
+        (the row keeps them all). ``first_visit``: ``uid`` was made for this hit (see
+        ``EventStream.record``). Returns True if it reached Redis now, False if it waits in the spool
+        (or was dropped, the spool being full).
         """
+        profile_skus = None
+        if uid and not bad and row.get("skus") and row.get("event") in PROFILE_EVENTS:
+            profile_skus = self.catalog_skus(row.get("advertiser") or "", row["skus"])
         if self.breaker.allow():
             try:
                 if bad:
                     self.stream.record_bad(row, counter=counter)
                 else:
-                    self.stream.record(row, uid=uid, counter=counter)
+                    self.stream.record(row, uid=uid, counter=counter, profile_skus=profile_skus,
+                                       first_visit=first_visit)
                 self.breaker.success()
                 return True
             except (redis.RedisError, OSError) as exc:
                 self.breaker.failure()
                 log.warning("Redis unavailable (%s): spooling events locally", exc)
-        self.spool.append({"kind": "bad" if bad else "ev", "row": row, "uid": uid, "counter": counter})
+        self.spool.append({"kind": "bad" if bad else "ev", "row": row, "uid": uid, "counter": counter,
+                           "profile_skus": profile_skus, "first_visit": first_visit})
         self.spool.start_replayer(self._replay, self.breaker.allow)
         return False
+
+    def catalog_skus(self, advertiser: str, skus: list[str]) -> list[str]:
+        """The skus found in the advertiser's catalog (the per-process copy), in order.
+
+        None of them while the catalog cannot be read: a visitor's profile then misses a hit rather than
+        taking skus nobody checked. A failed load is not retried for ``CATALOG_RETRY_SECONDS``, so
+        hits do not each wait for an unreachable ClickHouse.
+        """
+        retry = self._catalog_retry.get(advertiser)
+        if retry is not None and time.monotonic() < retry:
+            return []
+        try:
+            products = self.catalog.get(advertiser)
+        except Exception as exc:  # noqa: BLE001 - the event is recorded anyway, only the profile waits
+            if len(self._catalog_retry) > 10_000:
+                self._catalog_retry.clear()
+            self._catalog_retry[advertiser] = time.monotonic() + CATALOG_RETRY_SECONDS
+            log.warning("catalog of %r unavailable (%s): hits update no profile for %.0f s", advertiser, exc,
+                        CATALOG_RETRY_SECONDS)
+            return []
+        self._catalog_retry.pop(advertiser, None)
+        return [sku for sku in skus if sku in products]
 
     def _replay(self, record: dict) -> None:
         try:
             if record.get("kind") == "bad":
                 self.stream.record_bad(record["row"], counter=record.get("counter"))
             else:
-                self.stream.record(record["row"], uid=record.get("uid"), counter=record.get("counter"))
+                self.stream.record(record["row"], uid=record.get("uid"), counter=record.get("counter"),
+                                   profile_skus=record.get("profile_skus"),
+                                   first_visit=bool(record.get("first_visit")))
         except (redis.RedisError, OSError):
             self.breaker.failure()
             raise

@@ -75,7 +75,7 @@ def main() -> int:
         cli(["demo", "--base-url", base], settings)
         for n in range(args.campaigns):
             shop = f"shop{n:03d}"
-            cli(["create-advertiser", shop], settings)
+            cli(["create-advertiser", shop, "--domain", "bench.example"], settings)
             rows = [{"id": f"S{n}-{k}", "title": f"Shop {n} product {k}", "link": f"{base}/{shop}/{k}",
                      "image_link": f"{base}/{shop}/{k}.png", "price": "19.90", "currency": "CNY",
                      "availability": "in stock"} for k in range(30)]

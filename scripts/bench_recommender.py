@@ -127,7 +127,7 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(os.environ.get("ADSERVER_BENCH_DIR") or "/tmp/adserver-bench-recommender")
     work.mkdir(parents=True, exist_ok=True)
-    _cli("create-advertiser", ADVERTISER)
+    _cli("create-advertiser", ADVERTISER, "--domain", "bench.example")
     feed = work / "feed.csv"
     feed_file(feed, args.products)
     import_s, out = _cli("import-feed", ADVERTISER, str(feed), "--full")

@@ -1,10 +1,12 @@
 """Shared fixtures. Tests talk to real servers: ``make test`` starts a Redis and a ClickHouse server
 and passes their URLs in ``ADSERVER_TEST_REDIS_URL`` / ``ADSERVER_TEST_CLICKHOUSE_URL``.
 
-Isolation: every test gets its own stream key, advertiser ids and data directory (``ADSERVER_DATA_DIR``
-under its ``tmp_path``, also for the processes it starts), the Redis database is flushed before each
-test, and the ClickHouse tables are emptied before each test that uses them. The run fails if it
-created the checkout's own ``var/`` (a developer's embedded data).
+Isolation: every test gets its own stream key, advertiser ids and data directory (``settings``: under
+its ``tmp_path``; ``ADSERVER_DATA_DIR`` in the environment, which the processes it starts inherit: a
+temporary folder of its own), the Redis database is flushed before each test, and the ClickHouse tables
+are emptied before each test that uses them. The demo is built once per session and restored before
+each test that asks for it. The run fails if it created the checkout's own ``var/`` (a developer's
+embedded data).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tracker.settings import Settings, load_settings, parse_clickhouse_url
 from tracker.stream import EventStream
 from tracker.writer import BatchWriter
 
-SECRET = "test-secret-key-0123456789abcdef"
+SECRET = "Rk7_wQ2nTz9vLc4-Hx0mYp8Jd3Sb6Fa1Gu5Ne_Wi2Oq"  # server mode refuses guessable keys (tracker/key_strength.py)
 ROOT = Path(__file__).resolve().parents[1]
 CHECKOUT_VAR = ROOT / "var"
 
@@ -39,7 +41,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _checkout_var["existed"] = CHECKOUT_VAR.exists()
 
 
-def pytest_runtest_logfinish(nodeid: str, location) -> None:
+def pytest_runtest_logfinish(nodeid: str) -> None:
     """Note the test after which the checkout's ``var/`` appeared (one ``stat`` per test)."""
     if _checkout_var.get("existed") is False and "after" not in _checkout_var and CHECKOUT_VAR.exists():
         _checkout_var["after"] = nodeid
@@ -62,10 +64,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 @pytest.fixture(autouse=True)
-def own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``ADSERVER_DATA_DIR`` under the test's ``tmp_path`` in the environment: an app built from the
-    environment, or a process the test starts with it, never falls back to the checkout's ``var/``."""
-    monkeypatch.setenv("ADSERVER_DATA_DIR", str(tmp_path / "var"))
+def own_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``ADSERVER_DATA_DIR`` of the test's own in the environment: settings loaded from the
+    environment, and the processes a test starts with it, never fall back to the checkout's ``var/``.
+    (Beside ``tmp_path``, not in it: tests may expect their ``tmp_path`` to hold only what they made.)"""
+    monkeypatch.setenv("ADSERVER_DATA_DIR", str(tmp_path_factory.mktemp("data-dir")))
 
 
 def _require(name: str) -> str:
@@ -156,8 +159,9 @@ def any_redis(request):
     return client
 
 
-def server_settings(data_dir: Path, redis_url: str, clickhouse_url: str) -> Settings:
-    """Server-mode settings on the test servers, with a stream and a data directory of their own."""
+def server_settings(data_dir: Path, redis_url: str, clickhouse_url: str, **env: str) -> Settings:
+    """Server-mode settings on the test servers, with a stream and a data directory of their own;
+    ``env`` adds or overrides variables."""
     return load_settings({
         "ADSERVER_SECRET_KEY": SECRET,
         "ADSERVER_REDIS_URL": redis_url,
@@ -168,13 +172,16 @@ def server_settings(data_dir: Path, redis_url: str, clickhouse_url: str) -> Sett
         # Fatigue is random by design: tests that are not about it must not depend on a draw
         # (tests/adserver/serving/test_auction.py sets it back to the default).
         "ADSERVER_FATIGUE_FREE": "1000",
+        **env,
     })
 
 
 @pytest.fixture
-def settings(tmp_path: Path, redis_url: str, clickhouse_url: str) -> Settings:
-    """Server-mode settings with a stream of its own."""
-    return server_settings(tmp_path / "var", redis_url, clickhouse_url)
+def settings(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, clickhouse_url: str) -> Settings:
+    """Server-mode settings with a stream of its own. ``@pytest.mark.settings_env(NAME="value")`` on a
+    test or module sets more variables (``ADSERVER_DEMO="1"`` for the demo's pages and marketer)."""
+    marker = request.node.get_closest_marker("settings_env")
+    return server_settings(tmp_path / "var", redis_url, clickhouse_url, **(marker.kwargs if marker else {}))
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from werkzeug.serving import make_server
 from tests.adserver.conftest import feed_bytes, product
 from tests.conftest import drain
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = "/usr/bin/chromium"
 DESKTOP_CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 "
                   "Safari/537.36")
@@ -76,7 +78,7 @@ def _site_apps(port: int) -> tuple[Flask, Flask]:
 @pytest.fixture
 def sites(app, runner, ch, tmp_path):
     """The product on ads.test, the store and the blog, all over HTTPS on one loopback port."""
-    assert runner("create-advertiser", "shop")[0] == 0
+    assert runner("create-advertiser", "shop", "--domain", "store.test")[0] == 0
     rows = [dict(p) for p in PRODUCTS]
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=ads.test",

@@ -11,6 +11,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 SCRIPT = textwrap.dedent("""
     import json, time
     from adserver import create_app
@@ -23,13 +27,15 @@ SCRIPT = textwrap.dedent("""
         assert client.get("/px.gif?a=demo&e=view_item&sku=" + sku).status_code == 200
     ad = client.get("/ad.json?p=demo-feed&size=300x250").get_json()
     health = client.get("/healthz")
+    demo_pages = [client.get(path).status_code for path in ("/demo/store", "/demo/feed")]
     ch = app.extensions["adserver"].ch
     deadline = time.monotonic() + 20
     rows = 0
     while time.monotonic() < deadline and rows < 3:
         rows = ch.execute("SELECT count() FROM events")[0][0]
         time.sleep(0.05)
-    print(json.dumps({"ad": ad, "health": [health.status_code, health.get_json()], "rows": rows}))
+    print(json.dumps({"ad": ad, "health": [health.status_code, health.get_json()], "rows": rows,
+                      "demo_pages": demo_pages}))
 """)
 
 
@@ -43,6 +49,7 @@ def test_app_starts_embedded_from_an_empty_data_dir(tmp_path):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert [p["sku"] for p in out["ad"]["products"][:2]] == ["D1012", "D1002"]
     assert out["health"][0] == 200 and out["health"][1]["embedded"] is True
+    assert out["demo_pages"] == [200, 200]  # `make run`: the demo without setting ADSERVER_DEMO
     assert out["health"][1]["redis"] == "ok" and out["health"][1]["clickhouse"] == "ok"
     assert out["rows"] >= 3  # two views and one impression, written by the embedded writer thread
     assert (var / "secret_key").exists() and (var / "chdb").is_dir() and (var / "redis").is_dir()

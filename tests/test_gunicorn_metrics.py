@@ -109,6 +109,7 @@ def _get(url: str) -> bytes:
         return response.read()
 
 
+@pytest.mark.slow
 def test_two_gunicorn_workers_one_scrape(tmp_path, redis_url, clickhouse_url, redis_client):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ADSERVER_", "PROMETHEUS_"))}

@@ -11,9 +11,13 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from adserver.tracking.viewability import impression_id_for
 from tests.conftest import SECRET, drain
 from tests.test_browser_e2e import _browser, playwright, sites  # noqa: F401 - fixtures and helpers
+
+pytestmark = pytest.mark.slow
 
 SLOT = '<ins class="adserver-slot" id="{id}" data-placement="blog-feed" data-size="300x250"></ins>'
 

@@ -1,13 +1,15 @@
 """Data removal in ClickHouse: a visitor's rows on request, and raw events past their retention.
 
 Retention drops whole monthly partitions (ClickHouse 18.16 has no TTL clause, and dropping a
-partition is instant and leaves no mutation behind). A visitor's rows are removed with an
+partition is instant and leaves no mutation behind). Visitors' rows are removed with an
 ``ALTER TABLE ... DELETE`` mutation in every MergeTree table that has a ``uid`` column, so tables
-added later (aggregates keyed by visitor) are covered without a list to keep in sync.
+added later (aggregates keyed by visitor) are covered without a list to keep in sync. Mutations
+rewrite whole tables, so visitors are removed in batches: requests wait in ``tracker.forget``'s queue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from tracker.clickhouse import ClickHouse
@@ -27,13 +29,17 @@ def visitor_tables(ch: ClickHouse) -> list[str]:
     return [r[0] for r in rows]
 
 
-def forget_visitor(ch: ClickHouse, uid: str) -> dict[str, int]:
-    """Schedule the deletion of every row of ``uid``; returns the rows found per table."""
+def forget_visitors(ch: ClickHouse, uids: Sequence[str]) -> dict[str, int]:
+    """Schedule the deletion of every row of ``uids``: one mutation per table that holds any of them
+    (a table without any is only read). Returns the rows found per table."""
     found: dict[str, int] = {}
+    if not uids:
+        return found
+    params = {"uids": tuple(uids)}
     for table in visitor_tables(ch):
-        count = ch.execute("SELECT count() FROM " + table + " WHERE uid = %(uid)s", {"uid": uid})[0][0]
+        count = ch.execute("SELECT count() FROM " + table + " WHERE uid IN %(uids)s", params)[0][0]
         if count:
-            ch.execute("ALTER TABLE " + table + " DELETE WHERE uid = %(uid)s", {"uid": uid})
+            ch.execute("ALTER TABLE " + table + " DELETE WHERE uid IN %(uids)s", params)
         found[table] = int(count)
     return found
 

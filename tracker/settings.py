@@ -42,10 +42,13 @@ class Settings:
     cookie_secure: bool
     public_url: str | None
     forwarded_allow_ips: tuple  # proxies whose X-Forwarded-* headers count: one-address networks, or ("*",)
+    demo: bool
     redis_timeout: float
     clickhouse_timeout: float
     profile_size: int
     profile_ttl_days: int
+    new_visitor_ttl_minutes: int
+    spool_max_mb: int
     click_ttl_days: int
     click_limit_visitor: int
     click_limit_address: int
@@ -57,6 +60,7 @@ class Settings:
     writer_batch_size: int
     writer_batch_seconds: float
     embedded_writer: bool
+    forget_interval: float
     writer_crash_at: str
     # the web server (deploy/gunicorn.conf.py)
     port: int
@@ -138,14 +142,23 @@ VARIABLES: tuple[Var, ...] = (
     Var("ADSERVER_FORWARDED_ALLOW_IPS", "forwarded_allow_ips", p.addresses, "127.0.0.1",
         "proxies (`*` or comma-separated addresses) trusted for `X-Forwarded-*`: the client address for click "
         "floods and login throttling, and gunicorn's scheme"),
+    Var("ADSERVER_DEMO", "demo", p.demo, "",
+        "the demo: its store and microblog pages (`/demo/...`) and the marketer of `demo --reports`, whose "
+        "password is published; never on a public server", shown_default="`1` in embedded mode, else `0`"),
     Var("ADSERVER_REDIS_TIMEOUT", "redis_timeout", p.number, "0.25",
         "web requests' Redis timeout in seconds (kept short: a slow Redis must not slow ads)", minimum=0.01),
     Var("ADSERVER_CLICKHOUSE_TIMEOUT", "clickhouse_timeout", p.number, "30",
         "ClickHouse send/receive timeout in seconds", minimum=0.1),
     Var("ADSERVER_PROFILE_SIZE", "profile_size", p.integer, "50",
-        "recently viewed products kept per visitor and advertiser", minimum=1),
+        "recently viewed products kept per visitor and advertiser", minimum=1, maximum=1000),
     Var("ADSERVER_PROFILE_TTL_DAYS", "profile_ttl_days", p.integer, "30",
         "days a visitor's profile is kept after their last visit", minimum=1),
+    Var("ADSERVER_NEW_VISITOR_TTL_MINUTES", "new_visitor_ttl_minutes", p.integer, "60",
+        "minutes the profile of a first visit (no valid cookie) is kept until the cookie comes back; then "
+        "`ADSERVER_PROFILE_TTL_DAYS`", minimum=1, maximum=1440),
+    Var("ADSERVER_SPOOL_MAX_MB", "spool_max_mb", p.integer, "1024",
+        "megabytes of events the local spool keeps while Redis is unavailable; beyond, events are dropped and "
+        "counted (`adserver_spool_dropped_total`)", minimum=1),
     Var("ADSERVER_CLICK_TTL_DAYS", "click_ttl_days", p.integer, "7", "validity of click links in days", minimum=1),
     Var("ADSERVER_CLICK_LIMIT_VISITOR", "click_limit_visitor", p.integer, "10",
         "clicks per minute per visitor; beyond, clicks are redirected but marked invalid (`click_flood`)", minimum=1),
@@ -174,6 +187,11 @@ VARIABLES: tuple[Var, ...] = (
         "traffic", minimum=0.01),
     Var("ADSERVER_EMBEDDED_WRITER", "embedded_writer", p.boolean, "1",
         "in embedded mode, the web process writes the event stream into ClickHouse itself"),
+    # Each run that finds queued visitors rewrites the tables holding their rows (one mutation each):
+    # minutes apart, so a flood of requests costs a few rewrites an hour, and forgetting stays prompt.
+    Var("ADSERVER_FORGET_INTERVAL", "forget_interval", p.number, "600",
+        "seconds between runs of the writer's forget job: the ClickHouse rows of visitors who asked to be "
+        "forgotten are deleted then, in one mutation per table", minimum=1, maximum=86400),
     Var("ADSERVER_WRITER_CRASH_AT", "writer_crash_at", p.crash_point, "",
         "fault injection for the exactly-once tests: the writer kills itself there (`before_insert`, "
         "`between_inserts`, `after_insert`); never in production", shown_default="unset"),

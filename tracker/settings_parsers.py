@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
+from tracker.key_strength import GENERATE, weakness
+
 if TYPE_CHECKING:
     from tracker.settings import Var
 
@@ -165,17 +167,24 @@ def secret_keys(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> tuple
 
     Embedded mode keeps a generated key in the data directory so cookies and click links survive a
     restart; server mode refuses to start without one, since every web and writer process must
-    share it.
+    share it, and refuses a key that can be guessed (:mod:`tracker.key_strength`): whoever knows it
+    signs sessions for any marketer. Every key of a rotation is checked, since each one verifies.
     """
+    server = done["redis_url"] is not None and done["clickhouse_url"] is not None
     if raw:
         keys = tuple(k.strip() for k in raw.split(",") if k.strip())
         if any(len(k) < 16 for k in keys):
             raise SettingsError(f"{name}: every key must be at least 16 characters long")
+        for number, key in enumerate(keys if server else (), start=1):
+            reason = weakness(key)
+            if reason:
+                which = f"{name} (key {number} of {len(keys)})" if len(keys) > 1 else name
+                raise SettingsError(f"{which} is {reason}: generate a key with: {GENERATE}")
         return keys
-    if done["redis_url"] is not None and done["clickhouse_url"] is not None:
+    if server:
         raise SettingsError(
             f"{name} is required when ADSERVER_REDIS_URL and ADSERVER_CLICKHOUSE_URL are set "
-            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            f"(generate one with: {GENERATE})"
         )
     data_dir = done["data_dir"]
     path = data_dir / "secret_key"
@@ -188,6 +197,13 @@ def secret_keys(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> tuple
     if len(key) < 16:
         raise SettingsError(f"{path} holds a key shorter than 16 characters; delete it to regenerate")
     return (key,)
+
+
+def demo(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> bool:
+    """On by default only in embedded mode (``make run``): a server shows no demo unless asked."""
+    if raw:
+        return boolean(raw, name, var, done)
+    return done["redis_url"] is None or done["clickhouse_url"] is None
 
 
 def public_url(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> str | None:

@@ -5,10 +5,19 @@ JSON-lines file of this process instead, and a background thread replays the fil
 stream once Redis answers again. Files left by a process that died are replayed by any other
 process sharing the folder. Lines are flushed to the OS at once (a crash of the process loses
 nothing); an fsync per event would make the degraded mode too slow to be useful.
+
+The folder is bounded: while Redis stays away, pixels keep coming and a full disk would take the
+host down with it. An event that would take the folder's pending files beyond ``max_bytes`` is
+dropped; the drops of every process sharing the folder are counted in its ``dropped`` file (read by
+``/metrics`` as ``adserver_spool_dropped_total``) and logged at most once a minute per process. Each
+process counts its own appends at once and re-reads the folder's size at most every
+``rescan_seconds``, so the folder holds at most ``max_bytes`` plus what the other processes sharing
+it append within that interval. A line is one event row, whose fields ``tracker.events`` bounds.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -20,25 +29,93 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
+DROPPED_FILE = "dropped"  # the count of dropped events, shared by the processes of the folder
+LOG_EVERY_SECONDS = 60.0
+
 
 class Spool:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES, rescan_seconds: float = 1.0) -> None:
         self.folder = folder
+        self.max_bytes = max_bytes
+        self.rescan_seconds = rescan_seconds
         self._lock = threading.Lock()
         self._name = f"{socket.gethostname()}-{os.getpid()}"
         self._file = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._size = 0  # bytes of the folder's pending files: scanned, plus this process's appends since
+        self._scanned: float | None = None  # monotonic time of the last scan
+        self._logged = 0.0  # monotonic time of the last "spool is full" log line
 
-    def append(self, record: dict) -> None:
-        """Keep one record (``{"kind", "row", "uid", "counter"}``) until Redis is back."""
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    def append(self, record: dict) -> bool:
+        """Keep one record (``{"kind", "row", "uid", ...}``) until Redis is back; False if dropped (full)."""
+        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         with self._lock:
-            if self._file is None:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.folder / f"{self._name}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-            self._file.write(line)
-            self._file.flush()
+            now = time.monotonic()
+            if self._scanned is None or now - self._scanned >= self.rescan_seconds:
+                self._size = self.pending_bytes()
+                self._scanned = now
+            if self._size + len(data) > self.max_bytes:
+                self._drop(now, f"{self._size} bytes of at most {self.max_bytes}")
+                return False
+            try:
+                if self._file is None:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    self._file = open(self.folder / f"{self._name}.jsonl", "ab")  # noqa: SIM115
+                self._file.write(data)
+                self._file.flush()
+            except OSError as exc:  # a full disk before the cap: the same drop (a torn line is skipped at replay)
+                self._drop(now, str(exc))
+                return False
+            self._size += len(data)
+        return True
+
+    def _drop(self, now: float, why: str) -> None:
+        """Count a dropped event in the folder's shared count; log now and then (the lock is held)."""
+        try:
+            total = self._count_drop()
+        except OSError:  # the disk that filled up may refuse the count too: the log still says it
+            total = None
+        if now - self._logged >= LOG_EVERY_SECONDS or not self._logged:
+            self._logged = now
+            log.error("event spool is full (%s, in %s): dropping events while Redis is unavailable; "
+                      "%s dropped so far", why, self.folder, "?" if total is None else total)
+
+    def _count_drop(self) -> int:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / DROPPED_FILE, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close: every process of the folder counts here
+            total = _read_count(fd) + 1
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, b"%d\n" % total)
+            os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))
+            return total
+        finally:
+            os.close(fd)
+
+    def dropped(self) -> int:
+        """Events dropped so far by the processes sharing this folder (the spool was full)."""
+        try:
+            fd = os.open(self.folder / DROPPED_FILE, os.O_RDONLY)
+        except FileNotFoundError:
+            return 0
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return _read_count(fd)
+        finally:
+            os.close(fd)
+
+    def pending_bytes(self) -> int:
+        """Bytes of the folder's files not replayed yet (every process's)."""
+        total = 0
+        for path in self.pending_files():
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                continue
+        return total
 
     def pending_files(self) -> list[Path]:
         try:
@@ -141,3 +218,8 @@ class Spool:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _read_count(fd: int) -> int:
+    raw = os.read(fd, 32).strip()
+    return int(raw) if raw.isdigit() else 0

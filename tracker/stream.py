@@ -8,14 +8,44 @@ recently, their recently viewed products and purchases there, and what they were
 Key layout (``{uid}`` and ``{advertiser}`` are Redis Cluster hash tags, so a visitor's keys live
 on one shard and a script may read them together):
 
-- ``p:{uid}:adv``             ZSET advertiser -> last interest time (µs)
+- ``p:{uid}:adv``             ZSET advertiser -> last interest time (µs), newest ``ADVERTISERS_MAX`` kept
 - ``p:{uid}:rv:<advertiser>`` ZSET sku -> last view time (µs), newest ``profile_size`` kept
-- ``p:{uid}:buy:<advertiser>`` SET skus bought (not advertised again)
-- ``p:{uid}:advbuy``          ZSET advertiser -> last purchase time (µs), for "exclude recent buyers"
+- ``p:{uid}:bought:<advertiser>`` ZSET sku -> purchase time (µs), newest ``BOUGHT_MAX`` kept (not advertised again)
+- ``p:{uid}:advbuy``          ZSET advertiser -> last purchase time (µs), for "exclude recent buyers",
+                              newest ``ADVERTISERS_MAX`` kept
 - ``p:{uid}:fq``              HASH ``t:<campaign>`` last impression (unix s), ``u:<advertiser>`` impressions
-                              since the last click (fatigue)
-- ``p:{uid}:fq:<day>``        HASH campaign -> impressions that UTC day (frequency cap), kept 2 days
+                              since the last click (fatigue); at most ``FREQUENCY_FIELDS_MAX`` fields
+- ``p:{uid}:fq:<day>``        HASH campaign -> impressions that UTC day (frequency cap), kept 2 days, same bound
 - ``pop:{advertiser}:<day>``  ZSET sku -> interest weight that day, kept 8 days
+
+Everything a visitor's hits can make Redis hold is bounded, because the pixel is public and a
+cookie costs nothing:
+
+- only skus of the advertiser's catalog enter a profile or popularity (``profile_skus``: the caller
+  checks them, see ``adserver.services``); unknown skus stay in the event row, for reports. So
+  ``pop:`` keys hold at most the catalog, and every member is at most ``MAX_SKU_LEN`` characters;
+- a hit writes at most two profile keys (``rv`` and ``adv``, or ``bought`` and ``advbuy``; an
+  impression ``fq`` and ``fq:<day>``), each capped as above; a visitor holds at most
+  ``5 + 2 * ADVERTISERS_MAX`` keys (two days of ``fq:<day>``). Dropping an advertiser from an index
+  drops its per-advertiser key too, so ``forget`` finds every key from the two indexes;
+- a first visit (a hit without a valid cookie: a new uid) writes its profile keys with the short
+  ``new_visitor_ttl``, not the profile TTL: browsers that refuse our cookie make a new uid on every
+  hit, and each would otherwise leave about 0.2-20 KB for 30 days. The next event recorded with that
+  uid (its cookie came back) extends the whole profile to the profile TTL; a first visit's writes
+  never shorten a TTL (a spooled first hit may be replayed after the second). Measured on Redis 7: a
+  cookieless view of a catalog product leaves 2 keys, about 220 bytes, for ``new_visitor_ttl``; the
+  most a hit can add is 2 keys of about 28 KB together (50 catalog skus of 100 four-byte characters;
+  11 KB in ASCII), plus its stream entry until the writer has it;
+- the ad's read is bounded by the same caps, whatever is in the keys: at most ``advertisers`` (5)
+  advertisers, ``limit`` recent products, ``BOUGHT_MAX`` bought products each, and frequency hashes
+  only when within ``FREQUENCY_FIELDS_MAX`` fields. (Redis' Lua interns every string a script reads,
+  and crafted members of one hash value make that quadratic: 16,000 bought skus read whole cost
+  0.62 s of Redis time per ad on Redis 6.2. The largest profile the caps allow, every string crafted
+  to collide, costs 1.4 ms there and 0.4 ms on Redis 7.)
+
+The stream itself has no TTL and no cap here: the writer removes what it has stored, and Redis'
+``maxmemory-policy volatile-lru`` (``deploy/redis/redis.conf``) only ever evicts keys with a TTL,
+that is the profiles, popularity and other cache-like keys, never an event not yet written.
 """
 
 from __future__ import annotations
@@ -38,22 +68,32 @@ except ImportError:  # pragma: no cover - pinned in requirements.txt; json is th
 
 METRICS_KEY = "adserver:metrics"
 POPULAR_DAYS = 7
+BOUGHT_MAX = 50  # purchased products remembered per visitor and advertiser
+ADVERTISERS_MAX = 20  # advertisers remembered per visitor (an ad reads the 5 most recent)
+FREQUENCY_FIELDS_MAX = 256  # a frequency hash beyond this (more campaigns than any visitor sees) starts over
+NEW_VISITOR_TTL = 3600  # seconds a first visit's profile lives until the cookie comes back
+PROFILE_EVENTS = INTEREST_EVENTS | {"purchase"}  # events whose skus enter the profile and popularity
 
 # Everything an auction needs about a visitor, in one round trip: the advertisers they engaged
 # with most recently (with the time, their recent products there, how many, what they bought and
-# when) and their frequency state.
+# when) and their frequency state. Every read is bounded (see the module's docstring).
 _READ_INTERESTS = """
 local prefix = ARGV[1]
+local fields_max = tonumber(ARGV[6])
 local advs = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
 local out = {}
 for i = 1, #advs, 2 do
   local adv = advs[i]
   local rv = prefix .. ':rv:' .. adv
   out[#out + 1] = {adv, advs[i + 1], redis.call('ZREVRANGE', rv, 0, tonumber(ARGV[2]) - 1),
-                   redis.call('ZCARD', rv), redis.call('SMEMBERS', prefix .. ':buy:' .. adv),
+                   redis.call('ZCARD', rv), redis.call('ZREVRANGE', prefix .. ':bought:' .. adv, 0, tonumber(ARGV[5]) - 1),
                    redis.call('ZSCORE', prefix .. ':advbuy', adv) or '0'}
 end
-return {out, redis.call('HGETALL', prefix .. ':fq'), redis.call('HGETALL', prefix .. ':fq:' .. ARGV[4])}
+local function fields(key)
+  if redis.call('HLEN', key) > fields_max then return {} end
+  return redis.call('HGETALL', key)
+end
+return {out, fields(prefix .. ':fq'), fields(prefix .. ':fq:' .. ARGV[4])}
 """
 
 
@@ -63,12 +103,49 @@ return {out, redis.call('HGETALL', prefix .. ':fq'), redis.call('HGETALL', prefi
 # ~30 µs for this one call, and the writes now apply atomically. Keys are named in ARGV, not
 # KEYS: every key a visitor hit touches is computed here, as ``_READ_INTERESTS`` does.
 # ``replicate_commands`` (a no-op from Redis 7) lets Redis 5 and 6 run XADD's generated id.
+# Steps that need a condition are run here rather than as commands (see ``EventStream``):
+# ``@PROMOTE prefix ttl young`` gives a first visit's profile the full TTL once the cookie comes
+# back; ``@EXPIREMAX key ttl`` sets a TTL unless the key already lives longer; ``@CAPINDEX index
+# keep prefix kind`` keeps the newest advertisers of an index and deletes the per-advertiser keys of
+# the others; ``@CAPHASH key max`` starts a frequency hash over.
+# Nothing here can fail once the first write passed: a failed call is spooled and replayed whole,
+# which would append its stream entry twice.
 _RUN = """
 if redis.replicate_commands then redis.replicate_commands() end
+local function promote(prefix, ttl, young)
+  for _, index in ipairs({{':adv', ':rv:'}, {':advbuy', ':bought:'}}) do
+    local key = prefix .. index[1]
+    local left = redis.call('TTL', key)
+    if left > 0 and left <= young then
+      redis.call('EXPIRE', key, ttl)
+      for _, adv in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+        redis.call('EXPIRE', prefix .. index[2] .. adv, ttl)
+      end
+    end
+  end
+end
+local function cap_index(key, keep, prefix, kind)
+  local old = redis.call('ZRANGE', key, 0, -keep - 1)
+  for _, adv in ipairs(old) do
+    redis.call('DEL', prefix .. kind .. adv)
+  end
+  if #old > 0 then redis.call('ZREMRANGEBYRANK', key, 0, -keep - 1) end
+end
 local i, n = 1, #ARGV
 while i <= n do
   local c = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + c))
+  local name = ARGV[i + 1]
+  if name == '@PROMOTE' then
+    promote(ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]))
+  elseif name == '@CAPINDEX' then
+    cap_index(ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5])
+  elseif name == '@EXPIREMAX' then
+    if redis.call('TTL', ARGV[i + 2]) < tonumber(ARGV[i + 3]) then redis.call('EXPIRE', ARGV[i + 2], ARGV[i + 3]) end
+  elseif name == '@CAPHASH' then
+    if redis.call('HLEN', ARGV[i + 2]) > tonumber(ARGV[i + 3]) then redis.call('DEL', ARGV[i + 2]) end
+  else
+    redis.call(unpack(ARGV, i + 1, i + c))
+  end
   i = i + c + 1
 end
 return n
@@ -135,62 +212,72 @@ class Frequency:
 class EventStream:
     """Appends events to the stream and keeps visitor profiles, in one round trip per hit."""
 
-    def __init__(self, client: redis.Redis, stream_key: str, profile_size: int = 50, profile_ttl_days: int = 30) -> None:
+    def __init__(self, client: redis.Redis, stream_key: str, profile_size: int = 50, profile_ttl_days: int = 30,
+                 new_visitor_ttl: int = NEW_VISITOR_TTL) -> None:
         self.client = client
         self.stream_key = stream_key
         self.profile_size = profile_size
         self.profile_ttl = profile_ttl_days * 86400
+        self.new_visitor_ttl = min(new_visitor_ttl, self.profile_ttl)
         self._read_interests = client.register_script(_READ_INTERESTS)
         self._run = client.register_script(_RUN)
 
-    def record(self, row: dict, uid: str | None = None, counter: str | None = None) -> None:
+    def record(self, row: dict, uid: str | None = None, counter: str | None = None,
+               profile_skus: list[str] | None = None, first_visit: bool = False) -> None:
         """Append an accepted event and, for a known visitor, fold it into their profile.
 
         ``counter`` names a shared metric incremented in the same round trip (see ``counters``).
+        ``profile_skus``: the row's skus that may enter the profile and popularity (those of the
+        advertiser's catalog); None takes the row's. ``first_visit``: the uid was made for this hit,
+        so its profile keys get the short ``new_visitor_ttl``; any other event of a uid extends them.
         """
         cmds: list = []
         if counter:
             cmds += (4, "HINCRBY", METRICS_KEY, counter, 1)
         cmds += (7, "XADD", self.stream_key, "*", "t", "ev", "d", encode_row(row))
-        event, advertiser, skus = row["event"], row["advertiser"], row.get("skus") or []
+        event, advertiser = row["event"], row["advertiser"]
+        skus = (row.get("skus") or []) if profile_skus is None else profile_skus
         now = row.get("ts") or time.time()
-        if uid and skus and (event in INTEREST_EVENTS or event == "purchase"):
-            prefix = profile_prefix(uid)
-            ttl = self.profile_ttl
+        prefix = profile_prefix(uid) if uid else ""
+        ttl = self.new_visitor_ttl if first_visit else self.profile_ttl
+        expire = "@EXPIREMAX" if first_visit else "EXPIRE"
+        if uid and not first_visit and not row.get("invalid"):
+            cmds += (4, "@PROMOTE", prefix, self.profile_ttl, self.new_visitor_ttl)
+        if uid and skus and event in PROFILE_EVENTS:
+            us = int(now * 1_000_000)  # microseconds: two hits in the same millisecond keep their order
             if event in INTEREST_EVENTS:
-                us = int(now * 1_000_000)  # microseconds: two hits in the same millisecond keep their order
-                rv = f"{prefix}:rv:{advertiser}"
-                cmds.append(2 + 2 * len(skus))
-                cmds += ("ZADD", rv)
-                for sku in skus:
-                    cmds += (us, sku)
-                cmds += (4, "ZREMRANGEBYRANK", rv, 0, -self.profile_size - 1, 3, "EXPIRE", rv, ttl,
-                         4, "ZADD", f"{prefix}:adv", us, advertiser, 3, "EXPIRE", f"{prefix}:adv", ttl)
+                index, kind, keep = f"{prefix}:adv", ":rv:", self.profile_size
             else:
-                buy = f"{prefix}:buy:{advertiser}"
-                cmds += (2 + len(skus), "SADD", buy, *skus, 3, "EXPIRE", buy, ttl,
-                         4, "ZADD", f"{prefix}:advbuy", int(now * 1_000_000), advertiser,
-                         3, "EXPIRE", f"{prefix}:advbuy", ttl)
+                index, kind, keep = f"{prefix}:advbuy", ":bought:", BOUGHT_MAX
+            key = f"{prefix}{kind}{advertiser}"
+            cmds.append(2 + 2 * len(skus))
+            cmds += ("ZADD", key)
+            for sku in skus:
+                cmds += (us, sku)
+            cmds += (4, "ZREMRANGEBYRANK", key, 0, -keep - 1, 3, expire, key, ttl,
+                     4, "ZADD", index, us, advertiser, 5, "@CAPINDEX", index, ADVERTISERS_MAX, prefix, kind,
+                     3, expire, index, ttl)
             pop = popular_key(advertiser, utc_day(now))
             weight = INTEREST_WEIGHTS[event]
             for sku in skus:
                 cmds += (4, "ZINCRBY", pop, weight, sku)
             cmds += (3, "EXPIRE", pop, (POPULAR_DAYS + 1) * 86400)
         if uid and event in ("impression", "click") and not row.get("invalid"):
-            self._frequency(cmds, profile_prefix(uid), row, now)
+            self._frequency(cmds, prefix, row, now)
         self._run(args=cmds)
 
     def _frequency(self, cmds: list, prefix: str, row: dict, now: float) -> None:
         """Frequency caps and fatigue: count the impression, or reset the streak on a click."""
         fq = f"{prefix}:fq"
         if row["event"] == "click":
-            cmds += (4, "HSET", fq, f"u:{row['advertiser']}", 0)
+            cmds += (3, "@CAPHASH", fq, FREQUENCY_FIELDS_MAX - 1, 4, "HSET", fq, f"u:{row['advertiser']}", 0)
             return
+        cmds += (3, "@CAPHASH", fq, FREQUENCY_FIELDS_MAX - 2)  # room for the (at most) two fields added below
         campaign = row.get("campaign") or ""
         if campaign:
             day = f"{fq}:{utc_day(now)}"
-            cmds += (4, "HINCRBY", day, campaign, 1, 3, "EXPIRE", day, 2 * 86400,
-                     4, "HSET", fq, f"t:{campaign}", repr(round(now, 3)))
+            cmds += (3, "@CAPHASH", day, FREQUENCY_FIELDS_MAX - 1, 4, "HINCRBY", day, campaign, 1,
+                     3, "EXPIRE", day, 2 * 86400, 4, "HSET", fq, f"t:{campaign}", repr(round(now, 3)))
         cmds += (4, "HINCRBY", fq, f"u:{row['advertiser']}", 1, 3, "EXPIRE", fq, self.profile_ttl)
 
     def record_bad(self, row: dict, counter: str | None = None) -> None:
@@ -210,7 +297,8 @@ class EventStream:
         """The visitor's latest advertisers (most recent first) and frequency state, in one round trip."""
         prefix = profile_prefix(uid)
         day = utc_day(now or time.time())
-        rows, fq, today = self._read_interests(keys=[f"{prefix}:adv"], args=[prefix, limit, advertisers, day])
+        rows, fq, today = self._read_interests(keys=[f"{prefix}:adv"], args=[prefix, limit, advertisers, day,
+                                                                            BOUGHT_MAX, FREQUENCY_FIELDS_MAX])
         interests = [
             Interest(adv.decode(), int(score) / 1e6, [s.decode() for s in recent], int(count),
                      {s.decode() for s in bought}, int(float(last_buy)) / 1e6)
@@ -228,11 +316,15 @@ class EventStream:
     def forget(self, uid: str) -> int:
         """Delete everything kept about a visitor in Redis; returns the number of keys removed."""
         prefix = profile_prefix(uid)
-        advertisers = [a.decode() for a in self.client.zrange(f"{prefix}:adv", 0, -1)]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrange(f"{prefix}:adv", 0, -1).zrange(f"{prefix}:advbuy", 0, -1)
+        viewed, bought = pipe.execute()
         keys = [f"{prefix}:adv", f"{prefix}:advbuy", f"{prefix}:fq"]
         keys += [f"{prefix}:fq:{utc_day(time.time() - d * 86400)}" for d in range(2)]
-        for adv in advertisers:
-            keys += [f"{prefix}:rv:{adv}", f"{prefix}:buy:{adv}"]
+        keys += [f"{prefix}:rv:{a.decode()}" for a in viewed]
+        keys += [f"{prefix}:bought:{a.decode()}" for a in bought]
+        # ``buy:`` sets (the uncapped layout of bought products before ``bought:``) live until their TTL.
+        keys += [f"{prefix}:buy:{a.decode()}" for a in set(viewed) | set(bought)]
         return int(self.client.delete(*keys))
 
     def popular(self, advertiser: str, limit: int = 50, now: float | None = None) -> list[str]:

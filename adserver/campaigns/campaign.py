@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from adserver.catalog.landing import url_problem
 from tracker.clickhouse import ClickHouse
 from tracker.errors import AdServerError
 from tracker.events import ADVERTISER_RE
@@ -89,6 +90,10 @@ def _check(campaign: Campaign) -> None:
     if campaign.logo_url and (not campaign.logo_url.startswith(("https://", "http://", "/"))
                               or len(campaign.logo_url) > 2048 or any(c in campaign.logo_url for c in "\"'<> \\")):
         problems.append("logo url must be an http(s) URL or a path on this server, without quotes or spaces")
+    elif campaign.logo_url.startswith("//"):
+        problems.append("logo url must be an http(s) URL or a path on this server, not //host")
+    elif campaign.logo_url.startswith(("https://", "http://")) and url_problem(campaign.logo_url):
+        problems.append(f"logo url {url_problem(campaign.logo_url)}")
     if problems:
         raise AdServerError("; ".join(problems), "invalid_campaign")
 

@@ -66,10 +66,12 @@ def _guess_format(text: str) -> str:
 
 
 def parse_feed(data: bytes, fmt: str | None = None, default_currency: str = "",
-               progress: Callable[[int], object] | None = None) -> tuple[list[Product], ImportReport]:
+               progress: Callable[[int], object] | None = None,
+               domains: tuple[str, ...] | None = None) -> tuple[list[Product], ImportReport]:
     """Validate a whole feed; duplicate ids keep the first row and report the others.
 
-    ``progress(rows_done)`` is called every 1,000 rows, for the CLI's progress bar.
+    ``progress(rows_done)`` is called every 1,000 rows, for the CLI's progress bar. With ``domains``,
+    links off the advertiser's landing domains are rejected rows.
     """
     report = ImportReport()
     products: dict[str, Product] = {}
@@ -79,7 +81,7 @@ def parse_feed(data: bytes, fmt: str | None = None, default_currency: str = "",
         raw_id = raw.get("id")
         if isinstance(raw_id, str | int) and str(raw_id).strip():
             report.seen.add(str(raw_id).strip())
-        product, errors = validate_row(raw, number, default_currency)
+        product, errors = validate_row(raw, number, default_currency, domains)
         if errors:
             report.errors.extend(errors)
         elif product.sku in products:

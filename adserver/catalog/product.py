@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from adserver.catalog.landing import host_matches, url_host, url_problem
 from tracker.events import CURRENCIES, SKU_RE
 
 MAX_TITLE = 300
 MAX_DESCRIPTION = 5000
-MAX_URL = 2048
 MAX_FIELD = 10000
 MAX_PRICE = Decimal("1000000000")
 
@@ -72,13 +72,12 @@ def plain_text(value: str, limit: int) -> str:
     return _SPACE.sub(" ", text).strip()[:limit]
 
 
-def _url(value: str) -> str | None:
+def _url(value: str) -> tuple[str | None, str]:
+    """The URL, or None and why not (see :mod:`adserver.catalog.landing`: no user info, a host a browser
+    reads as we do)."""
     value = value.strip()
-    if not value or len(value) > MAX_URL or not re.match(r"^https?://[^\s/?#]+", value, re.IGNORECASE):
-        return None
-    if re.search(r"[\x00-\x20\x7f<>\"'\\]", value):
-        return None
-    return value
+    problem = url_problem(value)
+    return (None, problem) if problem else (value, "")
 
 
 def _price(value: str) -> tuple[Decimal | None, str]:
@@ -92,8 +91,13 @@ def _price(value: str) -> tuple[Decimal | None, str]:
     return amount, (match.group(2) or "").upper()
 
 
-def validate_row(raw: dict, row_number: int, default_currency: str = "") -> tuple[Product | None, list[RowError]]:
-    """Check one feed row; returns the product or the reasons it was rejected."""
+def validate_row(raw: dict, row_number: int, default_currency: str = "",
+                 domains: tuple[str, ...] | None = None) -> tuple[Product | None, list[RowError]]:
+    """Check one feed row; returns the product or the reasons it was rejected.
+
+    With ``domains`` (the advertiser's landing domains) the link must be on one of them or a
+    subdomain; images may be anywhere (stores serve them from CDNs).
+    """
     errors: list[RowError] = []
 
     def get(name: str) -> str:
@@ -119,13 +123,18 @@ def validate_row(raw: dict, row_number: int, default_currency: str = "") -> tupl
     title = plain_text(get("title"), MAX_TITLE)
     if not title:
         errors.append(RowError(row_number, "title", "missing"))
-    link = _url(get("link"))
+    link, problem = _url(get("link"))
     if link is None:
-        errors.append(RowError(row_number, "link", "missing or not an http(s) URL"))
+        if problem in ("missing", "not an http(s) URL"):
+            problem = "missing or not an http(s) URL"
+        errors.append(RowError(row_number, "link", problem))
+    elif domains is not None and not host_matches(url_host(link), domains):
+        errors.append(RowError(row_number, "link", f"host {url_host(link)} is not one of the advertiser's landing "
+                                                   f"domains ({', '.join(domains)})"))
     image = get("image_link")
-    image_link = _url(image) if image.strip() else ""
+    image_link, problem = _url(image) if image.strip() else ("", "")
     if image_link is None:
-        errors.append(RowError(row_number, "image_link", "not an http(s) URL"))
+        errors.append(RowError(row_number, "image_link", problem))
     price, price_currency = _price(get("price"))
     if price is None or price <= 0 or price >= MAX_PRICE:
         errors.append(RowError(row_number, "price", "must be a positive number like 129.90 or '129.90 CNY'"))

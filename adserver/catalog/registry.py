@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adserver.campaigns.campaign import Campaign, load_campaigns
+from adserver.catalog.landing import check_domain
 from tracker.clickhouse import ClickHouse
 from tracker.errors import AdServerError
 from tracker.events import ADVERTISER_RE, CURRENCIES, PLACEMENT_RE
 from tracker.schema import (
     ADVERTISERS_COLUMNS,
+    ADVERTISERS_DOMAINS_COLUMN,
     ADVERTISERS_TIMEZONE_COLUMN,
     PLACEMENTS_COLUMNS,
     PLACEMENTS_FLOOR_COLUMN,
@@ -34,6 +37,7 @@ class Advertiser:
     name: str
     currency: str
     timezone: str = "UTC"  # IANA name: reports' days and hours are the advertiser's
+    domains: tuple[str, ...] = ()  # landing domains: product links must be on one of them or a subdomain
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,9 @@ def check_timezone(timezone: str) -> str:
 
 
 def save_advertiser(ch: ClickHouse, advertiser_id: str, name: str = "", currency: str = "CNY",
-                    timezone: str = "UTC") -> Advertiser:
+                    timezone: str = "UTC", domains: Iterable[str] | None = None) -> Advertiser:
+    """Store (a new version of) the advertiser. ``domains`` replaces its landing domains; None keeps
+    those it has, so that updating its name or time zone cannot drop them."""
     if not ADVERTISER_RE.match(advertiser_id):
         raise AdServerError("advertiser id must be 1-64 lowercase letters, digits, '_' or '-'", "invalid_advertiser")
     if advertiser_id in RESERVED_ADVERTISER_IDS:
@@ -71,10 +77,20 @@ def save_advertiser(ch: ClickHouse, advertiser_id: str, name: str = "", currency
     if currency not in CURRENCIES:
         raise AdServerError(f"unknown currency {currency!r}", "invalid_currency")
     check_timezone(timezone)
+    if domains is None:
+        current = get_advertiser(ch, advertiser_id)
+        domains = current.domains if current else ()
+    checked = tuple(sorted({check_domain(d) for d in domains}))
     name = (name or advertiser_id).strip()[:200]
-    ch.insert("advertisers", (*ADVERTISERS_COLUMNS, ADVERTISERS_TIMEZONE_COLUMN),
-              [(advertiser_id, name, currency, 0, time.time_ns(), _now(), timezone)])
-    return Advertiser(advertiser_id, name, currency, timezone)
+    ch.insert("advertisers", (*ADVERTISERS_COLUMNS, ADVERTISERS_TIMEZONE_COLUMN, ADVERTISERS_DOMAINS_COLUMN),
+              [(advertiser_id, name, currency, 0, time.time_ns(), _now(), timezone, list(checked))])
+    return Advertiser(advertiser_id, name, currency, timezone, checked)
+
+
+def get_advertiser(ch: ClickHouse, advertiser_id: str) -> Advertiser | None:
+    rows = ch.execute("SELECT id, name, currency, timezone, domains FROM advertisers FINAL "
+                      "WHERE id = %(a)s AND deleted = 0", {"a": advertiser_id})
+    return Advertiser(*rows[0][:4], tuple(rows[0][4])) if rows else None
 
 
 def save_placement(ch: ClickHouse, placement_id: str, site: str, sizes=(), advertisers=(),
@@ -117,9 +133,10 @@ class Registry:
             try:
                 ch = self._ch()
                 advertisers = {
-                    r[0]: Advertiser(r[0], r[1], r[2], r[3])
+                    r[0]: Advertiser(r[0], r[1], r[2], r[3], tuple(r[4]))
                     for r in ch.execute(
-                        "SELECT id, name, currency, timezone FROM advertisers FINAL WHERE deleted = 0 ORDER BY id"
+                        "SELECT id, name, currency, timezone, domains FROM advertisers FINAL WHERE deleted = 0 "
+                        "ORDER BY id"
                     )
                 }
                 placements = {
@@ -172,6 +189,20 @@ class Registry:
         if self._healthy and time.monotonic() - self._loaded_at > 1.0:
             self._load()
         return advertiser_id in self.advertisers
+
+    def landing_domains(self, advertiser_id: str, look_again: bool = False) -> tuple[str, ...] | None:
+        """The advertiser's landing domains (none for an unknown one); None while nothing could be loaded.
+
+        ``look_again`` reads the database now if this copy is over a second old and the database
+        answers: a domain declared a moment ago in another process (at most one look per second).
+        """
+        self._refresh()
+        if look_again and self._loaded and self._healthy and time.monotonic() - self._loaded_at > 1.0:
+            self._load()
+        if not self._loaded:
+            return None
+        advertiser = self.advertisers.get(advertiser_id)
+        return advertiser.domains if advertiser else ()
 
     def placement(self, placement_id: str) -> Placement | None:
         self._refresh()

@@ -18,6 +18,7 @@ from adserver.catalog.feed import ImportReport, parse_feed
 from adserver.catalog.registry import Registry
 from adserver.catalog.storage import bump_version, store_products
 from adserver.catalog.tokens import bearer_token, token_advertiser
+from adserver.limits import accepts_body
 from adserver.services import services
 from tracker.errors import AdServerError, FeedError
 from tracker.events import ADVERTISER_RE
@@ -33,15 +34,21 @@ def import_products(stores: Stores, advertiser: str, data: bytes, fmt: str | Non
                     progress=None) -> ImportReport:
     """Validate and store a feed for a registered advertiser; returns the import report.
 
-    A full feed with no valid product is refused rather than emptying the catalog.
+    A full feed with no valid product is refused rather than emptying the catalog. Links must be on
+    the advertiser's landing domains: one without any declared gets nothing imported.
     """
     ch = stores.clickhouse()
     registry = Registry(lambda: ch)
     registry.reload()
     if advertiser not in registry.advertisers:
         raise AdServerError(f"unknown advertiser {advertiser!r}: create it with create-advertiser", "unknown_advertiser")
-    products, report = parse_feed(data, fmt, default_currency=registry.advertisers[advertiser].currency,
-                                  progress=progress)
+    record = registry.advertisers[advertiser]
+    if not record.domains:
+        raise AdServerError(f"advertiser {advertiser!r} has no landing domain, so no product link can be accepted: "
+                            f"an operator declares the store's domains with create-advertiser {advertiser} "
+                            "--domain <host>", "no_landing_domain")
+    products, report = parse_feed(data, fmt, default_currency=record.currency, progress=progress,
+                                  domains=record.domains)
     if not products:
         raise FeedError(f"the feed has no valid product ({len(report.errors)} rejected rows); nothing imported",
                         report=report)
@@ -82,6 +89,7 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 @bp.put("/api/v1/feeds/<advertiser>")
+@accepts_body(MAX_FEED_BYTES)  # the only route taking more than the default 64 KB (nginx: the same)
 def upload_feed(advertiser: str) -> Response:
     if not ADVERTISER_RE.match(advertiser):
         return _error(404, "not_found", "unknown advertiser")

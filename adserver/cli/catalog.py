@@ -9,6 +9,7 @@ import click
 
 from adserver.cli.context import CommandContext, CommandFailed, with_context
 from tracker.errors import AdServerError, FeedError
+from tracker.events import ADVERTISER_RE
 
 FORMATS = click.Choice(["csv", "tsv", "json"])
 MAX_LISTED_ERRORS = 50  # an operator reads the first rejected fields; the count says how many more
@@ -16,20 +17,38 @@ MAX_LISTED_ERRORS = 50  # an operator reads the first rejected fields; the count
 
 @click.command("create-advertiser")
 @click.argument("advertiser_id", metavar="ID")
-@click.option("--name", default="", help="Display name (default: the id).")
-@click.option("--currency", default="CNY", show_default=True, help="ISO 4217 currency of its feed and reports.")
-@click.option("--timezone", default="UTC", show_default=True,
-              help="IANA time zone of its reports' days and hours, e.g. Asia/Shanghai.")
+@click.option("--name", help="Display name (default: the id).")
+@click.option("--currency", help="ISO 4217 currency of its feed and reports (default: CNY).")
+@click.option("--timezone", help="IANA time zone of its reports' days and hours, e.g. Asia/Shanghai (default: UTC).")
+@click.option("--domain", "domains", multiple=True, metavar="HOST",
+              help="Add a landing domain (repeatable): product links must be on it or a subdomain, e.g. shop.example.")
+@click.option("--remove-domain", "removed", multiple=True, metavar="HOST", help="Remove a landing domain (repeatable).")
 @with_context
-def create_advertiser(context: CommandContext, advertiser_id: str, name: str, currency: str, timezone: str) -> int:
-    """Register an advertiser (a store).
+def create_advertiser(context: CommandContext, advertiser_id: str, name: str | None, currency: str | None,
+                      timezone: str | None, domains: tuple[str, ...], removed: tuple[str, ...]) -> int:
+    """Register an advertiser (a store), or update one.
 
-    ID is 1-64 lowercase letters, digits, '_' or '-'. Running it again updates the advertiser.
+    ID is 1-64 lowercase letters, digits, '_' or '-'. Running it again updates the advertiser: options
+    not given keep their values, --domain adds landing domains, --remove-domain removes some. Feed
+    links outside its landing domains (and their subdomains) are rejected and their clicks refused;
+    an advertiser without any gets no product imported.
     """
-    from adserver.catalog.registry import save_advertiser
+    from adserver.catalog.landing import check_domain
+    from adserver.catalog.registry import get_advertiser, save_advertiser
 
-    advertiser = save_advertiser(context.clickhouse(), advertiser_id, name or advertiser_id, currency, timezone)
+    ch = context.clickhouse()
+    current = get_advertiser(ch, advertiser_id) if ADVERTISER_RE.match(advertiser_id) else None
+    kept = set(current.domains) if current else set()
+    gone = {check_domain(d) for d in removed}
+    if gone - kept:
+        raise AdServerError(f"{advertiser_id} has no landing domain {', '.join(sorted(gone - kept))}", "invalid_domain")
+    advertiser = save_advertiser(
+        ch, advertiser_id, name or (current.name if current else advertiser_id),
+        currency or (current.currency if current else "CNY"), timezone or (current.timezone if current else "UTC"),
+        domains=(kept | {check_domain(d) for d in domains}) - gone)
     click.echo(f"advertiser {advertiser.id} ({advertiser.name}, {advertiser.currency}, {advertiser.timezone})")
+    click.echo(f"landing domains: {', '.join(advertiser.domains)}" if advertiser.domains else
+               "landing domains: none (no product is imported until one is declared: --domain <host>)")
     return 0
 
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from adserver.cli.context import CommandContext, with_context
+from adserver.cli.context import CommandContext, CommandFailed, with_context
 from tracker.errors import AdServerError
 from tracker.settings import Settings
 
@@ -16,12 +16,23 @@ def demo_base_url(settings: Settings) -> str:
     return settings.public_url or f"http://127.0.0.1:{settings.port}"
 
 
+def demo_domains(base_url: str) -> list[str]:
+    """The demo stores' landing domain: the host their pages (and so their product links) are served on."""
+    from adserver.catalog.landing import url_host
+
+    host = url_host(base_url)
+    if host is None:
+        raise AdServerError(f"--base-url {base_url[:200]!r} is not an http(s) URL with a plain host", "invalid_url")
+    return [host]
+
+
 @click.command("demo")
 @click.option("--base-url", help="Where the demo store's pages are served (default: ADSERVER_PUBLIC_URL, else "
                                  "http://127.0.0.1:ADSERVER_PORT).")
 @click.option("--reports", is_flag=True,
               help="Also the demo marketer demo@example.com (password demo-password), a CPC price and 14 days of "
-                   "generated ad traffic for /reports (not for production stores).")
+                   "generated ad traffic for /reports (not for production stores; in server mode only with "
+                   "ADSERVER_DEMO=1).")
 @with_context
 def demo(context: CommandContext, base_url: str | None, reports: bool) -> int:
     """Load the demo stores, catalogs and placements.
@@ -36,13 +47,19 @@ def demo(context: CommandContext, base_url: str | None, reports: bool) -> int:
     from adserver.demo import demo_products, outdoor
     from adserver.learning.training import train_advertiser
 
+    if reports and not context.settings.demo:
+        # Its password is in the README: anyone could sign in to a server that has it.
+        raise CommandFailed("error (demo_disabled): --reports creates the marketer demo@example.com with the "
+                            "published password demo-password; this server has no demo. Set ADSERVER_DEMO=1 "
+                            "only on a server nobody else can reach.")
     ch = context.clickhouse()
     model_dir = context.settings.model_dir
-    save_advertiser(ch, "demo", "Lotus & Co. 莲花良品", "CNY")
+    base_url = base_url or demo_base_url(context.settings)
+    domains = demo_domains(base_url)
+    save_advertiser(ch, "demo", "Lotus & Co. 莲花良品", "CNY", domains=domains)
     save_placement(ch, "demo-feed", "Demo microblog", [], ["demo"], floor=0.3)  # any size: the feed adapts
     save_placement(ch, "demo-sidebar", "Demo microblog sidebar", ["160x600", "300x250"], ["demo"], floor=2.0)
     save_placement(ch, "demo-banner", "Demo microblog banner", ["728x90", "320x50"], ["demo"], floor=0.5)
-    base_url = base_url or demo_base_url(context.settings)
     data = json.dumps(demo_products(base_url), ensure_ascii=False).encode()
     report = import_products(context.stores, "demo", data, "json", full=True)
     # A CPC campaign (pays per click: also buys non-personalised slots) for the demo store.
@@ -53,7 +70,7 @@ def demo(context: CommandContext, base_url: str | None, reports: bool) -> int:
                "demo-retargeting (CPC 0.60); placements demo-feed (floor 0.30), demo-sidebar (2.00), "
                "demo-banner (0.50)")
     # A second store, with a CPM campaign (buys its retargeting audience only): the two compete.
-    save_advertiser(ch, outdoor.ADVERTISER, outdoor.NAME, outdoor.CURRENCY)
+    save_advertiser(ch, outdoor.ADVERTISER, outdoor.NAME, outdoor.CURRENCY, domains=domains)
     data = json.dumps(outdoor.outdoor_products(base_url), ensure_ascii=False).encode()
     report = import_products(context.stores, outdoor.ADVERTISER, data, "json", full=True)
     save_campaign(ch, Campaign("outdoor-retargeting", outdoor.ADVERTISER, "Trailhead retargeting", pricing="cpm",

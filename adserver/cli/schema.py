@@ -1,4 +1,4 @@
-"""Schema and retention commands: ``migrate``, ``purge-events``."""
+"""Schema and retention commands: ``migrate``, ``purge-events``, ``forget-pending``."""
 
 from __future__ import annotations
 
@@ -42,4 +42,30 @@ def purge_events(context: CommandContext, older_than_days: int) -> int:
     return 0
 
 
-COMMANDS = (migrate, purge_events)
+@click.command("forget-pending")
+@with_context
+def forget_pending(context: CommandContext) -> int:
+    """Delete the queued forgotten visitors' rows now.
+
+    Runs the writer's forget job once (it runs every ADSERVER_FORGET_INTERVAL seconds): the oldest
+    queued visitors, one deletion per table holding their rows. Exit 1 if a previous deletion still runs.
+    """
+    from tracker.forget import run_pending
+
+    run = run_pending(context.clickhouse(), context.stores.redis("writer"))
+    if run.discarded:
+        click.echo(f"dropped {run.discarded} queue entries that are not visitor ids")
+    if run.deferred:
+        click.echo(f"deferred: {run.deferred}; {run.remaining} visitor(s) wait, run it again once it is done")
+        return 1
+    if not run.visitors:
+        click.echo("nobody is waiting to be forgotten")
+        return 0
+    click.echo(f"forgot {run.visitors} visitor(s)")
+    for table, rows in run.rows.items():
+        click.echo(f"{table}: {rows} row(s)" + (", deletion scheduled" if run.mutations.get(table) else ""))
+    click.echo(f"{run.remaining} still queued")
+    return 0
+
+
+COMMANDS = (migrate, purge_events, forget_pending)

@@ -85,6 +85,7 @@ def reports() -> Response:
         "advertiser": advertiser, "currency": info.currency, "timezone": info.timezone,
         "from": r.start.isoformat(), "to": r.end.isoformat(), "group_by": r.group_by,
         "attribution": {"click_window": format_window(r.click_window), "view_window": format_window(r.view_window)},
+        "conversions": "verified" if r.verified_only else "all",
         "price": {"model": price.model, "amount": price.amount} if price else None,
         "cost_basis": report.cost_basis, "spend_currency": services().settings.currency,
         "impressions_are": "products" if report.product_level else "ads",

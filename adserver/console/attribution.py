@@ -3,7 +3,11 @@
 Rules (docs/reports.md has the long version):
 
 * An order counts once: purchases are de-duplicated per (advertiser, order id) and the first pixel
-  wins (its time, visitor, value and products). Orders are dated by that first pixel.
+  wins (its time, visitor, value and products). Orders are dated by that first pixel. An order
+  only sent through the conversion API (adserver/tracking/conversions.py) is described by that
+  record, whose visitor is the one its click id named.
+* ``verified``: only the records the conversion API stored count (a page can fire any pixel), and
+  they describe their orders; pixels are ignored.
 * For each order, the touchpoints of the same visitor (cookie) before the purchase are searched:
   the **last click** no older than the post-click window wins; if there is none, the **last
   impression** no older than the post-view window wins; otherwise the order is not attributed.
@@ -16,8 +20,8 @@ How: whatever the windows, an order's attribution only depends on the visitor's 
 and **last impression** before the purchase (the last touch of a kind is inside a window exactly
 when any is). So each order is *resolved* once into those two touches (looking 90 days back), and a
 report applies its windows to the resolved rows. Resolutions of orders older than an hour are kept
-in ``report_order_touches`` (written here, at most once a minute per advertiser, range and
-process); newer or not yet kept orders are resolved on the fly, so a report is always complete.
+in ``report_order_touches`` (``report_verified_order_touches`` for verified orders; written here,
+at most once a minute per advertiser, range, kind and process); newer or not yet kept orders are resolved on the fly, so a report is always complete.
 
 Two sources give the same numbers: ``agg`` reads the touchpoints a materialized view keeps
 (``report_touchpoints``) and the kept resolutions, ``raw`` resolves every order from ``events``
@@ -41,25 +45,37 @@ SETTLE = 3600  # orders older than this get their resolution kept
 KEEP_EVERY = 60.0  # seconds between two attempts to keep resolutions, per advertiser and process
 KEEP_PER_REPORT = 10_000  # orders a report keeps at most (a backlog is kept over several reports or by keep_all)
 
-# De-duplicated orders whose first pixel is in [start, end): (order_id, uid, pts, o_value, o_skus).
-# Purchases are a contiguous range of ``events``' sorting key (advertiser, event, ts), small next to
-# ad events; every earlier pixel of an order is looked at, so an order first seen before the range
-# is not counted again in it.
+# De-duplicated orders whose describing record is in [start, end): (order_id, uid, pts, o_value,
+# o_skus). An order's records are ranked: the store's pixels first (by time), then what the store sent
+# through the conversion API (``verified``); the first describes the order, so sending orders through
+# the API as well changes no count of a report over every order. ``{verified}`` keeps the API's
+# records only. Purchases are a contiguous range of ``events``' sorting key (advertiser, event, ts),
+# small next to ad events; every record of an order is looked at, so an order first seen before the
+# range is not counted again in it.
 _ORDERS = """
     SELECT order_id, o_uid AS uid, pts, o_value, o_skus FROM (
-        SELECT order_id, min(ts) AS pts, argMin(uid, ts) AS o_uid,
-               argMin(value, ts) AS o_value, argMin(skus, ts) AS o_skus
-        FROM events
-        WHERE advertiser = %(advertiser)s AND event = 'purchase' AND ts < toDateTime(%(end)s)
-          AND order_id IN (SELECT order_id FROM events WHERE advertiser = %(advertiser)s AND event = 'purchase'
-                           AND ts >= toDateTime(%(start)s) AND ts < toDateTime(%(end)s) AND order_id != '')
+        SELECT order_id, argMin(ts, rank) AS pts, argMin(uid, rank) AS o_uid,
+               argMin(value, rank) AS o_value, argMin(skus, rank) AS o_skus
+        FROM (
+            SELECT order_id, ts, uid, value, skus, toUInt64(verified) * 4294967296 + toUInt32(ts) AS rank
+            FROM events
+            WHERE advertiser = %(advertiser)s AND event = 'purchase' {verified}
+              AND order_id IN (SELECT order_id FROM events WHERE advertiser = %(advertiser)s AND event = 'purchase'
+                               AND ts >= toDateTime(%(start)s) AND ts < toDateTime(%(end)s) AND order_id != ''
+                               {verified})
+        )
         GROUP BY order_id
     )
-    WHERE pts >= toDateTime(%(start)s) AND o_uid != '' {where}
+    WHERE pts >= toDateTime(%(start)s) AND pts < toDateTime(%(end)s) AND o_uid != '' {where}
 """
+_VERIFIED = "AND verified = 1"
+
+# Where resolutions are kept: reports over verified orders keep theirs apart, since the records
+# describing an order differ between the two.
+KEPT_TABLES = {False: "report_order_touches", True: "report_verified_order_touches"}
 
 # Orders whose resolution is not kept yet (optionally: only those old enough to be kept).
-_NOT_KEPT = ("AND order_id NOT IN (SELECT order_id FROM report_order_touches WHERE advertiser = %(advertiser)s "
+_NOT_KEPT = ("AND order_id NOT IN (SELECT order_id FROM {kept} WHERE advertiser = %(advertiser)s "
              "AND pts >= toDateTime(%(start)s) AND pts < toDateTime(%(end)s))")
 _SETTLED = "AND pts < toDateTime(%(settled)s)"
 
@@ -106,7 +122,7 @@ _RESOLVED_COLUMNS = ("order_id, buyer, o_pts, value, order_skus, click_ts, click
 _KEPT = """
     SELECT order_id, uid AS buyer, pts AS o_pts, value, order_skus, click_ts, click_placement, click_skus,
            click_reasons, view_ts, view_placement, view_skus, view_reasons
-    FROM report_order_touches FINAL
+    FROM {kept} FINAL
     WHERE advertiser = %(advertiser)s AND pts >= toDateTime(%(start)s) AND pts < toDateTime(%(end)s)
 """
 
@@ -127,7 +143,7 @@ _ATTRIBUTED = """
 """
 
 _KEEP = f"""
-    INSERT INTO report_order_touches (advertiser, order_id, uid, pts, value, order_skus, click_ts, click_placement,
+    INSERT INTO {{kept}} (advertiser, order_id, uid, pts, value, order_skus, click_ts, click_placement,
         click_skus, click_reasons, view_ts, view_placement, view_skus, view_reasons, version)
     SELECT %(advertiser)s, {_RESOLVED_COLUMNS}, toUInt64(%(version)s) FROM ({{resolved}})
 """
@@ -135,7 +151,7 @@ _KEEP = f"""
 # Settled orders without any touch are kept too (with no click and no view), so they are not
 # searched again.
 _KEEP_UNTOUCHED = """
-    INSERT INTO report_order_touches (advertiser, order_id, uid, pts, value, order_skus, click_ts, click_placement,
+    INSERT INTO {kept} (advertiser, order_id, uid, pts, value, order_skus, click_ts, click_placement,
         click_skus, click_reasons, view_ts, view_placement, view_skus, view_reasons, version)
     SELECT %(advertiser)s, order_id, uid, pts, o_value, o_skus, toDateTime(0), '', emptyArrayString(),
            emptyArrayString(), toDateTime(0), '', emptyArrayString(), emptyArrayString(), toUInt64(%(version)s)
@@ -168,29 +184,40 @@ class Conversions:
     revenue: float = 0.0
 
 
-def _resolve_sql(source: str, where: str = "") -> str:
+def _orders(where: str, verified: bool) -> str:
+    """``_ORDERS`` with ``where`` (constant fragments), over every order or verified orders only."""
+    return _ORDERS.format(where=where, verified=_VERIFIED if verified else "")
+
+
+def _not_kept_filter(verified: bool) -> str:
+    return _NOT_KEPT.format(kept=KEPT_TABLES[verified])
+
+
+def _resolve_sql(source: str, where: str = "", verified: bool = False) -> str:
     """Resolution of the orders ``_ORDERS`` selects with ``where`` (``agg``: plus the batch filter)."""
     if source == "agg":
-        orders = _ORDERS.format(where=f"{where} {_BATCH}")
+        orders = _orders(f"{where} {_BATCH}", verified)
         return _RESOLVE.format(touches=_TOUCHES_AGG, orders=orders)
-    orders = _ORDERS.format(where=where)
+    orders = _orders(where, verified)
     return _RESOLVE.format(touches=_TOUCHES_RAW.format(orders=orders), orders=orders)
 
 
-def conversions_sql(group_by: str, source: str = "agg", with_batch: bool = False) -> str:
+def conversions_sql(group_by: str, source: str = "agg", with_batch: bool = False, verified: bool = False) -> str:
     """The SQL of conversions per key; ``group_by`` and ``source`` come from fixed whitelists.
 
     ``agg`` reads kept resolutions, plus (``with_batch``) the on-the-fly resolution of the orders
-    in the ``batch_orders`` parameter that are not kept.
+    in the ``batch_orders`` parameter that are not kept. ``verified``: orders sent through the
+    conversion API only.
     """
     if group_by not in KEYS:
         raise ValueError(f"unknown group_by {group_by!r}")
     if source == "agg":
-        resolved = _KEPT
+        resolved = _KEPT.format(kept=KEPT_TABLES[verified])
         if with_batch:
-            resolved += f" UNION ALL SELECT {_RESOLVED_COLUMNS} FROM ({_resolve_sql('agg', _NOT_KEPT)})"
+            resolved += (f" UNION ALL SELECT {_RESOLVED_COLUMNS} "
+                         f"FROM ({_resolve_sql('agg', _not_kept_filter(verified), verified)})")
     elif source == "raw":
-        resolved = _resolve_sql("raw")
+        resolved = _resolve_sql("raw", verified=verified)
     else:
         raise ValueError(f"unknown source {source!r}")
     attributed = _ATTRIBUTED.format(resolved=resolved)
@@ -203,10 +230,10 @@ def _params(advertiser: str, start: int, end: int, **extra) -> dict:
             "lookback_seconds": LOOKBACK, **extra}
 
 
-def _not_kept(ch: ClickHouse, params: dict, settled: bool) -> list[tuple[str, str]]:
+def _not_kept(ch: ClickHouse, params: dict, settled: bool, verified: bool = False) -> list[tuple[str, str]]:
     """(order_id, uid) of the orders of the range whose resolution is not kept."""
-    where = f"{_NOT_KEPT} {_SETTLED}" if settled else _NOT_KEPT
-    sql = "SELECT order_id, uid FROM (" + _ORDERS.format(where=where) + ") ORDER BY order_id"  # constant fragments
+    where = f"{_not_kept_filter(verified)} {_SETTLED}" if settled else _not_kept_filter(verified)
+    sql = "SELECT order_id, uid FROM (" + _orders(where, verified) + ") ORDER BY order_id"  # constant fragments
     return ch.execute(sql, params)
 
 
@@ -217,17 +244,18 @@ def _batches(orders: list[tuple[str, str]]):
 
 
 def keep_resolutions(ch: ClickHouse, advertiser: str, start: int, end: int, now: float | None = None,
-                     limit: int | None = None) -> int:
+                     limit: int | None = None, verified: bool = False) -> int:
     """Resolve the settled orders of ``[start, end)`` whose resolution is not kept yet (at most
     ``limit`` of them), and keep it. Returns how many orders were resolved."""
     now = time.time() if now is None else now
     params = _params(advertiser, start, end, settled=int(now) - SETTLE, version=time.time_ns())
-    orders = _not_kept(ch, params, settled=True)[:limit]
-    where = f"{_NOT_KEPT} {_SETTLED}"
+    orders = _not_kept(ch, params, settled=True, verified=verified)[:limit]
+    where = f"{_not_kept_filter(verified)} {_SETTLED}"
+    kept = KEPT_TABLES[verified]
     for batch in _batches(orders):
         batch_params = {**params, **batch}
-        ch.execute(_KEEP.format(resolved=_resolve_sql("agg", where)), batch_params)
-        ch.execute(_KEEP_UNTOUCHED.format(orders=_ORDERS.format(where=f"{where} {_BATCH}")), batch_params)
+        ch.execute(_KEEP.format(kept=kept, resolved=_resolve_sql("agg", where, verified)), batch_params)
+        ch.execute(_KEEP_UNTOUCHED.format(kept=kept, orders=_orders(f"{where} {_BATCH}", verified)), batch_params)
     return len(orders)
 
 
@@ -235,23 +263,25 @@ _kept_at: dict[str, float] = {}
 _kept_lock = threading.Lock()
 
 
-def _maybe_keep(ch: ClickHouse, advertiser: str, start: int, end: int) -> None:
+def _maybe_keep(ch: ClickHouse, advertiser: str, start: int, end: int, verified: bool) -> None:
     now = time.monotonic()
-    key = f"{advertiser}:{start}:{end}"
+    key = f"{advertiser}:{start}:{end}:{int(verified)}"
     with _kept_lock:
         if now - _kept_at.get(key, -1e9) < KEEP_EVERY:
             return
         _kept_at[key] = now
-    keep_resolutions(ch, advertiser, start, end, limit=KEEP_PER_REPORT)
+    keep_resolutions(ch, advertiser, start, end, limit=KEEP_PER_REPORT, verified=verified)
 
 
 def keep_all(ch: ClickHouse) -> int:
-    """Keep the resolution of every settled order of every advertiser (after a rebuild or a bulk load)."""
+    """Keep the resolution of every settled order of every advertiser, for reports over every order
+    and over verified orders (after a rebuild or a bulk load). Returns the resolutions kept."""
     kept = 0
-    for advertiser, first, last in ch.execute(
-            "SELECT advertiser, toUInt32(min(ts)), toUInt32(max(ts)) FROM events WHERE event = 'purchase' "
-            "GROUP BY advertiser ORDER BY advertiser"):
-        kept += keep_resolutions(ch, advertiser, int(first), int(last) + 1)
+    for advertiser, first, last, verified in ch.execute(
+            "SELECT advertiser, toUInt32(min(ts)), toUInt32(max(ts)), max(verified) FROM events "
+            "WHERE event = 'purchase' GROUP BY advertiser ORDER BY advertiser"):
+        for mode in (False, True) if verified else (False,):
+            kept += keep_resolutions(ch, advertiser, int(first), int(last) + 1, verified=mode)
     return kept
 
 
@@ -266,25 +296,28 @@ def forget_kept(advertiser: str | None = None) -> None:
 
 
 def conversions(ch: ClickHouse, advertiser: str, start: int, end: int, group_by: str, timezone: str,
-                click_window: int, view_window: int, source: str = "agg") -> dict[str, Conversions]:
-    """Attributed conversions per key for orders with ``start <= first pixel < end`` (unix seconds)."""
+                click_window: int, view_window: int, source: str = "agg",
+                verified: bool = False) -> dict[str, Conversions]:
+    """Attributed conversions per key for orders described in ``[start, end)`` (unix seconds);
+    ``verified``: only orders the store sent through the conversion API, described by that record."""
     if not 0 <= click_window <= LOOKBACK or not 0 <= view_window <= LOOKBACK:
         raise ValueError("attribution windows must be between 0 and 90 days")
     params = _params(advertiser, start, end, tz=timezone, click_window=click_window, view_window=view_window)
     results: dict[str, Conversions] = {}
     if source == "raw":
-        _add_rows(results, ch.execute(conversions_sql(group_by, "raw"), params))
+        _add_rows(results, ch.execute(conversions_sql(group_by, "raw", verified=verified), params))
         return results
-    _maybe_keep(ch, advertiser, start, end)
-    batches = list(_batches(_not_kept(ch, params, settled=False)))
+    _maybe_keep(ch, advertiser, start, end, verified)
+    batches = list(_batches(_not_kept(ch, params, settled=False, verified=verified)))
     # The kept resolutions, with the first batch of the others; further batches (rare: only when
     # thousands of orders are not kept yet) are added one by one.
     first = batches[0] if batches else None
-    _add_rows(results, ch.execute(conversions_sql(group_by, "agg", with_batch=first is not None),
+    _add_rows(results, ch.execute(conversions_sql(group_by, "agg", with_batch=first is not None, verified=verified),
                                   {**params, **(first or {})}))
     for batch in batches[1:]:
+        resolved = _resolve_sql("agg", _not_kept_filter(verified), verified)
         sql = (f"SELECT {KEYS[group_by]} AS key, count(), countIf(kind = 2), countIf(kind = 1), sum(value) "
-               f"FROM ({_ATTRIBUTED.format(resolved=_resolve_sql('agg', _NOT_KEPT))}) GROUP BY key")
+               f"FROM ({_ATTRIBUTED.format(resolved=resolved)}) GROUP BY key")
         _add_rows(results, ch.execute(sql, {**params, **batch}))
     return results
 

@@ -2,8 +2,13 @@
 
 The session is Flask's signed cookie (``adserver_session``: HttpOnly, SameSite=Lax, Secure unless
 ``ADSERVER_COOKIE_SECURE=0``, 12 hours), signed with a key derived from ``ADSERVER_SECRET_KEY``
-(older keys of a rotation still verify). It holds the user's e-mail, the login time and a random
-CSRF token that every POST form must send back.
+(older keys of a rotation still verify). It holds the user's e-mail, the login time, the user's
+session generation at login and a random CSRF token that every POST form must send back.
+
+The generation is checked against ClickHouse on every request (:func:`session_user`): signing out,
+a new password or disabling the user writes a new one (``accounts.bump_session_generation``), so a
+copied cookie stops working at once, in every web process and after restarts, instead of living out
+its 12 hours. Signing out therefore ends every session of the user, in every browser.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ import secrets
 import time
 from datetime import timedelta
 
-from flask import Flask, Response, abort, request, session
+from flask import Flask, Response, abort, g, request, session
+
+from adserver.console import accounts
+from adserver.services import services
 
 SESSION_LIFETIME = timedelta(hours=12)
 CSRF_FIELD = "csrf_token"
+GENERATION_FIELD = "gen"
 # The reporting pages: nothing but our own stylesheet and inline SVG; no framing, no scripts.
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -45,16 +54,33 @@ def login(email: str) -> None:
     session.permanent = True
     session["user"] = email
     session["since"] = int(time.time())
+    session[GENERATION_FIELD] = accounts.session_generation(services().ch, email)
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
 
 
 def logout() -> None:
+    """End this session and every other session of its user (a copy of this cookie included)."""
+    user = session_user()
+    if user is not None:
+        accounts.bump_session_generation(services().ch, user)
     session.clear()
 
 
 def session_user() -> str | None:
-    user = session.get("user")
-    return user if isinstance(user, str) else None
+    """The signed-in user, if the session's generation is still the user's current one."""
+    if "console_session_user" not in g:  # once per request: pages ask more than once
+        g.console_session_user = _checked_user()
+    return g.console_session_user
+
+
+def _checked_user() -> str | None:
+    user, generation = session.get("user"), session.get(GENERATION_FIELD)
+    if not isinstance(user, str):
+        return None
+    if type(generation) is not int or generation != accounts.session_generation(services().ch, user):
+        session.clear()  # revoked, or from before generations: the browser gets an empty cookie
+        return None
+    return user
 
 
 def csrf_token() -> str:

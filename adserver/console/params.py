@@ -26,8 +26,12 @@ from adserver.console.report import (
 FORMATS = ("json", "csv")
 SORTABLE = ("key", *METRICS)
 API_PARAMS = frozenset({"advertiser", "from", "to", "group_by", "format", "click_window", "view_window",
-                        "compare", "sort", "order"})
-DASHBOARD_PARAMS = frozenset({"from", "to", "group_by", "click_window", "view_window", "sort", "order"})
+                        "compare", "sort", "order", "conversions"})
+DASHBOARD_PARAMS = frozenset({"from", "to", "group_by", "click_window", "view_window", "sort", "order",
+                              "conversions"})
+# Which orders conversions count: every order (pixels and the conversion API), or only those the store
+# sent through the conversion API with its token (a page can fire any purchase pixel).
+CONVERSIONS = ("all", "verified")
 _DURATION = re.compile(r"^([0-9]{1,4})([dh]?)\Z")
 EARLIEST = date(2000, 1, 1)
 
@@ -120,5 +124,9 @@ def parse(args: Mapping, advertiser: str, timezone: str, *, allowed: frozenset[s
     compare = (_single(args, "compare") or "0").lower()
     if compare not in ("0", "1", "true", "false"):
         raise BadParameter("compare", "must be 1 or 0")
-    request = ReportRequest(advertiser, start, end, group_by, timezone, click_window, view_window)
+    conversions = _single(args, "conversions") or "all"
+    if conversions not in CONVERSIONS:
+        raise BadParameter("conversions", f"must be all or verified, got {conversions[:40]!r}")
+    request = ReportRequest(advertiser, start, end, group_by, timezone, click_window, view_window,
+                            verified_only=conversions == "verified")
     return Options(request, sort, order == "desc", fmt, compare in ("1", "true"))

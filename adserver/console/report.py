@@ -1,7 +1,8 @@
 """A report: parameters in, rows and totals with every metric out.
 
 Metrics (docs/reports.md): impressions, clicks, CTR, unique visitors reached, addressable share,
-conversions (post-click + post-view) and revenue attributed with the request's windows, spend
+conversions (post-click + post-view) and revenue attributed with the request's windows (of every
+order, or of verified orders only: those the store sent through the conversion API), spend
 (what campaigns were charged), cost and ROAS. Cost is the spend when the advertiser buys through
 campaigns (``cost_basis = "charged"``), else estimated from the price set with ``set-price``
 (``"price"``), else unknown. Conversions are attributed to placements, products and reasons, not
@@ -65,6 +66,7 @@ class ReportRequest:
     timezone: str = "UTC"
     click_window: int = DEFAULT_CLICK_WINDOW  # seconds
     view_window: int = DEFAULT_VIEW_WINDOW  # seconds
+    verified_only: bool = False  # conversions: only orders the store sent through the conversion API
 
     @property
     def days(self) -> int:
@@ -204,7 +206,8 @@ def run_report(ch: ClickHouse, request: ReportRequest, price: Price | None = Non
     attributed = request.group_by not in NO_ATTRIBUTION
     if with_rows:
         stats = queries.ad_stats(*args, request.group_by, request.timezone, source)
-        convs = (attribution.conversions(*args, request.group_by, request.timezone, *windows, source)
+        convs = (attribution.conversions(*args, request.group_by, request.timezone, *windows, source,
+                                         verified=request.verified_only)
                  if attributed else {})
         keys = _keys(request, start, end)
         known = set(keys)
@@ -215,8 +218,8 @@ def run_report(ch: ClickHouse, request: ReportRequest, price: Price | None = Non
         for conv in convs.values():
             _add(total_conv, conv)
     if not with_rows or not attributed:
-        total_conv = attribution.conversions(*args, "total", request.timezone, *windows, source).get(
-            "total", attribution.Conversions())
+        total_conv = attribution.conversions(*args, "total", request.timezone, *windows, source,
+                                             verified=request.verified_only).get("total", attribution.Conversions())
     totals = _row("total", total_stats, total_conv, price, False, basis)
     return Report(request, rows, totals, price, product_level, cost_basis=basis)
 

@@ -7,6 +7,7 @@ member of answers 404, exactly like one that does not exist.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
@@ -16,6 +17,7 @@ from adserver.console import accounts, auth, chart, export
 from adserver.console.params import DASHBOARD_PARAMS, BadParameter, Options, format_window, parse
 from adserver.console.prices import get_price
 from adserver.console.report import COLUMNS, Report, Row, has_campaigns, run_report, sort_rows
+from adserver.demo.reports import DEMO_EMAIL
 from adserver.services import services
 from adserver.tracking.address import client_ip
 
@@ -56,7 +58,14 @@ def csrf_token() -> str:
 
 
 def current_user() -> str | None:
-    return auth.session_user()
+    user = auth.session_user()
+    return None if user is not None and _demo_marketer_barred(user) else user
+
+
+def _demo_marketer_barred(email: str) -> bool:
+    """The demo marketer's password is published: without the demo (``ADSERVER_DEMO``) it has no
+    access, even if an earlier ``demo --reports`` created it in this database."""
+    return email == DEMO_EMAIL and not services().settings.demo
 
 
 def login_redirect() -> Response:
@@ -83,25 +92,23 @@ def login_submit():
     ip = client_ip()
     throttle = accounts.LoginThrottle(services().redis)
     try:
-        wait = throttle.retry_after(email, ip)
+        wait = math.ceil(throttle.attempt(email, ip))  # counted (as a failure) before the password is checked
     except Exception:  # noqa: BLE001 - without the counters, refuse rather than allow unlimited guessing
         log.exception("login throttle unavailable")
         return _login_error("Signing in is unavailable for a moment. Try again shortly.", 503, target)
     if wait:
-        response = _login_error(f"Too many failed attempts. Try again in {max(1, wait // 60)} minute(s).",
-                                429, target)
+        later = f"{wait} seconds" if wait < 120 else f"{math.ceil(wait / 60)} minutes"
+        response = _login_error(f"Too many failed attempts. Try again in {later}.", 429, target)
         response.headers["Retry-After"] = str(wait)
         return response
     user = accounts.authenticate(services().ch, email, password)
+    if user is not None and _demo_marketer_barred(user.email):
+        user = None
     if user is None:
-        try:
-            throttle.failure(email, ip)
-        except Exception:  # noqa: BLE001
-            log.exception("failed login not counted")
         return _login_error("Wrong e-mail or password.", 401, target)
     try:
-        throttle.success(user.email)
-    except Exception:  # noqa: BLE001 - the counter expires by itself
+        throttle.success(email, ip)
+    except Exception:  # noqa: BLE001 - the counters expire by themselves
         log.exception("login counter not cleared")
     auth.login(user.email)
     return redirect(_safe_next(target))
@@ -206,7 +213,8 @@ def _query(options: Options, **override) -> dict:
     r = options.request
     values = {"from": r.start.isoformat(), "to": r.end.isoformat(), "group_by": r.group_by,
               "click_window": format_window(r.click_window), "view_window": format_window(r.view_window),
-              "sort": options.sort, "order": "desc" if options.descending else "asc"}
+              "sort": options.sort, "order": "desc" if options.descending else "asc",
+              "conversions": "verified" if r.verified_only else "all"}
     values.update(override)
     return values
 
@@ -214,7 +222,7 @@ def _query(options: Options, **override) -> dict:
 def _form_values(args, options: Options | None = None) -> dict:
     if options is not None:
         return _query(options)
-    return {k: args.get(k, "") for k in ("from", "to", "group_by", "click_window", "view_window")}
+    return {k: args.get(k, "") for k in ("from", "to", "group_by", "click_window", "view_window", "conversions")}
 
 
 def _headers_for(options: Options) -> list[dict]:

@@ -3,7 +3,9 @@
 The token carries the impression id, advertiser, placement, sku, the reason the product was shown
 and an expiry, all under an HMAC. The redirect target is never read from the request: it is looked
 up in the advertiser's catalog, so the endpoint cannot be used as an open redirect. A forged,
-altered, truncated or expired token gets 400.
+altered, truncated or expired token gets 400. The catalog's link is checked again against the
+advertiser's landing domains (:func:`landing_refusal`): links stored before a check existed, or
+before a domain was removed, are refused rather than followed.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from adserver.catalog.landing import landing_problem
 from tracker.signing import MAC_BYTES, Signer, b64decode, b64encode
+
+if TYPE_CHECKING:
+    from adserver.catalog.registry import Registry
 
 TOKEN_VERSION = 2  # 2 added the campaign; version 1 tokens (no campaign) still verify until they expire
 REASONS = ("recent", "similar", "popular")
@@ -90,3 +97,18 @@ def with_utm(link: str, placement: str, sku: str, advertiser: str, campaign: str
         ("utm_term", placement),
     ]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def landing_refusal(registry: Registry, advertiser: str, link: str) -> tuple[int, str] | None:
+    """Why a click must not lead to ``link``, as ``(status, message)``; None if it may.
+
+    A link off the cached domains is looked at again with fresh ones (a domain declared a moment
+    ago); without any copy of the advertisers the link cannot be checked, so it is not followed.
+    """
+    domains = registry.landing_domains(advertiser)
+    if domains is None or landing_problem(link, domains) is not None:
+        domains = registry.landing_domains(advertiser, look_again=True)
+    if domains is None:
+        return 503, "This link cannot be checked right now. Try again in a moment."
+    problem = landing_problem(link, domains)
+    return (400, f"This ad's link was refused: {problem}.") if problem else None

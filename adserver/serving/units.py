@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader
 from markupsafe import escape
 
 from adserver.campaigns.campaign import COLOR_RE, Campaign
+from adserver.catalog.landing import url_problem
 from adserver.serving.formats import Format
 
 MAX_BYTES = 8192  # the promise: HTML and CSS of a unit, without its images
@@ -32,6 +33,7 @@ DEFAULT_BG, DEFAULT_FG, DEFAULT_BORDER, DEFAULT_PRICE = "#f6f8fa", "#57606a", "#
 DARK, LIGHT = "#1f2328", "#ffffff"
 HOUSE_NAME = "adserver"
 _URL = re.compile(r"(?:https?://[^/?#]|/)[^\x00-\x20\x7f-\x9f<>\"'\\`]*\Z", re.IGNORECASE)
+_PLAIN_ORIGIN = re.compile(r"https?://[a-z0-9._-]+(?::[0-9]{1,5})?(?:[/?#]|\Z)", re.IGNORECASE)  # the usual case, fast
 _LANG = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})*\Z")
 _TEMPLATES = Path(__file__).parent.parent / "templates"
 _env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True,
@@ -49,8 +51,15 @@ def safe_color(value: str | None) -> str:
 
 
 def safe_url(value: str | None) -> str:
-    """An http(s) URL or a path on this server, without quotes, spaces or controls; ``""`` otherwise."""
+    """An http(s) URL or a path on this server, without quotes, spaces or controls; ``""`` otherwise.
+
+    URLs whose host a browser would read differently (user info, encoded hosts: see
+    :func:`~adserver.catalog.landing.url_problem`) and ``//host`` paths are refused too.
+    """
     if not isinstance(value, str) or len(value) > URL_MAX or not _URL.match(value) or not value.isprintable():
+        return ""
+    if value.startswith("//") or (not value.startswith("/") and not _PLAIN_ORIGIN.match(value)
+                                  and url_problem(value) is not None):
         return ""
     return value
 

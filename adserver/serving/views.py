@@ -15,7 +15,8 @@ from adserver.catalog.product import Product
 from adserver.services import services
 from adserver.serving import auction
 from adserver.serving.auction import AuctionContext, Candidate
-from adserver.serving.clicks import InvalidToken, with_utm
+from adserver.serving.click_ids import with_click_id
+from adserver.serving.clicks import InvalidToken, landing_refusal, with_utm
 from adserver.serving.decision import Decision
 from adserver.serving.formats import BadSize, Format, parse_size
 from adserver.serving.units import Brand, render_unit
@@ -249,6 +250,11 @@ def click(token: str) -> Response:
     product = svc.catalog.get(info.advertiser).get(info.sku)
     if product is None:
         abort(410, description="This product is no longer available.")
+    refusal = landing_refusal(svc.registry, info.advertiser, product.link)
+    if refusal is not None:  # neither followed, nor logged, nor charged
+        log.warning("click on %s/%s refused: %s", info.advertiser, info.sku, refusal[1])
+        return Response(refusal[1] + "\n", status=refusal[0], mimetype="text/plain",
+                        headers={"Cache-Control": "no-store"})
     uid = None
     if tracking_allowed(request.cookies, request.headers):
         uid = svc.ids.verify(request.cookies.get(UID_COOKIE))
@@ -263,7 +269,9 @@ def click(token: str) -> Response:
         row["cost"] = _charge_click(info)
     svc.record(row, uid=uid, counter="clicks_invalid" if row.get("invalid") else "clicks")
     response = Response(status=302)
-    response.headers["Location"] = with_utm(product.link, info.placement, info.sku, info.advertiser, info.campaign)
+    click_id = svc.click_ids.issue(info.advertiser, info.impression_id, row["ts"], uid)  # for the conversion API
+    response.headers["Location"] = with_click_id(
+        with_utm(product.link, info.placement, info.sku, info.advertiser, info.campaign), click_id)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer-when-downgrade"
     return response

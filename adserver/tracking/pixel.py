@@ -145,6 +145,7 @@ def _hit(flask_app, environ: dict) -> str | None:
         return None
     svc = flask_app.extensions["adserver"]
     uid = svc.ids.verify(cookies.get(UID_COOKIE))
+    first_visit = uid is None  # until the cookie comes back, the profile is short-lived (tracker.stream)
     if uid is None:
         uid, value = svc.ids.new()
     else:
@@ -166,5 +167,6 @@ def _hit(flask_app, environ: dict) -> str | None:
     }
     invalid = invalid_fields(classify(request_headers, None))  # bots: no profile, no popularity (no flood count)
     row.update(invalid)
-    svc.record(row, uid=None if invalid else uid, counter="pixel_invalid" if invalid else "pixel_accepted")
+    svc.record(row, uid=None if invalid else uid, counter="pixel_invalid" if invalid else "pixel_accepted",
+               first_visit=first_visit)
     return set_cookie

@@ -32,7 +32,11 @@ bp = Blueprint("publisher", __name__)
 # 16-64 base64url characters: pub.js sends 24 (18 random bytes); anything else is not ours.
 NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
 IMPRESSION_ID_BYTES = 12  # as random ids: 16 base64url characters, and what click tokens carry
-VIEWABLE_DEDUPE_SECONDS = 86400
+# A repeated beacon is ignored this long. pub.js sends one beacon per slot and page, at most seconds
+# to minutes after the ad, so the window only has to catch replays. Each well-formed beacon keeps one
+# key (``vw:{<impression id>}``, about 70 bytes in Redis 7) this long: bounded by the beacon rate times
+# the window, whatever nonces are sent (a one-day window would keep 24 times as many); malformed ones none.
+VIEWABLE_DEDUPE_SECONDS = 3600
 
 
 def valid_nonce(value: object) -> str | None:
@@ -62,7 +66,7 @@ def _count(name: str) -> None:
 
 
 def _first_viewable(impression_id: str) -> bool:
-    """True the first time this impression is reported viewable (within a day).
+    """True the first time this impression is reported viewable (within ``VIEWABLE_DEDUPE_SECONDS``).
 
     With Redis down the event is recorded anyway: a rare duplicate beats losing viewability data,
     and reports can still count distinct impression ids.

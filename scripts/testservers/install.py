@@ -12,11 +12,12 @@ from pathlib import Path
 
 from .common import SetupError, say
 
-APT_PACKAGES = ("redis-server", "clickhouse-server", "clickhouse-client", "chromium", "fonts-noto-cjk", "wrk")
+APT_PACKAGES = ("redis-server", "clickhouse-server", "clickhouse-client", "chromium", "fonts-noto-cjk", "wrk",
+                "nginx")
 # The browser tests (reports dashboard) drive Debian's Chromium and need a CJK font for Chinese text;
 # the soak test measures the maximum rate with wrk.
 BROWSER_FILES = (Path("/usr/bin/chromium"), Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
-                 Path("/usr/bin/wrk"))
+                 Path("/usr/bin/wrk"), Path("/usr/sbin/nginx"))  # nginx: the deploy config is checked with nginx -t
 # Debian puts clickhouse-server in /usr/sbin, which is not on a normal user's
 # PATH.
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
@@ -60,7 +61,7 @@ def ensure_binaries() -> tuple[str, str]:
     if redis and clickhouse and browser:
         return redis, clickhouse
     missing = [n for n, p in (("redis-server", redis), ("clickhouse-server", clickhouse),
-                              ("chromium, fonts-noto-cjk and wrk", browser)) if not p]
+                              ("chromium, fonts-noto-cjk, wrk and nginx", browser)) if not p]
     if os.geteuid() != 0:
         raise SetupError(
             f"{' and '.join(missing)} not found "

@@ -35,10 +35,41 @@ def feed_bytes(rows: list[dict], fmt: str = "csv") -> bytes:
     return out.getvalue().encode()
 
 
+class LargeBody(io.RawIOBase):
+    """A request body of ``size`` bytes made up as it is read: ``consumed`` says how much the server read."""
+
+    def __init__(self, size: int, fill: bytes = b"a") -> None:
+        self.size, self.fill, self.position, self.consumed = size, fill[:1], 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.position = {0: offset, 1: self.position + offset, 2: self.size + offset}[whence]
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), self.size - self.position))
+        buffer[:count] = self.fill * count
+        self.position += count
+        self.consumed += count
+        return count
+
+
 @pytest.fixture
-def create_advertiser(runner) -> Callable[[str], None]:
-    def create(advertiser: str) -> None:
-        code, out = runner("create-advertiser", advertiser)
+def create_advertiser(runner) -> Callable[..., None]:
+    """``create_advertiser(id, *domains)``: its landing domains are ``shop.example`` (where ``product``
+    links) unless given."""
+
+    def create(advertiser: str, *domains: str) -> None:
+        options = [arg for domain in (domains or ("shop.example",)) for arg in ("--domain", domain)]
+        code, out = runner("create-advertiser", advertiser, *options)
         assert code == 0, out
 
     return create

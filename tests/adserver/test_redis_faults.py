@@ -18,6 +18,8 @@ from tests.conftest import SECRET, drain
 from tracker.settings import load_settings
 from tracker.writer import BatchWriter
 
+pytestmark = pytest.mark.slow
+
 
 def _free_port() -> int:
     with socket.socket() as sock:

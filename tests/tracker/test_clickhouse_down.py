@@ -16,6 +16,8 @@ from tracker.clickhouse import DriverClickHouse
 from tracker.settings import load_settings, parse_clickhouse_url
 from tracker.writer import BatchWriter
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def own_clickhouse(tmp_path):

@@ -6,7 +6,8 @@ import time
 from datetime import datetime
 
 from tracker import schema
-from tracker.retention import drop_expired, expired_partitions, forget_visitor, visitor_tables
+from tracker.forget import unfinished_deletions
+from tracker.retention import drop_expired, expired_partitions, forget_visitors, visitor_tables
 
 
 def _row(ts: datetime, uid: str) -> tuple:
@@ -18,15 +19,16 @@ def _uids(ch) -> dict[str, int]:
     return dict(ch.execute("SELECT uid, count() FROM events GROUP BY uid"))
 
 
-def test_forget_visitor_deletes_only_their_rows(any_ch):
+def test_forget_visitors_deletes_only_their_rows(any_ch):
     any_ch.insert("events", schema.EVENTS_COLUMNS, [_row(datetime(2026, 11, 1), "u1"), _row(datetime(2026, 11, 2), "u1"),
-                                                    _row(datetime(2026, 11, 2), "u2")])
-    assert {"events", "bad_events"} <= set(visitor_tables(any_ch))
-    found = forget_visitor(any_ch, "u1")
-    assert found["events"] == 2 and found["bad_events"] == 0
+                                                    _row(datetime(2026, 11, 2), "u2"), _row(datetime(2026, 11, 3), "u3")])
+    assert {"events", "bad_events", "report_touchpoints"} <= set(visitor_tables(any_ch))
+    found = forget_visitors(any_ch, ["u1", "u3"])
+    assert found["events"] == 3 and found["bad_events"] == 0
+    assert forget_visitors(any_ch, []) == {}
     deadline = time.monotonic() + 20
-    while _uids(any_ch) != {"u2": 1} and time.monotonic() < deadline:  # mutations apply asynchronously
-        time.sleep(0.05)
+    while (_uids(any_ch) != {"u2": 1} or unfinished_deletions(any_ch)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # mutations apply asynchronously
     assert _uids(any_ch) == {"u2": 1}
 
 

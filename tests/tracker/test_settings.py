@@ -14,7 +14,8 @@ from gunicorn.config import Config
 
 from tracker.settings import VARIABLES, Settings, SettingsError, load_settings, markdown_table, parse_clickhouse_url
 
-KEY = "k" * 32
+KEY = "q8Zr-Tn2vKx_Lm5WjYd0Hs7Pc3Fb9Ga1Ue4Ri6Oo_X"  # strong: server mode refuses guessable keys
+OTHER_KEY = "Hv4_nQ0tZr8Kc-2Wm6Yx1Ld9Bs5Pj3Fg7Ae0Tu_Ni4R"
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
@@ -32,9 +33,9 @@ def test_server_mode_requires_a_secret_key(tmp_path):
            "ADSERVER_CLICKHOUSE_URL": "clickhouse://h:9000/adserver"}
     with pytest.raises(SettingsError, match="ADSERVER_SECRET_KEY is required"):
         load_settings(env)
-    settings = load_settings({**env, "ADSERVER_SECRET_KEY": f"{KEY},{'o' * 32}"})
+    settings = load_settings({**env, "ADSERVER_SECRET_KEY": f"{KEY},{OTHER_KEY}"})
     assert not settings.embedded
-    assert settings.secret_keys == (KEY, "o" * 32)
+    assert settings.secret_keys == (KEY, OTHER_KEY)
     assert settings.database == "adserver"
     assert not (tmp_path / "secret_key").exists()
 
@@ -45,11 +46,12 @@ def test_defaults(tmp_path):
         "redis_url": None, "clickhouse_url": None, "data_dir": tmp_path.resolve(),
         "secret_keys": ((tmp_path / "secret_key").read_text(),), "database": "adserver",
         "model_dir": tmp_path.resolve() / "models", "public_url": None, "cookie_domain": None, "cookie_secure": True,
-        "forwarded_allow_ips": (ipaddress.ip_network("127.0.0.1/32"),), "redis_timeout": 0.25,
+        "forwarded_allow_ips": (ipaddress.ip_network("127.0.0.1/32"),), "demo": True, "redis_timeout": 0.25,
         "clickhouse_timeout": 30.0, "profile_size": 50, "profile_ttl_days": 30, "click_ttl_days": 7,
+        "new_visitor_ttl_minutes": 60, "spool_max_mb": 1024,
         "click_limit_visitor": 10, "click_limit_address": 30, "currency": "CNY", "fatigue_free": 3,
         "fatigue_decay": 0.6, "stream_key": "adserver:events", "writer_name": "writer-1", "writer_batch_size": 5000,
-        "writer_batch_seconds": 1.0, "embedded_writer": True, "writer_crash_at": "", "port": 8000,
+        "writer_batch_seconds": 1.0, "embedded_writer": True, "forget_interval": 600.0, "writer_crash_at": "", "port": 8000,
         "bind": ("127.0.0.1:8000",), "workers": os.cpu_count(), "threads": 8, "max_requests": 0, "access_log": None,
     }
     assert set(expected) == {var.field for var in VARIABLES}  # a new variable needs its default checked here
@@ -84,6 +86,7 @@ BAD_VALUES = [
     ("ADSERVER_COOKIE_SECURE", "maybe", "boolean"),
     ("ADSERVER_FORWARDED_ALLOW_IPS", "10.0.0.0/8", "addresses"),
     ("ADSERVER_FORWARDED_ALLOW_IPS", "127.0.0.1,proxy.local", "proxy.local"),
+    ("ADSERVER_DEMO", "maybe", "boolean"),
     ("ADSERVER_REDIS_TIMEOUT", "fast", "number"),
     ("ADSERVER_REDIS_TIMEOUT", "-1", "at least 0.01"),
     ("ADSERVER_REDIS_TIMEOUT", "nan", "finite"),
@@ -91,6 +94,11 @@ BAD_VALUES = [
     ("ADSERVER_CLICKHOUSE_TIMEOUT", "0.05", "at least 0.1"),
     ("ADSERVER_PROFILE_SIZE", "many", "integer"),
     ("ADSERVER_PROFILE_SIZE", "0", "at least 1"),
+    ("ADSERVER_PROFILE_SIZE", "1001", "at most 1000"),
+    ("ADSERVER_NEW_VISITOR_TTL_MINUTES", "0", "at least 1"),
+    ("ADSERVER_NEW_VISITOR_TTL_MINUTES", "1441", "at most 1440"),
+    ("ADSERVER_SPOOL_MAX_MB", "0", "at least 1"),
+    ("ADSERVER_SPOOL_MAX_MB", "1e3", "integer"),
     ("ADSERVER_PROFILE_TTL_DAYS", "1.5", "integer"),
     ("ADSERVER_CLICK_TTL_DAYS", "0", "at least 1"),
     ("ADSERVER_CLICK_LIMIT_VISITOR", "0", "at least 1"),
@@ -106,6 +114,9 @@ BAD_VALUES = [
     ("ADSERVER_WRITER_BATCH_SIZE", "0", "at least 1"),
     ("ADSERVER_WRITER_BATCH_SECONDS", "0", "at least 0.01"),
     ("ADSERVER_EMBEDDED_WRITER", "sometimes", "boolean"),
+    ("ADSERVER_FORGET_INTERVAL", "0", "at least 1"),
+    ("ADSERVER_FORGET_INTERVAL", "100000", "at most 86400"),
+    ("ADSERVER_FORGET_INTERVAL", "soon", "number"),
     ("ADSERVER_WRITER_CRASH_AT", "during_insert", "before_insert"),
     ("ADSERVER_PORT", "http", "integer"),
     ("ADSERVER_PORT", "0", "at least 1"),
@@ -260,9 +271,26 @@ def test_the_example_environment_file_is_complete_and_valid(tmp_path):
     literal = {var.name: var.default for var in VARIABLES if not var.shown_default}
     assert {name: value for _, name, value in assignments if name in literal and value != literal[name]} == {}
     active = {name: value for commented, name, value in assignments if not commented}
-    assert load_settings(active).cookie_domain == "ads.example.com"
+    key = {"ADSERVER_SECRET_KEY": KEY}  # the file ships none (tests/tracker/test_key_strength.py)
+    assert load_settings({**active, **key}).cookie_domain == "ads.example.com"
     everything = {name: value for _, name, value in assignments}
-    assert load_settings({**everything, "ADSERVER_DATA_DIR": str(tmp_path)}).workers == 4
+    assert load_settings({**everything, **key, "ADSERVER_DATA_DIR": str(tmp_path)}).workers == 4
+
+
+def test_compose_trusts_only_its_gateway_and_requires_the_public_url(tmp_path):
+    """The web container sees nginx's connections (from the host) come from the bridge network's
+    gateway: that address alone may set X-Forwarded-*, not the other containers, nor anyone if the port
+    gets published more widely. Click links are built on ADSERVER_PUBLIC_URL, never on a Host header."""
+    text = (ROOT / "deploy" / "compose.yaml").read_text()
+    trusted = re.findall(r"^\s+ADSERVER_FORWARDED_ALLOW_IPS:\s*\"?([^\"\s]+)\"?\s*$", text, re.MULTILINE)
+    subnet = re.search(r"^\s+- subnet:\s*(\S+)$", text, re.MULTILINE)
+    gateway = re.search(r"^\s+gateway:\s*(\S+)$", text, re.MULTILINE)
+    assert subnet and gateway and trusted == [gateway.group(1)]
+    assert ipaddress.ip_address(gateway.group(1)) in ipaddress.ip_network(subnet.group(1))
+    settings = load_settings({"ADSERVER_DATA_DIR": str(tmp_path), "ADSERVER_FORWARDED_ALLOW_IPS": trusted[0]})
+    assert settings.forwarded_allow_ips_text == gateway.group(1)
+    assert re.search(r"^\s+ADSERVER_PUBLIC_URL: \$\{ADSERVER_PUBLIC_URL:\?[^}]+\}$", text, re.MULTILINE)
+    assert "ADSERVER_PUBLIC_URL:-" not in text
 
 
 # --- deploy/gunicorn.conf.py ------------------------------------------------------------------------

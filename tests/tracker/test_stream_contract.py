@@ -59,7 +59,8 @@ def test_forget_removes_every_profile_key(any_redis):
     s.record({"ts": time.time(), "advertiser": "a1", "event": "view_item", "skus": ["X"]}, uid="u1")
     s.record({"ts": time.time(), "advertiser": "a2", "event": "purchase", "skus": ["Y"]}, uid="u1")
     s.record({"ts": time.time(), "advertiser": "a2", "event": "view_item", "skus": ["Z"]}, uid="u1")
-    assert s.forget("u1") == 5  # advertisers, two recently-viewed lists, bought at a2, last purchase per store
+    s.record({"ts": time.time(), "advertiser": "a3", "event": "purchase", "skus": ["W"]}, uid="u1")  # bought only
+    assert s.forget("u1") == 6  # advertisers, two recently-viewed lists, bought at a2 and a3, last purchase per store
     assert any_redis.keys("p:{u1}*") == []
     assert s.interests("u1")[0] == []
 
@@ -70,3 +71,111 @@ def test_counters_and_backlog(any_redis):
     s.record_bad({"errors": ["invalid_event: x"]}, counter="pixel_rejected")
     assert s.counters() == {"pixel_accepted": 1, "pixel_rejected": 1}
     assert s.backlog("writer")["length"] == 2
+
+
+def _view(s, uid, advertiser, sku, ts, **kwargs):
+    s.record({"ts": ts, "advertiser": advertiser, "event": "view_item", "skus": [sku]}, uid=uid, **kwargs)
+
+
+def _buy(s, uid, advertiser, skus, ts, **kwargs):
+    s.record({"ts": ts, "advertiser": advertiser, "event": "purchase", "skus": skus, "order_id": "O1"}, uid=uid,
+             **kwargs)
+
+
+def test_bought_products_are_capped_to_the_newest(any_redis):
+    from tracker.stream import BOUGHT_MAX
+
+    s = _stream(any_redis)
+    now = time.time()
+    _view(s, "u1", "shop", "V", now)
+    skus = [f"B{i:04d}" for i in range(BOUGHT_MAX + 60)]
+    for start in range(0, len(skus), 50):  # 50 skus per hit, the most a hit may name
+        _buy(s, "u1", "shop", skus[start:start + 50], now + start)
+    assert any_redis.zcard("p:{u1}:bought:shop") == BOUGHT_MAX
+    assert any_redis.ttl("p:{u1}:bought:shop") > 29 * 86400
+    (interest,), _ = s.interests("u1", now=now)
+    assert interest.bought == set(skus[-BOUGHT_MAX:])
+
+
+def test_the_ad_read_is_bounded_even_for_an_oversized_bought_key(any_redis):
+    from tracker.stream import BOUGHT_MAX
+
+    s = _stream(any_redis)
+    now = time.time()
+    _view(s, "u1", "shop", "V", now)
+    any_redis.zadd("p:{u1}:bought:shop", {f"X{i}": i for i in range(20 * BOUGHT_MAX)})
+    (interest,), _ = s.interests("u1", now=now)
+    assert interest.bought == {f"X{i}" for i in range(19 * BOUGHT_MAX, 20 * BOUGHT_MAX)}
+
+
+def test_advertisers_are_capped_and_their_keys_leave_with_them(any_redis):
+    from tracker.stream import ADVERTISERS_MAX
+
+    s = _stream(any_redis)
+    now = time.time()
+    shops = [f"shop{i:02d}" for i in range(ADVERTISERS_MAX + 3)]
+    for i, shop in enumerate(shops):
+        _view(s, "u1", shop, "A", now + i)
+        _buy(s, "u1", shop, ["B"], now + i)
+    kept = shops[3:]
+    assert [a.decode() for a in any_redis.zrange("p:{u1}:adv", 0, -1)] == kept
+    assert [a.decode() for a in any_redis.zrange("p:{u1}:advbuy", 0, -1)] == kept
+    assert sorted(k.decode() for k in any_redis.keys("p:{u1}:rv:*")) == [f"p:{{u1}}:rv:{a}" for a in kept]
+    assert sorted(k.decode() for k in any_redis.keys("p:{u1}:bought:*")) == [f"p:{{u1}}:bought:{a}" for a in kept]
+    assert s.forget("u1") == 2 + 2 * ADVERTISERS_MAX
+    assert any_redis.keys("p:{u1}*") == []
+
+
+def test_frequency_hashes_are_capped(any_redis):
+    from tracker.stream import FREQUENCY_FIELDS_MAX
+
+    s = _stream(any_redis)
+    now = time.time()
+    for i in range(FREQUENCY_FIELDS_MAX + 5):
+        s.record({"ts": now, "advertiser": f"a{i}", "event": "impression", "skus": ["X"], "campaign": f"c{i}"},
+                 uid="u1")
+    day = [k for k in any_redis.keys("p:{u1}:fq:*")]
+    assert len(day) == 1
+    assert 0 < any_redis.hlen("p:{u1}:fq") <= FREQUENCY_FIELDS_MAX
+    assert 0 < any_redis.hlen(day[0]) <= FREQUENCY_FIELDS_MAX
+    _, frequency = s.interests("u1", now=now)
+    assert len(frequency.last_shown) + len(frequency.unclicked) <= FREQUENCY_FIELDS_MAX
+    assert len(frequency.today) <= FREQUENCY_FIELDS_MAX
+
+
+def test_only_the_skus_given_for_the_profile_enter_it_and_popularity(any_redis):
+    s = _stream(any_redis)
+    now = time.time()
+    s.record({"ts": now, "advertiser": "shop", "event": "view_item", "skus": ["A", "NOPE"]}, uid="u1",
+             profile_skus=["A"])
+    _buy(s, "u1", "shop", ["B", "NOPE2"], now, profile_skus=["B"])
+    s.record({"ts": now, "advertiser": "shop", "event": "add_to_cart", "skus": ["NOPE3"]}, uid="u1",
+             profile_skus=[])
+    assert [json.loads(e[b"d"])["skus"] for _, e in any_redis.xrange("t:events")] == [["A", "NOPE"], ["B", "NOPE2"],
+                                                                                       ["NOPE3"]]
+    assert any_redis.zrange("p:{u1}:rv:shop", 0, -1) == [b"A"]
+    assert any_redis.zrange("p:{u1}:bought:shop", 0, -1) == [b"B"]
+    assert sorted(s.popular("shop")) == ["A", "B"]
+
+
+def test_a_first_visit_profile_is_short_lived_until_the_cookie_comes_back(any_redis):
+    s = EventStream(any_redis, "t:events", profile_size=5, profile_ttl_days=30, new_visitor_ttl=600)
+    now = time.time()
+    _view(s, "u1", "shop", "A", now, first_visit=True)
+    _buy(s, "u1", "other", ["B"], now, first_visit=True)
+    keys = any_redis.keys("p:{u1}*")
+    assert len(keys) == 4 and all(0 < any_redis.ttl(k) <= 600 for k in keys)
+    s.record({"ts": now + 1, "advertiser": "third", "event": "view_home", "skus": []}, uid="u1")
+    assert sorted(any_redis.keys("p:{u1}*")) == sorted(keys)
+    assert all(any_redis.ttl(k) > 29 * 86400 for k in keys)
+    _view(s, "u2", "shop", "A", now, first_visit=True)
+    _view(s, "u2", "shop", "C", now, first_visit=True)  # no cookie came back: still short-lived
+    assert all(0 < any_redis.ttl(k) <= 600 for k in any_redis.keys("p:{u2}*"))
+
+
+def test_a_first_visit_replayed_late_never_shortens_a_kept_profile(any_redis):
+    s = EventStream(any_redis, "t:events", profile_size=5, profile_ttl_days=30, new_visitor_ttl=600)
+    now = time.time()
+    _view(s, "u1", "shop", "B", now + 1)  # the cookie's second hit reached Redis first
+    _view(s, "u1", "shop", "A", now, first_visit=True)  # the first, spooled while Redis was away
+    assert [any_redis.ttl(k) > 29 * 86400 for k in any_redis.keys("p:{u1}*")] == [True, True]

@@ -127,6 +127,7 @@ def test_rows_are_cleaned_of_hostile_shapes():
     assert bad[4] == "unknown" and len(bad[6]) == 8192
 
 
+@pytest.mark.slow
 def test_writer_process_flushes_and_exits_on_sigterm(stream, ch, settings, redis_url, clickhouse_url):
     env = {**os.environ, "ADSERVER_SECRET_KEY": SECRET, "ADSERVER_REDIS_URL": redis_url,
            "ADSERVER_CLICKHOUSE_URL": clickhouse_url, "ADSERVER_STREAM_KEY": settings.stream_key,
@@ -151,6 +152,7 @@ def test_writer_process_flushes_and_exits_on_sigterm(stream, ch, settings, redis
     assert _count(ch) + stream.client.xlen(stream.stream_key) == 57, output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["before_insert", "between_inserts", "after_insert"])
 def test_writer_killed_at_any_point_loses_nothing_and_counts_nothing_twice(stream, ch, settings, redis_url,
                                                                           clickhouse_url, point):
@@ -300,6 +302,7 @@ def drain_until(writer: BatchWriter, done, deadline: float = 20.0) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_several_writer_processes_store_each_event_once_even_when_one_is_killed(stream, ch, settings, redis_url,
                                                                                clickhouse_url):
     env = {**os.environ, "ADSERVER_SECRET_KEY": SECRET, "ADSERVER_REDIS_URL": redis_url,

@@ -33,6 +33,21 @@ ORDER BY email
 
 USERS_COLUMNS = ("email", "password_hash", "disabled", "version", "updated_at")
 
+# Each marketer's session generation: a session carries the generation current when it began and is
+# valid only while it still is (adserver/console/auth.py); signing out or a new password writes a
+# larger one. Only ever inserted, never rewritten: the current generation is the largest, so a bump
+# cannot undo another change of the user's row (a password, ``disabled``) written at the same time.
+SESSION_GENERATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS session_generations (
+    email String,
+    generation UInt64,
+    updated_at DateTime
+) ENGINE = ReplacingMergeTree(generation)
+ORDER BY email
+"""
+
+SESSION_GENERATIONS_COLUMNS = ("email", "generation", "updated_at")
+
 MEMBERSHIPS_TABLE = """
 CREATE TABLE IF NOT EXISTS memberships (
     email String,

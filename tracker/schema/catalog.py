@@ -55,6 +55,10 @@ ADVERTISERS_COLUMNS = ("id", "name", "currency", "deleted", "version", "updated_
 # ``ADD COLUMN IF NOT EXISTS``.
 ADVERTISERS_TIMEZONE_COLUMN = "timezone"
 
+# Each advertiser's landing domains (lowercase host names or IP addresses, sorted): product links must
+# be on one of them or a subdomain. Added by migration 10; empty for advertisers created before it.
+ADVERTISERS_DOMAINS_COLUMN = "domains"
+
 # Publishers' ad slots. ``advertisers`` lists whose non-personalised ads the slot shows when the
 # visitor has no usable interest (house ads); empty means any advertiser.
 PLACEMENTS_TABLE = """

@@ -46,6 +46,12 @@ EVENTS_V5_COLUMNS = (
     ("invalid_reason", "String DEFAULT ''"),
 )
 
+# Added by migration 11: 1 for purchases a store sent with its API token (POST /api/v1/conversions),
+# 0 for everything else, browser pixels included. Reports can count verified orders only. The batch
+# writer never writes it (it is not in ``EVENTS_COLUMNS``), so nothing from the event stream can
+# claim to be verified.
+EVENTS_VERIFIED_COLUMN = ("verified", "UInt8 DEFAULT 0")
+
 EVENTS_COLUMNS = (
     "ts", "advertiser", "event", "uid", "sku", "skus", "reasons", "order_id", "value", "currency",
     "placement", "impression_id", "size", "addressable", "device", "url", "ref", "stream_id",

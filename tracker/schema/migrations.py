@@ -13,16 +13,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tracker.clickhouse import ClickHouse
-from tracker.schema.accounts import API_TOKENS_TABLE, MEMBERSHIPS_TABLE, PRICES_TABLE, USERS_TABLE
+from tracker.schema.accounts import (
+    API_TOKENS_TABLE,
+    MEMBERSHIPS_TABLE,
+    PRICES_TABLE,
+    SESSION_GENERATIONS_TABLE,
+    USERS_TABLE,
+)
 from tracker.schema.campaigns import CAMPAIGNS_TABLE
 from tracker.schema.catalog import (
+    ADVERTISERS_DOMAINS_COLUMN,
     ADVERTISERS_TABLE,
     ADVERTISERS_TIMEZONE_COLUMN,
     PLACEMENTS_FLOOR_COLUMN,
     PLACEMENTS_TABLE,
     PRODUCTS_TABLE,
 )
-from tracker.schema.events import BAD_EVENTS_TABLE, EVENTS_TABLE, EVENTS_V5_COLUMNS
+from tracker.schema.events import BAD_EVENTS_TABLE, EVENTS_TABLE, EVENTS_V5_COLUMNS, EVENTS_VERIFIED_COLUMN
 from tracker.schema.reports import (
     REPORT_ADS_DAILY_TABLE,
     REPORT_ADS_DAILY_VIEW,
@@ -45,6 +52,7 @@ from tracker.schema.reports import (
     REPORT_SPEND_COLUMN,
     REPORT_TOUCHPOINTS_TABLE,
     REPORT_TOUCHPOINTS_VIEW,
+    REPORT_VERIFIED_ORDER_TOUCHES_TABLE,
     REPORT_VIEWS,
     REPORT_VIEWS_V6,
     recreate_views,
@@ -122,6 +130,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         REPORT_CAMPAIGNS_HOURLY_TABLE, REPORT_CAMPAIGNS_DAILY_TABLE,
         *recreate_views(REPORT_VIEWS),
     )),
+    Migration(8, "marketers' session generations (sign-out and a new password end sessions)", (
+        SESSION_GENERATIONS_TABLE,
+    )),
+    Migration(10, "advertisers' landing domains", (
+        AddColumn("advertisers", ADVERTISERS_DOMAINS_COLUMN, "Array(String) DEFAULT []"),
+    )),
+    Migration(11, "verified conversions: purchases sent with the API token, their kept attributions", (
+        AddColumn("events", *EVENTS_VERIFIED_COLUMN),
+        REPORT_VERIFIED_ORDER_TOUCHES_TABLE,
+    )),
 )
 
 # Every table the migrations create (tests empty them all between tests).
@@ -129,7 +147,8 @@ TABLES = ("events", "bad_events", "products", "advertisers", "placements", "api_
           "report_ads_hourly", "report_reasons_hourly", "report_products_hourly", "report_touchpoints",
           "report_ads_daily", "report_reasons_daily", "report_products_daily",
           "users", "memberships", "advertiser_prices", "report_reach_hourly",
-          "report_order_touches", "campaigns", "report_campaigns_hourly", "report_campaigns_daily")
+          "report_order_touches", "campaigns", "report_campaigns_hourly", "report_campaigns_daily",
+          "report_verified_order_touches", "session_generations")
 
 
 def applied_versions(ch: ClickHouse) -> set[int]:

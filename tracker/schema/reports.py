@@ -219,8 +219,14 @@ CREATE TABLE IF NOT EXISTS report_order_touches (
 ORDER BY (advertiser, pts, order_id)
 """
 
+# The same for reports that count verified orders only (those a store sent with its API token):
+# their orders are described by the API's records alone, so their resolutions are kept apart
+# (migration 11).
+REPORT_VERIFIED_ORDER_TOUCHES_TABLE = REPORT_ORDER_TOUCHES_TABLE.replace(
+    "report_order_touches", "report_verified_order_touches", 1)
+
 # Filled by reports themselves (emptied by a rebuild).
-REPORT_CACHES = ("report_order_touches",)
+REPORT_CACHES = ("report_order_touches", "report_verified_order_touches")
 
 
 # --- Invalid traffic in reports (migration 6) ----------------------------------------------------

@@ -1,5 +1,7 @@
 """``python -m tracker.writer``: migrate the schema, then drain the stream until SIGTERM or SIGINT.
 
+Beside the stream, it runs the forget job every ``ADSERVER_FORGET_INTERVAL`` seconds (tracker/forget.py).
+
 Settings come from the environment (``tracker.settings.load_settings``); ``ADSERVER_WRITER_CRASH_AT``
 names a point where the process kills itself, for the fault-injection tests of exactly-once.
 """
@@ -30,9 +32,12 @@ def main() -> int:
     ch = stores.clickhouse()
     ch.create_database()
     schema.migrate(ch)
+    # The forget job gets a connection of its own on a server (chdb has one per process).
+    forget_ch = Stores(settings).clickhouse() if settings.clickhouse_url else ch
     writer = BatchWriter(
         stores.redis("writer"), ch, settings.stream_key, settings.writer_name,
         settings.writer_batch_size, settings.writer_batch_seconds, crash_at=settings.writer_crash_at,
+        forget_interval=settings.forget_interval, forget_ch=forget_ch,
     )
     signal.signal(signal.SIGTERM, lambda *_: writer.stop())
     signal.signal(signal.SIGINT, lambda *_: writer.stop())

@@ -18,7 +18,7 @@ import time
 
 import redis
 
-from tracker import schema
+from tracker import forget, schema
 from tracker.clickhouse import ClickHouse
 from tracker.errors import StoreError
 from tracker.writer import stream_io
@@ -46,6 +46,8 @@ class BatchWriter:
         batch_seconds: float = 1.0,
         max_backoff: float = 30.0,
         crash_at: str = "",
+        forget_interval: float = 0.0,
+        forget_ch: ClickHouse | None = None,
     ) -> None:
         self.client = client
         self._raw = stream_io.raw_client(client)
@@ -59,6 +61,10 @@ class BatchWriter:
         self.written = 0
         self.failures = 0
         self.crash_at = crash_at
+        # The forget job (tracker/forget.py) runs beside the writer every ``forget_interval`` seconds
+        # (0: never), on ``forget_ch`` if given: its scans then do not hold up the writer's inserts.
+        self.forget_interval = forget_interval
+        self.forget_ch = forget_ch
 
     def _crash_point(self, name: str) -> None:
         """Die like a killed process at a named point (fault-injection tests of exactly-once)."""
@@ -212,6 +218,8 @@ class BatchWriter:
         Each batch is still acknowledged only after its own insert.
         """
         self._start()
+        if self.forget_interval > 0:
+            forget.start_periodic(self.forget_ch or self.ch, self.client, self.forget_interval, self.stop_event)
         last_full_collection = time.monotonic()
         built: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
         inserter = threading.Thread(target=self._insert_loop, args=(built,), name="event-writer-insert", daemon=True)

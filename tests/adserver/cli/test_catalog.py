@@ -12,11 +12,12 @@ def test_create_advertiser_prints_what_it_stored(runner, ch):
     code, out = runner("create-advertiser", "shop-a", "--name", "Shop A", "--currency", "EUR",
                        "--timezone", "Asia/Tokyo")
     assert code == 0, out
-    assert out == "advertiser shop-a (Shop A, EUR, Asia/Tokyo)\n"
+    assert out.splitlines()[0] == "advertiser shop-a (Shop A, EUR, Asia/Tokyo)"
+    assert out.splitlines()[1].startswith("landing domains: none (")
     assert ch.execute("SELECT name, currency, timezone FROM advertisers FINAL WHERE id = 'shop-a'") == [
         ("Shop A", "EUR", "Asia/Tokyo")]
     code, out = runner("create-advertiser", "shop-b")
-    assert out == "advertiser shop-b (shop-b, CNY, UTC)\n"
+    assert out.splitlines()[0] == "advertiser shop-b (shop-b, CNY, UTC)"
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -46,7 +47,7 @@ def test_create_placement_takes_repeated_sizes_and_advertisers(runner, ch):
 
 
 def test_import_feed_reports_rows_and_exit_status(runner, ch, tmp_path):
-    runner("create-advertiser", "shop-a")
+    runner("create-advertiser", "shop-a", "--domain", "shop.example")
     path = tmp_path / "feed.csv"
     path.write_bytes(feed_bytes([product("A1"), product("A2", price="free")]))
     code, out = runner("import-feed", "shop-a", str(path))
@@ -61,7 +62,7 @@ def test_import_feed_reports_rows_and_exit_status(runner, ch, tmp_path):
 
 
 def test_import_feed_of_a_non_utf8_file_rejects_its_rows(runner, ch, tmp_path):
-    runner("create-advertiser", "shop-a")
+    runner("create-advertiser", "shop-a", "--domain", "shop.example")
     path = tmp_path / "latin1.csv"
     path.write_bytes(feed_bytes([product("A1", title="Café crème")]).decode().encode("latin-1"))
     code, out = runner("import-feed", "shop-a", str(path))
@@ -94,3 +95,51 @@ def test_create_token_prints_the_token_last_and_revoke_reads_stdin(runner, ch):
 @pytest.mark.parametrize("stdin", [None, "", "\n", "not-a-token\n"])
 def test_revoke_token_refuses_missing_or_unknown_tokens(runner, ch, stdin):
     assert runner("revoke-token", stdin=stdin) == (1, "no such token\n")
+
+
+def _domains(ch, advertiser: str) -> list[str]:
+    return ch.execute("SELECT domains FROM advertisers FINAL WHERE id = %(a)s", {"a": advertiser})[0][0]
+
+
+def test_create_advertiser_declares_landing_domains(runner, ch):
+    code, out = runner("create-advertiser", "shop-a", "--domain", "Shop.Example", "--domain", "www.other.example.",
+                       "--domain", "127.0.0.1", "--domain", "shop.example")
+    assert code == 0, out
+    assert _domains(ch, "shop-a") == ["127.0.0.1", "shop.example", "www.other.example"]
+    assert "landing domains: 127.0.0.1, shop.example, www.other.example" in out
+
+
+def test_create_advertiser_adds_domains_to_an_existing_advertiser_and_keeps_the_rest(runner, ch):
+    code, out = runner("create-advertiser", "shop-a", "--name", "Shop A", "--currency", "EUR",
+                       "--timezone", "Asia/Tokyo", "--domain", "shop.example")
+    assert code == 0, out
+    code, out = runner("create-advertiser", "shop-a", "--domain", "shop-cdn.example")
+    assert code == 0, out
+    assert ch.execute("SELECT name, currency, timezone, domains FROM advertisers FINAL WHERE id = 'shop-a'") == [
+        ("Shop A", "EUR", "Asia/Tokyo", ["shop-cdn.example", "shop.example"])]
+    code, out = runner("create-advertiser", "shop-a", "--remove-domain", "shop-cdn.example", "--name", "Shop A2")
+    assert code == 0, out
+    assert ch.execute("SELECT name, currency, timezone, domains FROM advertisers FINAL WHERE id = 'shop-a'") == [
+        ("Shop A2", "EUR", "Asia/Tokyo", ["shop.example"])]
+    code, out = runner("create-advertiser", "shop-a", "--remove-domain", "other.example")
+    assert code == 1 and "error (invalid_domain): shop-a has no landing domain other.example" in out
+
+
+def test_other_updates_keep_the_domains(ch):
+    from adserver.catalog.registry import save_advertiser
+
+    save_advertiser(ch, "shop-a", "Shop A", "CNY", domains=["shop.example"])
+    save_advertiser(ch, "shop-a", "Shop A", "CNY", "Asia/Shanghai")  # as the demo's reports set the time zone
+    assert _domains(ch, "shop-a") == ["shop.example"]
+
+
+@pytest.mark.parametrize("domain", [
+    "https://shop.example", "shop.example/p", "*.shop.example", "user@shop.example", "shop.example:8080", "",
+    "com", "shop..example", "-shop.example", "shop-.example", "商店.example", "shop example", "1.2.3",
+    "0x7f.0.0.1", "shop.example%2f", "x" * 300 + ".example",
+])
+def test_create_advertiser_refuses_bad_domains(runner, ch, domain):
+    code, out = runner("create-advertiser", "shop-a", "--domain", domain)
+    assert code == 1, out
+    assert "error (invalid_domain)" in out and "domain" in out
+    assert ch.execute("SELECT count() FROM advertisers") == [(0,)]

@@ -72,6 +72,8 @@ def test_set_price_takes_exactly_one_price(runner, ch, shops, options):
     assert get_price(ch, "shop-a") is None
 
 
+@pytest.mark.slow
+@pytest.mark.settings_env(ADSERVER_DEMO="1")
 def test_rebuild_reports_command(runner, ch):
     runner("demo", "--base-url", "https://store.example", "--reports")
     before = ch.execute("SELECT sumMerge(impressions), sumMerge(clicks) FROM report_ads_hourly")

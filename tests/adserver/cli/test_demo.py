@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date
 
+import pytest
+
 from adserver.cli.demo import demo_base_url
 from adserver.console.accounts import authenticate
 from adserver.console.prices import get_price
@@ -40,6 +42,8 @@ def test_demo_without_reports_adds_no_traffic(runner, ch):
     assert ch.execute("SELECT count() FROM users") == [(0,)]
 
 
+@pytest.mark.slow
+@pytest.mark.settings_env(ADSERVER_DEMO="1")
 def test_demo_reports_creates_the_marketer_and_traffic_once(runner, ch):
     code, out = runner("demo", "--base-url", "https://store.example", "--reports")
     assert code == 0, out
@@ -54,3 +58,13 @@ def test_demo_reports_creates_the_marketer_and_traffic_once(runner, ch):
     report = run_report(ch, ReportRequest("demo", date.fromordinal(today.toordinal() - 6), today, "day",
                                           "Asia/Shanghai"), get_price(ch, "demo"))
     assert report.totals.clicks > 50 and report.totals.conversions > 3 and report.totals.roas is not None
+
+
+def test_demo_reports_refuses_the_published_marketer_in_server_mode(runner, ch, settings):
+    """demo@example.com / demo-password is in the README: a production server must not get it by accident."""
+    assert not settings.demo
+    code, out = runner("demo", "--base-url", "https://store.example", "--reports")
+    assert code == 1
+    assert "ADSERVER_DEMO=1" in out and "demo@example.com" in out
+    assert ch.execute("SELECT count() FROM users") == [(0,)]
+    assert ch.execute("SELECT count() FROM events") == [(0,)]

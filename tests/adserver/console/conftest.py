@@ -3,7 +3,9 @@ tables from them), and report calls with small, readable arguments."""
 
 from __future__ import annotations
 
+import functools
 import itertools
+import time
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -66,18 +68,34 @@ def report(any_ch):
 PASSWORD = "correct horse battery"
 
 
+@functools.cache
+def password_hash() -> str:
+    """``PASSWORD`` hashed once per run: a hash costs 128 MiB and about half a second."""
+    from adserver.console.accounts import hash_password
+
+    return hash_password(PASSWORD)
+
+
+def add_user(ch, email: str, password_hash: str, advertisers: list[str]) -> None:
+    """A user as ``save_user`` stores it, with a hash made beforehand."""
+    from adserver.console.accounts import set_memberships
+    from tracker.schema import USERS_COLUMNS
+
+    ch.insert("users", USERS_COLUMNS, [(email, password_hash, 0, time.time_ns(), datetime.now())])
+    set_memberships(ch, email, advertisers)
+
+
 @pytest.fixture
 def tenants(ch):
     """Two advertisers with a marketer each (plus one who sees both) and an API token each."""
     from adserver.catalog.registry import save_advertiser
     from adserver.catalog.tokens import create_token
-    from adserver.console.accounts import save_user
 
     save_advertiser(ch, "shop-a", "Shop A <b>&</b>", "CNY", "Asia/Shanghai")
     save_advertiser(ch, "shop-b", "Shop B", "EUR", "Europe/Paris")
-    save_user(ch, "alice@a.example", PASSWORD, ["shop-a"])
-    save_user(ch, "bob@b.example", PASSWORD, ["shop-b"])
-    save_user(ch, "carol@agency.example", PASSWORD, ["shop-a", "shop-b"])
+    add_user(ch, "alice@a.example", password_hash(), ["shop-a"])
+    add_user(ch, "bob@b.example", password_hash(), ["shop-b"])
+    add_user(ch, "carol@agency.example", password_hash(), ["shop-a", "shop-b"])
     return {"shop-a": create_token(ch, "shop-a"), "shop-b": create_token(ch, "shop-b")}
 
 

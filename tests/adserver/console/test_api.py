@@ -94,7 +94,7 @@ def test_openapi_document_describes_the_api(client):
     operation = doc["paths"]["/api/v1/reports"]["get"]
     names = {p["name"] for p in operation["parameters"]}
     assert names == {"advertiser", "from", "to", "group_by", "format", "click_window", "view_window", "compare",
-                     "sort", "order"}
+                     "sort", "order", "conversions"}
     group_by = next(p for p in operation["parameters"] if p["name"] == "group_by")
     assert group_by["schema"]["enum"] == ["day", "hour", "placement", "sku", "reason", "campaign"]
     assert {"200", "400", "401", "403"} <= set(operation["responses"])

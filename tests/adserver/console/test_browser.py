@@ -12,6 +12,8 @@ from werkzeug.serving import make_server
 
 from tests.adserver.console.conftest import PASSWORD, at, seed
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run"]

@@ -19,6 +19,8 @@ from adserver.demo import demo_products, outdoor
 from adserver.demo.outdoor import outdoor_products
 from adserver.demo.shop import FEED_FIELDS, ShopCatalog
 
+# The demo pages exist in server mode only when asked for (ADSERVER_DEMO=1).
+pytestmark = pytest.mark.settings_env(ADSERVER_DEMO="1")
 BASE = "http://127.0.0.1:8000"
 STATIC = Path(adserver.demo.__file__).resolve().parent.parent / "static"
 FOLDER = STATIC / "demo" / "outdoor"
@@ -238,7 +240,8 @@ def test_catalog_imports_through_the_feed_import(runner, settings):
     from adserver.catalog.upload import import_products
     from tracker.stores import Stores
 
-    code, out = runner("create-advertiser", "outdoor", "--name", outdoor.NAME, "--currency", outdoor.CURRENCY)
+    code, out = runner("create-advertiser", "outdoor", "--name", outdoor.NAME, "--currency", outdoor.CURRENCY,
+                       "--domain", "store.example")
     assert code == 0, out
     data = json.dumps(outdoor_products("https://store.example"), ensure_ascii=False).encode()
     stores = Stores(settings)

@@ -18,6 +18,8 @@ import adserver.demo
 from adserver.demo import demo_products, lotus
 from adserver.demo.shop import ShopCatalog
 
+# The demo pages exist in server mode only when asked for (ADSERVER_DEMO=1).
+pytestmark = pytest.mark.settings_env(ADSERVER_DEMO="1")
 BASE = "http://127.0.0.1:8000"
 STATIC = Path(adserver.demo.__file__).resolve().parent.parent / "static"
 REQUIRED = ("id", "title", "description", "link", "image_link", "price", "currency", "availability",

@@ -185,7 +185,7 @@ SHOP_B = [
 @pytest.fixture
 def shop_b(create_advertiser, import_feed, runner, tmp_path):
     """A second store with a CPC campaign at the demo's price: interest decides between them."""
-    create_advertiser("shop-b")
+    create_advertiser("shop-b", "shop.example", "shop-b.example")
     code, out = import_feed("shop-b", SHOP_B)
     assert code == 0, out
     code, out = runner("create-campaign", "shop-b-retargeting", "--advertiser", "shop-b", "--pricing", "cpc",

@@ -201,6 +201,48 @@ def test_redirect_never_uses_a_url_from_the_request(app, client, demo_loaded):
         link, params, _ = target(response)
         assert link == f"{STORE}/demo/store/p/D1004"
         assert "evil" not in response.headers["Location"]
-        assert set(params) == {"utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term"}
+        assert set(params) == {"utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "adclid"}
     response = client.get(f"/c/{token}", headers={"Referer": "https://evil.example/", "Host": "evil.example"})
     assert "evil" not in response.headers["Location"]
+
+
+# --- landing domains: the click checks the link again (links stored before the checks, domains changed) ----
+
+
+def stored_link(app, ch, redis_client, sku: str, link: str) -> str:
+    """A demo product with ``link`` put straight into the catalog, as an import before the checks left it."""
+    from adserver.catalog.product import Product
+    from adserver.catalog.storage import bump_version, store_products
+
+    store_products(ch, "demo", [Product(sku, f"Product {sku}", link, price=10.0, currency="CNY")])
+    bump_version(redis_client, "demo")
+    app.extensions["adserver"].catalog.check_seconds = 0
+    return "/c/" + issue(app, sku)
+
+
+@pytest.mark.parametrize("link", [
+    "https://store.example@evil.test/p/9",
+    "https://store.example:443@evil.test/p/9",
+    "https://evil.test/p/9",
+    "https://store.example.evil.test/p/9",
+    "https://evilstore.example/p/9",
+    "javascript:alert(1)",
+])
+def test_click_to_a_link_off_the_landing_domains_is_refused(app, client, ch, redis_client, demo_loaded, link):
+    response = client.get(stored_link(app, ch, redis_client, "X9", link))
+    assert_rejected(response)
+    assert "link was refused" in response.get_data(as_text=True)
+    assert client.get("/c/" + issue(app, "D1004")).status_code == 302  # the store's own links still redirect
+
+
+def test_click_to_a_subdomain_of_a_landing_domain_redirects(app, client, ch, redis_client, demo_loaded):
+    response = client.get(stored_link(app, ch, redis_client, "M1", "https://m.store.example/p/M1?x=1"))
+    link, query, _ = target(response)
+    assert link == "https://m.store.example/p/M1" and query["x"] == ["1"]
+
+
+def test_refused_click_is_neither_logged_nor_charged(app, client, ch, redis_client, demo_loaded, writer):
+    response = client.get(stored_link(app, ch, redis_client, "X9", "https://evil.test/p/9"))
+    assert_rejected(response)
+    drain(writer)
+    assert ch.execute("SELECT count() FROM events WHERE event = 'click'") == [(0,)]

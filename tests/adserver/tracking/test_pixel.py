@@ -16,6 +16,7 @@ from werkzeug.test import Client
 from adserver.tracking.pixel import check_hit
 from adserver.tracking.views import GIF
 from tests.adserver.conftest import uid_from_cookie
+from tests.adserver.tracking.test_privacy import form_token
 from tests.conftest import drain
 from tracker.events import Hit, Invalid
 from tracker.identity import VisitorIds
@@ -335,11 +336,11 @@ def test_post_optout_sets_the_cookie_and_deletes_the_profile(app, demo_loaded, r
     cookie = client.get_cookie("uid").value
     uid = uid_from_cookie(cookie)
     profile_keys = {k.decode() for k in redis_client.keys(f"p:{{{uid}}}:*")}
-    assert profile_keys == {f"p:{{{uid}}}:adv", f"p:{{{uid}}}:rv:demo", f"p:{{{uid}}}:buy:demo",
+    assert profile_keys == {f"p:{{{uid}}}:adv", f"p:{{{uid}}}:rv:demo", f"p:{{{uid}}}:bought:demo",
                             f"p:{{{uid}}}:advbuy"}
     assert client.get("/ad.json?p=demo-feed&size=300x250").get_json()["path"] == "personalised"
 
-    response = client.post("/optout")
+    response = client.post("/optout", data={"csrf_token": form_token(client)})  # the page's own form
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     cookies = set_cookies(response)
@@ -359,7 +360,7 @@ def test_post_optout_sets_the_cookie_and_deletes_the_profile(app, demo_loaded, r
 
 
 def test_post_optout_without_a_cookie_still_opts_out(client, demo_loaded):
-    response = client.post("/optout")
+    response = client.post("/optout", data={"csrf_token": form_token(client)})  # the page's own form
     assert response.status_code == 200
     assert set_cookies(response)["optout"]["value"] == "1"
     assert client.get_cookie("optout").value == "1"

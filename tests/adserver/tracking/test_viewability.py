@@ -7,6 +7,8 @@ hostile input must never break the answer nor store anything.
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 import redis
 
@@ -109,7 +111,7 @@ def test_viewable_is_recorded_once_per_nonce_with_the_impressions_id(client, dem
     rows = events(ch, "viewable")
     assert rows == [(shown["impression_id"], "demo-feed", "", "", 0),
                     (impression_id_for([SECRET], OTHER), "demo-sidebar", "demo", "", 0)]
-    assert redis_client.ttl("vw:{%s}" % shown["impression_id"]) > 86000
+    assert 0 < redis_client.ttl("vw:{%s}" % shown["impression_id"]) <= 3600  # a beacon comes within the hour
     counters = app_counters(client)
     assert counters.get("viewable") == 2 and counters.get("viewable_duplicate") == 2
 
@@ -155,6 +157,17 @@ def test_hostile_beacons_answer_the_gif_and_store_nothing(client, demo, writer, 
     assert [r[2] for r in events(ch, "viewable")] == [""]
     assert ch.execute("SELECT count() FROM bad_events")[0][0] == 0
     assert app_counters(client).get("viewable_rejected") == 2 * len(HOSTILE)
+
+
+def test_each_beacon_leaves_at_most_one_short_lived_key(client, demo, redis_client):
+    nonces = [secrets.token_urlsafe(18) for _ in range(20)]
+    for nonce in nonces + nonces[:5]:
+        beacon(client, f"p=demo-feed&r={nonce}")
+    for query in HOSTILE:
+        beacon(client, query)
+    keys = list(redis_client.scan_iter("vw:*"))
+    assert sorted(keys) == sorted(("vw:{%s}" % impression_id_for([SECRET], n)).encode() for n in nonces)
+    assert all(0 < redis_client.ttl(k) <= 3600 for k in keys)
 
 
 def test_viewable_is_recorded_with_redis_down(fault_app, own_redis, ch):  # noqa: F811 - imported fixtures

@@ -257,7 +257,11 @@ local delay = 0
 if failures >= tonumber(ARGV[2]) then
   delay = math.min(tonumber(ARGV[3]) * 2 ^ (failures - tonumber(ARGV[2])), tonumber(ARGV[4]))
 end
-redis.call('HSET', KEYS[1], 'until', string.format('%d', now + delay))
+-- Only a real delay is written: web servers' clocks and request threads disagree by a few ms, and an
+-- 'until' of now + 0 would refuse a concurrent attempt stamped a moment earlier.
+if delay > 0 then
+  redis.call('HSET', KEYS[1], 'until', string.format('%d', now + delay))
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 if redis.call('INCR', KEYS[2]) == 1 then
   redis.call('PEXPIRE', KEYS[2], ARGV[7])

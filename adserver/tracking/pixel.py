@@ -6,7 +6,7 @@ Flask's request and response objects, context locals, routing and header handlin
 than that work (about 150 µs of a 290 µs hit, profiled in process), and the benchmark compares the
 pixel with a bare Flask app. Here the hit is read straight from the WSGI environ and answered with
 a prepared header list; the answer is the one the view gave (same bytes, same cookie, same
-events), which ``tests/adserver/test_pixel.py`` checks through the Flask test client, since the
+events), which ``tests/adserver/tracking/test_pixel.py`` checks through the Flask test client, since the
 layer wraps ``app.wsgi_app``. Other methods on ``/px.gif`` and every other path go to Flask.
 
 Whatever happens, the store page gets its 43-byte GIF: an exception is logged, never answered.

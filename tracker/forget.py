@@ -73,7 +73,7 @@ def request_forget(client: redis.Redis, uid: str, now: float | None = None) -> i
     """Queue ``uid`` for deletion; returns its rank (0: next). Raises ``QueueFull`` or ``ValueError``."""
     if not _ID.match(uid):
         raise ValueError("not a visitor id")
-    rank = int(client.eval(_ENQUEUE, 1, QUEUE_KEY, uid, time.time() if now is None else now, QUEUE_LIMIT))
+    rank = int(client.register_script(_ENQUEUE)(keys=[QUEUE_KEY], args=[uid, time.time() if now is None else now, QUEUE_LIMIT]))
     if rank < 0:
         raise QueueFull(f"{QUEUE_LIMIT} visitors are already waiting to be forgotten")
     return rank

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, request
 
+from adserver.api_errors import api_error
 from adserver.catalog.feed import ImportReport, parse_feed
 from adserver.catalog.registry import Registry
 from adserver.catalog.storage import bump_version, store_products
@@ -82,39 +83,31 @@ def fetch_feed(url: str, timeout: float = FETCH_TIMEOUT, limit: int = MAX_FEED_B
     return data, fmt
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    response = jsonify({"error": code, "message": message})
-    response.status_code = status
-    return response
-
-
 @bp.put("/api/v1/feeds/<advertiser>")
 @accepts_body(MAX_FEED_BYTES)  # the only route taking more than the default 64 KB (nginx: the same)
 def upload_feed(advertiser: str) -> Response:
     if not ADVERTISER_RE.match(advertiser):
-        return _error(404, "not_found", "unknown advertiser")
+        return api_error(404, "not_found", "unknown advertiser")
     owner = token_advertiser(services().ch, bearer_token(request))
     if owner is None:
-        response = _error(401, "unauthorized", "a valid API token is required (Authorization: Bearer ...)")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="adserver"'
-        return response
+        return api_error(401, "unauthorized", "a valid API token is required (Authorization: Bearer ...)")
     if owner != advertiser:
-        return _error(403, "forbidden", "this token belongs to another advertiser")
+        return api_error(403, "forbidden", "this token belongs to another advertiser")
     fmt = request.args.get("format") or None
     if fmt not in (None, "csv", "tsv", "json"):
-        return _error(400, "bad_format", "format must be csv, tsv or json")
+        return api_error(400, "bad_format", "format must be csv, tsv or json")
     full = request.args.get("full", "0") in ("1", "true", "yes")
     data = request.get_data(cache=False)
     if not data:
-        return _error(400, "empty_feed", "the request body must hold the feed")
+        return api_error(400, "empty_feed", "the request body must hold the feed")
     try:
         report = import_products(services().stores, advertiser, data, fmt, full)
     except FeedError as exc:
-        response = _error(400, exc.code, str(exc))
+        response = api_error(400, exc.code, str(exc))
         if exc.report is not None:
             response.set_data(json.dumps({"error": exc.code, "message": str(exc), **exc.report.as_dict()},
                                          ensure_ascii=False))
         return response
     except AdServerError as exc:
-        return _error(404 if exc.code == "unknown_advertiser" else 400, exc.code, str(exc))
+        return api_error(404 if exc.code == "unknown_advertiser" else 400, exc.code, str(exc))
     return jsonify(report.as_dict())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request
 
+from adserver.api_errors import api_error as json_error
 from adserver.catalog.tokens import bearer_token, token_advertiser
 from adserver.console import export
 from adserver.console.params import API_PARAMS, BadParameter, format_window, parse
@@ -27,14 +28,7 @@ OPENAPI = Path(__file__).with_name("openapi.json")
 
 
 def api_error(status: int, error: str, message: str, parameter: str | None = None) -> Response:
-    body = {"error": error, "message": message}
-    if parameter:
-        body["parameter"] = parameter
-    response = jsonify(body)
-    response.status_code = status
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="reports"'
-    return response
+    return json_error(status, error, message, realm="reports", parameter=parameter or None)
 
 
 @bp.after_request

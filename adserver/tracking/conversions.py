@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import redis
 from flask import Blueprint, Response, jsonify, request
 
+from adserver.api_errors import api_error
 from adserver.catalog.tokens import bearer_token, token_advertiser
 from adserver.limits import accepts_body
 from adserver.services import services
@@ -87,14 +88,6 @@ def store_orders(ch: ClickHouse, client: redis.Redis, advertiser: str, orders: l
     return [order.order_id in stored and first[order.order_id] == n for n, order in enumerate(orders)]
 
 
-def _error(status: int, code: str, message: str, **extra) -> Response:
-    response = jsonify({"error": code, "message": message, **extra})
-    response.status_code = status
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="adserver"'
-    return response
-
-
 @bp.after_request
 def _headers(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
@@ -106,24 +99,24 @@ def _headers(response: Response) -> Response:
 @accepts_body(MAX_BODY_BYTES)  # a full batch; a larger declared body is refused before it is read
 def post_conversions(advertiser: str) -> Response:
     if not ADVERTISER_RE.match(advertiser):
-        return _error(404, "not_found", "unknown advertiser")
+        return api_error(404, "not_found", "unknown advertiser")
     svc = services()
     owner = token_advertiser(svc.ch, bearer_token(request))
     if owner is None:
-        return _error(401, "unauthorized", "a valid API token is required (Authorization: Bearer ...)")
+        return api_error(401, "unauthorized", "a valid API token is required (Authorization: Bearer ...)")
     if owner != advertiser:
-        return _error(403, "forbidden", "this token belongs to another advertiser")
+        return api_error(403, "forbidden", "this token belongs to another advertiser")
     data = request.get_data(cache=False)  # at most MAX_BODY_BYTES: Werkzeug cuts a chunked body there
     try:
         batch = parse_orders(data, advertiser, svc.click_ids)
     except BadBatch as exc:
-        return _error(exc.status, exc.code, str(exc))
+        return api_error(exc.status, exc.code, str(exc))
     orders = [order for _, order in batch.orders]
     try:
         stored = store_orders(svc.ch, svc.redis, advertiser, orders)
     except (redis.RedisError, OSError, StoreError) as exc:
         log.warning("conversions of %s not stored: %s", advertiser, exc)
-        response = _error(503, "unavailable", "the orders could not be stored now; nothing was stored, "
+        response = api_error(503, "unavailable", "the orders could not be stored now; nothing was stored, "
                                               "send the same batch again")
         response.headers["Retry-After"] = "30"
         return response
@@ -136,5 +129,5 @@ def post_conversions(advertiser: str) -> Response:
             "rejected": len({e.index for e in batch.errors}), "orders": results,
             "errors": [e.as_dict() for e in batch.errors]}
     if not orders:
-        return _error(400, "no_valid_order", "no order of the batch is valid; nothing was stored", **body)
+        return api_error(400, "no_valid_order", "no order of the batch is valid; nothing was stored", **body)
     return jsonify(body)

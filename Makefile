@@ -25,12 +25,14 @@ run: venv
 		$(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py 'adserver:create_app()'
 
 TEST_SERVERS := $(PY) -m scripts.testservers run --
+# Two pytest workers, each on a Redis database and a ClickHouse database of its own (tests/conftest.py).
+TEST_WORKERS ?= 2
 
 test: venv
-	$(TEST_SERVERS) $(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_SERVERS) $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: venv
-	$(TEST_SERVERS) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(TEST_SERVERS) $(PY) -m pytest -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) -m scripts.bench $(BENCH_ARGS)

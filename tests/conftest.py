@@ -41,6 +41,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _checkout_var["existed"] = CHECKOUT_VAR.exists()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: with several workers (``pytest -n``) the long ones then overlap with the many
+    short ones instead of running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_runtest_logfinish(nodeid: str) -> None:
     """Note the test after which the checkout's ``var/`` appeared (one ``stat`` per test)."""
     if _checkout_var.get("existed") is False and "after" not in _checkout_var and CHECKOUT_VAR.exists():
@@ -79,14 +85,26 @@ def _require(name: str) -> str:
     return value
 
 
+def _worker_index() -> int:
+    """The pytest-xdist worker's number (``gw3`` -> 3), 0 without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    return _require("ADSERVER_TEST_REDIS_URL")
+    """The test Redis server, one database per xdist worker: each worker flushes only its own."""
+    url = _require("ADSERVER_TEST_REDIS_URL")
+    index = _worker_index()
+    return url if index == 0 else url.rsplit("/", 1)[0] + f"/{index}"
 
 
 @pytest.fixture(scope="session")
 def clickhouse_url() -> str:
-    return _require("ADSERVER_TEST_CLICKHOUSE_URL")
+    """The test ClickHouse server, one database per xdist worker: each worker truncates only its own."""
+    url = _require("ADSERVER_TEST_CLICKHOUSE_URL")
+    index = _worker_index()
+    return url if index == 0 else f"{url}_w{index}"
 
 
 @pytest.fixture(scope="session")

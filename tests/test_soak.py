@@ -23,7 +23,7 @@ def test_short_soak_loses_nothing_and_answers_everything(tmp_path):
     assert shutil.which("wrk"), "wrk is missing: apt-get install wrk (make test installs it)"
     out = tmp_path / "soak.md"
     result = subprocess.run(
-        [sys.executable, "-m", "scripts.soak", "--seconds", "40", "--fraction", "0.5",
+        [sys.executable, "-m", "scripts.soak", "--seconds", "20", "--fraction", "0.5",
          "--visitors", "1000", "--max-seconds", "5", "--max-growth", "1.0", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -25,7 +25,7 @@ def own_clickhouse(tmp_path):
     (tmp_path / "ch").mkdir()
     server = testservers.start_clickhouse(ch_bin, tmp_path / "ch", detached=False)
     yield server
-    testservers.stop_processes(tmp_path / "ch", [server.proc], grace=10.0, sweep=True)
+    testservers.stop_processes(tmp_path / "ch", [server.proc], grace=2.0, sweep=True)
 
 
 def _wait(condition, seconds: float = 60.0) -> None:

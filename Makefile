@@ -1,13 +1,15 @@
 # `make run` serves the product with embedded stores; `make test` runs every test against real Redis
-# and ClickHouse servers (installed with apt when missing, as root) and fails if a test left a server
-# running or wrote ./var into the checkout; `make test-fast` is the same without the tests marked slow.
+# and ClickHouse servers (installed with apt when missing, as root), plus the loopback cluster (ZooKeeper,
+# ClickHouse 2 shards x 2 replicas, a Redis Cluster; about 8 s more to start), and fails if a test left a
+# server running or wrote ./var into the checkout; `make test-fast` is the same without the tests marked
+# slow, and without the cluster, which only slow tests use; `make test-cluster` runs the cluster's tests.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test test-fast bench venv lint demo clean
+.PHONY: run test test-fast test-cluster bench venv lint demo clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +27,21 @@ run: venv
 		$(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py 'adserver:create_app()'
 
 TEST_SERVERS := $(PY) -m scripts.testservers run --
-# Two pytest workers, each on a Redis database and a ClickHouse database of its own (tests/conftest.py).
+CLUSTER_TEST_SERVERS := ADSERVER_TEST_REQUIRE_CLUSTER=1 $(PY) -m scripts.testservers run --cluster --
+CLUSTER_TESTS := tests/cluster tests/scripts/test_cluster_deploy.py tests/scripts/test_cluster_servers.py
+# Two pytest workers, each on a Redis database and a ClickHouse database of its own (tests/conftest.py);
+# the tests of the one shared cluster stay together on one worker (xdist group "cluster").
 TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test: venv
-	$(TEST_SERVERS) $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(CLUSTER_TEST_SERVERS) $(PYTEST) $(PYTEST_ARGS)
 
 test-fast: venv
-	$(TEST_SERVERS) $(PY) -m pytest -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+	$(TEST_SERVERS) $(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+test-cluster: venv
+	$(CLUSTER_TEST_SERVERS) $(PYTEST) $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) -m scripts.bench $(BENCH_ARGS)

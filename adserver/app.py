@@ -22,19 +22,25 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     from adserver.campaigns import pages as campaign_pages
     from adserver.catalog import upload
     from adserver.services import Services
-    from adserver.serving import pubjs
+    from adserver.serving import feedback, pubjs
+    from adserver.serving import images as product_images
     from adserver.serving import views as serving
     from adserver.tracking import conversions, privacy, viewability
     from adserver.tracking import views as tracking
 
     settings = settings or load_settings()
+    if settings.fetch_allow_loopback:
+        log.warning("ADSERVER_FETCH_ALLOW_LOOPBACK is on: product images may be fetched from loopback addresses, "
+                    "so a feed can make this server read its own local services. Tests and the demo only: "
+                    "never on a server that imports feeds it does not control.")
     app = Flask(__name__)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     services = app.extensions["adserver"] = Services(settings)
     metrics.init_app(app, services)  # first, so its timer starts before any other hook runs
     limits.init_app(app)  # request bodies: 64 KB, more only where a view says so (the feed upload)
-    for blueprint in (tracking.bp, privacy.bp, serving.bp, upload.bp, health.bp, viewability.bp, pubjs.bp):
+    for blueprint in (tracking.bp, privacy.bp, serving.bp, upload.bp, health.bp, viewability.bp, pubjs.bp,
+                      product_images.bp, feedback.bp):
         app.register_blueprint(blueprint)
     if settings.demo:  # ADSERVER_DEMO: by default only in embedded mode; a server has no /demo/ pages
         app.register_blueprint(demo.bp)

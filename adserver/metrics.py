@@ -59,6 +59,8 @@ COUNTERS = {
     "ads_invalid": "Ad units served to bots, prefetches or previewers (not counted, not charged).",
     "clicks_invalid": "Clicks from bots or click floods (redirected, not counted, not charged).",
     "viewable": "Viewable impressions (50 % of the unit in view for 1 s) recorded.",
+    "hides": "\"Not interested\" answers recorded (first answer per product of an ad).",
+    "hides_invalid": "\"Not interested\" answers from bots or prefetches (recorded as invalid, change nothing).",
 }
 SPOOL_DROPPED = ("adserver_spool_dropped", "Events dropped because the local spool was full (Redis away too long); "
                  "counted by this instance's processes, kept across restarts.")

@@ -21,10 +21,13 @@ from adserver.learning.prior import prior_ctr
 from adserver.learning.similar import ModelCache
 from adserver.serving.click_ids import ClickIds
 from adserver.serving.clicks import ClickTokens
+from adserver.serving.hide_counts import HideCounts
+from adserver.serving.hide_tokens import HideTokens
 from adserver.serving.popular import PopularCache
 from models.ctr import CtrContext
 from tracker.breaker import CircuitBreaker
 from tracker.clickhouse import ClickHouse
+from tracker.hides import Hides
 from tracker.identity import VisitorIds
 from tracker.settings import Settings
 from tracker.spool import Spool
@@ -42,6 +45,8 @@ class Services:
         self.ids = VisitorIds(settings.secret_keys)
         self.clicks = ClickTokens(settings.secret_keys, settings.click_ttl_days * 86400)
         self.click_ids = ClickIds(settings.secret_keys)  # adclid on landing URLs, checked by the conversion API
+        self.hide_tokens = HideTokens(settings.secret_keys, settings.click_ttl_days * 86400)  # "not interested"
+        self.hide_counts = HideCounts(self)
         self.registry = Registry(self.stores.clickhouse)
         self.catalog = CatalogCache(self.stores.clickhouse, lambda: self.stream_if_up().client)
         self.popular = PopularCache(self)
@@ -51,6 +56,7 @@ class Services:
         self.ctr = CtrCache(settings.model_dir)
         self._stream: EventStream | None = None
         self._budgets: Budgets | None = None
+        self._hides: Hides | None = None
         self._catalog_retry: dict[str, float] = {}  # advertiser -> monotonic time to try its catalog again
         if self.spool.pending_files():  # left by a process that died while Redis was down
             self.spool.start_replayer(self._replay, self.breaker.allow)
@@ -176,6 +182,14 @@ class Services:
         if budgets is None or budgets.client is not client:
             budgets = self._budgets = Budgets(client)
         return budgets
+
+    @property
+    def hides(self) -> Hides:
+        client = self.stores.redis("web")
+        hides = self._hides
+        if hides is None or hides.client is not client:
+            hides = self._hides = Hides(client)
+        return hides
 
 
 def services() -> Services:

@@ -70,7 +70,7 @@ def insert_events(events: int, products: int) -> float:
         rows = [
             (datetime.fromtimestamp(float(t), UTC).replace(tzinfo=None), ADVERTISER, names[float(w)], f"v{v}",
              f"P{i}", [f"P{i}"], [], "", 0.0, "", "", "", "", 1, "desktop", "", "", f"bench-{lo + k}",
-             "", 0.0, 0.0, 0, 0, 0, "")
+             "", 0.0, 0.0, 0, 0, 0, "", 0)
             for k, (v, i, t, w) in enumerate(zip(visitors[lo:lo + chunk], items[lo:lo + chunk],
                                                   ts[lo:lo + chunk], weights[lo:lo + chunk]))
         ]

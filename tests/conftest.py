@@ -45,6 +45,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first: with several workers (``pytest -n``) the long ones then overlap with the many
     short ones instead of running alone at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    for item in items:
+        if "cluster" in item.path.name or "cluster" in item.path.parent.name:
+            # One loopback cluster serves the run (its drills stop nodes): its tests run on one worker.
+            item.add_marker(pytest.mark.xdist_group("cluster"))
 
 
 def pytest_runtest_logfinish(nodeid: str) -> None:

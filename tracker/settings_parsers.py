@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from tracker.key_strength import GENERATE, weakness
 
@@ -111,9 +111,54 @@ def model_dir(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> Path:
     return directory(raw, name, var, done) if raw else done["data_dir"] / "models"
 
 
+@dataclass(frozen=True)
+class RedisClusterURL:
+    """Parsed ``redis+cluster://[user:password@]host:port,host:port,...``: seed nodes of a Redis Cluster."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+
+
+REDIS_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+_NODE = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]{1,253})):(\d{1,5})")
+
+
+def is_redis_cluster_url(url: str | None) -> bool:
+    return bool(url) and url.partition("://")[0].lower() in REDIS_CLUSTER_SCHEMES
+
+
+def parse_redis_cluster_url(raw: str, name: str = "ADSERVER_REDIS_URL") -> RedisClusterURL:
+    """Parse and check the seed nodes of a Redis Cluster (any of them is enough to find the others).
+
+    A cluster has only database 0 and the URL takes no options: anything else is refused rather than
+    ignored, so that a URL copied from a single server's settings does not silently mean something else.
+    """
+    scheme, _, rest = raw.partition("://")
+    userinfo, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    if path not in ("", "0"):
+        raise SettingsError(f"{name}: a Redis Cluster has only database 0, got {raw!r}")
+    if not hosts:
+        raise SettingsError(f"{name} has no host: {raw!r}")
+    nodes = []
+    for part in hosts.split(","):
+        node = _NODE.fullmatch(part.strip())
+        if not node or not 1 <= int(node.group(3)) <= 65535:
+            raise SettingsError(f"{name} must list the cluster's nodes as host:port,host:port,..., got {part.strip()!r}")
+        nodes.append((node.group(1) or node.group(2), int(node.group(3))))
+    username, _, password = userinfo.partition(":")
+    return RedisClusterURL(tuple(nodes), unquote(username) or None, unquote(password) or None,
+                           ssl=scheme.lower() == "rediss+cluster")
+
+
 def redis_url(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> str | None:
     if not raw:
         return None
+    if is_redis_cluster_url(raw):
+        parse_redis_cluster_url(raw, name)
+        return raw
     parts = urlparse(raw)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(f"{name} must look like redis://host:6379/0, got {raw!r}")
@@ -150,6 +195,18 @@ def parse_clickhouse_url(raw: str, name: str = "ADSERVER_CLICKHOUSE_URL") -> Cli
 
 def clickhouse_url(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> ClickHouseURL | None:
     return parse_clickhouse_url(raw, name) if raw else None
+
+
+def clickhouse_cluster(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> str | None:
+    """The cluster's name in the servers' ``remote_servers``; it goes into ``ON CLUSTER`` and ``Distributed``."""
+    if not raw:
+        return None
+    if not _IDENT.match(raw):
+        raise SettingsError(f"{name} must be a plain identifier (the cluster's name in remote_servers), got {raw!r}")
+    if done["clickhouse_url"] is None:
+        raise SettingsError(f"{name} needs ADSERVER_CLICKHOUSE_URL naming a node of the cluster (the embedded "
+                            "ClickHouse is a single server)")
+    return raw
 
 
 def database(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> str:

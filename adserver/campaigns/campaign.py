@@ -2,8 +2,9 @@
 
 A campaign carries its price (CPC or CPM, in the exchange currency of the settings, the one unit
 every bid and floor is compared in), a daily budget paced through the advertiser's day, dates, the
-audience it may reach (visitors who showed interest within ``audience_days``, minus recent buyers)
-and frequency caps. They live in ClickHouse, versioned like advertisers and placements, and every
+audience it may reach (visitors who showed interest within ``audience_days``, minus recent buyers),
+frequency caps, and how long a reader's "not interested" in one of its products or its store lasts
+(``hide_days``). They live in ClickHouse, versioned like advertisers and placements, and every
 process keeps a copy in memory (see ``registry.Registry``).
 """
 
@@ -46,6 +47,7 @@ class Campaign:
     logo_url: str = ""
     brand_color: str = ""
     text_color: str = ""
+    hide_days: int = 30  # a reader who answered "not interested" does not see the product (or store) this long
 
     def running_on(self, day: date) -> bool:
         """Active and within its dates on ``day`` (the advertiser's local date)."""
@@ -83,6 +85,8 @@ def _check(campaign: Campaign) -> None:
             problems.append(f"{name.replace('_', ' ')} must be between 0 and 1000")
     if not (0 <= campaign.min_gap_seconds <= 30 * 86400):
         problems.append("min gap must be between 0 and 30 days")
+    if not (1 <= campaign.hide_days <= 365):
+        problems.append("hide days must be between 1 and 365")
     for name in ("brand_color", "text_color"):
         value = getattr(campaign, name)
         if value and not COLOR_RE.match(value):
@@ -107,7 +111,7 @@ def save_campaign(ch: ClickHouse, campaign: Campaign, deleted: bool = False) -> 
         campaign.pricing, float(campaign.price), float(campaign.daily_budget), campaign.audience_days,
         campaign.exclude_buyers_days, campaign.cap_per_day, campaign.min_gap_seconds, campaign.logo_url,
         campaign.brand_color, campaign.text_color, 1 if deleted else 0, time.time_ns(),
-        datetime.now(UTC).replace(tzinfo=None),
+        datetime.now(UTC).replace(tzinfo=None), campaign.hide_days,
     )])
     return campaign
 
@@ -115,7 +119,7 @@ def save_campaign(ch: ClickHouse, campaign: Campaign, deleted: bool = False) -> 
 def load_campaigns(ch: ClickHouse) -> dict[str, Campaign]:
     """Every campaign not deleted, newest version of each."""
     rows = ch.execute(
-        "SELECT " + ", ".join(CAMPAIGNS_COLUMNS[:16]) + " FROM campaigns FINAL WHERE deleted = 0 ORDER BY id"
+        "SELECT " + ", ".join(CAMPAIGNS_COLUMNS[:16]) + ", hide_days FROM campaigns FINAL WHERE deleted = 0 ORDER BY id"
     )
     return {r[0]: Campaign(r[0], r[1], r[2], r[3], r[4], r[5], r[6], float(r[7]), float(r[8]), int(r[9]),
-                           int(r[10]), int(r[11]), int(r[12]), r[13], r[14], r[15]) for r in rows}
+                           int(r[10]), int(r[11]), int(r[12]), r[13], r[14], r[15], int(r[16])) for r in rows}

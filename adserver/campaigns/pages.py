@@ -47,12 +47,14 @@ LABELS = {
     "daily_budget": "Daily budget", "start_date": "Start date", "end_date": "End date",
     "audience_days": "Audience (days since last interest)", "exclude_buyers_days": "Exclude buyers of the last … days",
     "cap_per_day": "Impressions per visitor and day", "min_gap_seconds": "Minimum gap between impressions (s)",
+    "hide_days": "Days a \u201cnot interested\u201d lasts",
     "logo_url": "Logo URL", "brand_color": "Brand colour", "text_color": "Text colour",
 }
 HINTS = {
     "price": "per click (CPC) or per 1000 impressions (CPM)", "daily_budget": "0: no limit",
     "start_date": "empty: from now", "end_date": "empty: no end", "exclude_buyers_days": "0: keep buyers",
     "cap_per_day": "0: no cap", "min_gap_seconds": "0: none", "brand_color": "like #1a2b3c",
+    "hide_days": "a reader who dismissed a product or the store does not see it again for this long (1-365)",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import redis
 
@@ -12,24 +13,30 @@ from adserver.catalog.product import Product
 from adserver.catalog.storage import catalog_version_key, load_products
 from tracker.clickhouse import ClickHouse
 
+T = TypeVar("T")
 
-class CatalogCache:
-    """Each process's in-memory copy of the catalogs, refreshed when an import bumps the version.
+
+class CatalogVersioned(Generic[T]):
+    """Something loaded per advertiser from the catalog tables, kept in each process's memory and
+    reloaded when an import bumps the advertiser's catalog version.
 
     The version is checked at most every ``check_seconds`` per advertiser, so serving an ad costs no
-    database call in the common case; a failed reload keeps serving the copy it has.
+    database call in the common case; a failed reload keeps serving the copy it has. Without a copy,
+    ``fallback`` answers (``None``: the error is raised).
     """
 
     def __init__(self, ch_factory: Callable[[], ClickHouse], redis_factory: Callable[[], redis.Redis],
-                 check_seconds: float = 5.0) -> None:
+                 load: Callable[[ClickHouse, str], T], check_seconds: float = 5.0,
+                 fallback: Callable[[], T] | None = None) -> None:
         self._ch = ch_factory
         self._redis = redis_factory
+        self._load = load
+        self._fallback = fallback
         self.check_seconds = check_seconds
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[str, float, dict[str, Product]]] = {}
+        self._entries: dict[str, tuple[str, float, T]] = {}
 
-    def get(self, advertiser: str) -> dict[str, Product]:
-        """The advertiser's products by sku (empty when it has none)."""
+    def get(self, advertiser: str) -> T:
         entry = self._entries.get(advertiser)
         now = time.monotonic()
         if entry is not None and now - entry[1] < self.check_seconds:
@@ -46,11 +53,23 @@ class CatalogCache:
                 self._entries[advertiser] = (version, now, entry[2])
                 return entry[2]
             try:
-                products = load_products(self._ch(), advertiser)
+                value = self._load(self._ch(), advertiser)
             except Exception:  # noqa: BLE001 - keep the old copy when the database is away
-                if entry is None:
+                if entry is not None:
+                    self._entries[advertiser] = (entry[0], now, entry[2])
+                    return entry[2]
+                if self._fallback is None:
                     raise
-                self._entries[advertiser] = (entry[0], now, entry[2])
-                return entry[2]
-            self._entries[advertiser] = (version, now, products)
-            return products
+                self._entries[advertiser] = ("?", now, self._fallback())
+                return self._entries[advertiser][2]
+            self._entries[advertiser] = (version, now, value)
+            return value
+
+
+class CatalogCache(CatalogVersioned[dict[str, Product]]):
+    """Each process's in-memory copy of the catalogs: the advertiser's products by sku (empty when it
+    has none)."""
+
+    def __init__(self, ch_factory: Callable[[], ClickHouse], redis_factory: Callable[[], redis.Redis],
+                 check_seconds: float = 5.0) -> None:
+        super().__init__(ch_factory, redis_factory, load_products, check_seconds)

@@ -1,4 +1,5 @@
-"""Reading a feed: CSV, TSV or JSON rows, validated one by one into products and an import report."""
+"""Reading a feed: CSV, TSV, JSON or Merchant XML rows (gzip or not), validated one by one into products and an
+import report."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
+from adserver.catalog.inflate import inflate
+from adserver.catalog.merchant_xml import looks_like_xml, read_merchant_xml
 from adserver.catalog.product import Product, RowError, validate_row
 from tracker.errors import FeedError
 
@@ -20,17 +23,24 @@ class ImportReport:
     # Ids of every row, good or rejected: a full import must not delete a product only because
     # its row was rejected this time (a typo in a price should not take it off the ads).
     seen: set[str] = field(default_factory=set, repr=False)
+    images: dict | None = None  # the image resize run after storing, when there was one (adserver.catalog.images)
 
     def as_dict(self) -> dict:
         return {"accepted": self.accepted, "removed": self.removed, "rejected": len(self.errors),
-                "errors": [asdict(e) for e in self.errors]}
+                "errors": [asdict(e) for e in self.errors],
+                **({"images": self.images} if self.images is not None else {})}
 
 
 def read_feed(data: bytes, fmt: str | None = None) -> Iterator[tuple[int, dict]]:
-    """Rows of a CSV, TSV or JSON feed as ``(row_number, fields)``; format guessed when not given.
+    """Rows of a CSV, TSV, JSON or XML feed as ``(row_number, fields)``; format guessed when not given.
 
-    Bytes that are not UTF-8 are kept as surrogates so the row that holds them is rejected alone.
+    Gzip input is inflated first, whatever the format. Bytes that are not UTF-8 are kept as surrogates
+    so the row that holds them is rejected alone (XML excepted: its parser refuses the whole document).
     """
+    data = inflate(data)
+    if (fmt or "").lower() == "xml" or (not fmt and looks_like_xml(data)):
+        yield from read_merchant_xml(data)
+        return
     text = data.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
     fmt = (fmt or "").lower() or _guess_format(text)
     if fmt == "json":
@@ -45,7 +55,7 @@ def read_feed(data: bytes, fmt: str | None = None) -> Iterator[tuple[int, dict]]
             yield number, item if isinstance(item, dict) else {}
         return
     if fmt not in ("csv", "tsv"):
-        raise FeedError(f"unknown feed format {fmt!r} (csv, tsv or json)")
+        raise FeedError(f"unknown feed format {fmt!r} (csv, tsv, json or xml)")
     csv.field_size_limit(1_000_000)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
     if not reader.fieldnames or "id" not in [f.strip().lower() for f in reader.fieldnames]:

@@ -2,19 +2,17 @@
 
 ``PUT /api/v1/feeds/<advertiser>`` takes the feed as the request body with an advertiser API token
 (``Authorization: Bearer ads_...``); ``?full=1`` says the feed is the whole catalog. The answer is the
-import report as JSON. Fetching a store's feed URL follows only http(s), with a timeout and a size cap.
+import report as JSON. Fetching a store's feed URL is :mod:`adserver.catalog.feed_sources`.
 """
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, request
 
 from adserver.api_errors import api_error
+from adserver.catalog.drop_guard import check_drop
 from adserver.catalog.feed import ImportReport, parse_feed
 from adserver.catalog.registry import Registry
 from adserver.catalog.storage import bump_version, store_products
@@ -26,17 +24,19 @@ from tracker.events import ADVERTISER_RE
 from tracker.stores import Stores
 
 MAX_FEED_BYTES = 50 * 1024 * 1024
-FETCH_TIMEOUT = 30.0
 
 bp = Blueprint("feeds", __name__)
 
 
 def import_products(stores: Stores, advertiser: str, data: bytes, fmt: str | None, full: bool,
-                    progress=None) -> ImportReport:
+                    progress=None, force: bool = False, resize_images: bool = False) -> ImportReport:
     """Validate and store a feed for a registered advertiser; returns the import report.
 
-    A full feed with no valid product is refused rather than emptying the catalog. Links must be on
-    the advertiser's landing domains: one without any declared gets nothing imported.
+    A full feed with no valid product is refused rather than emptying the catalog, and so is one that
+    would remove more than ``ADSERVER_FEED_MAX_DROP`` of it unless ``force`` (see
+    :mod:`adserver.catalog.drop_guard`). Links must be on the advertiser's landing domains: one
+    without any declared gets nothing imported. With ``resize_images`` the feed's images are then
+    resized (``report.images``: see :mod:`adserver.catalog.images`).
     """
     ch = stores.clickhouse()
     registry = Registry(lambda: ch)
@@ -53,34 +53,16 @@ def import_products(stores: Stores, advertiser: str, data: bytes, fmt: str | Non
     if not products:
         raise FeedError(f"the feed has no valid product ({len(report.errors)} rejected rows); nothing imported",
                         report=report)
+    if full and not force:
+        check_drop(ch, advertiser, {p.sku for p in products} | report.seen, stores.settings.feed_max_drop, report)
     report.accepted, report.removed = store_products(ch, advertiser, products, full=full, keep=report.seen)
     bump_version(stores.redis("web"), advertiser)
+    if resize_images:  # after storing: the products are live meanwhile, with the feed's own images
+        from adserver.catalog.images import resize_images as resize
+
+        report.images = resize(ch, stores.redis("web"), advertiser, record.domains, products,
+                               allow_loopback=stores.settings.fetch_allow_loopback).as_dict()
     return report
-
-
-class _HttpOnly(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urlsplit(newurl).scheme not in ("http", "https"):
-            raise FeedError(f"feed URL redirected to a non-http URL: {newurl[:200]}")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def fetch_feed(url: str, timeout: float = FETCH_TIMEOUT, limit: int = MAX_FEED_BYTES) -> tuple[bytes, str | None]:
-    """Download a store's feed; returns the bytes and the format suggested by its content type."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise FeedError("feed URL must be http(s)")
-    opener = urllib.request.build_opener(_HttpOnly)
-    req = urllib.request.Request(url, headers={"User-Agent": "adserver-feed-fetcher/1", "Accept": "*/*"})
-    try:
-        with opener.open(req, timeout=timeout) as resp:
-            data = resp.read(limit + 1)
-            ctype = resp.headers.get("Content-Type", "")
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise FeedError(f"could not fetch the feed: {exc}") from exc
-    if len(data) > limit:
-        raise FeedError(f"feed larger than {limit // (1024 * 1024)} MB")
-    fmt = "json" if "json" in ctype else "tsv" if "tab-separated" in ctype else None
-    return data, fmt
 
 
 @bp.put("/api/v1/feeds/<advertiser>")
@@ -94,14 +76,15 @@ def upload_feed(advertiser: str) -> Response:
     if owner != advertiser:
         return api_error(403, "forbidden", "this token belongs to another advertiser")
     fmt = request.args.get("format") or None
-    if fmt not in (None, "csv", "tsv", "json"):
-        return api_error(400, "bad_format", "format must be csv, tsv or json")
+    if fmt not in (None, "csv", "tsv", "json", "xml"):
+        return api_error(400, "bad_format", "format must be csv, tsv, json or xml")
     full = request.args.get("full", "0") in ("1", "true", "yes")
+    force = request.args.get("force", "0") in ("1", "true", "yes")
     data = request.get_data(cache=False)
     if not data:
         return api_error(400, "empty_feed", "the request body must hold the feed")
     try:
-        report = import_products(services().stores, advertiser, data, fmt, full)
+        report = import_products(services().stores, advertiser, data, fmt, full, force=force)
     except FeedError as exc:
         response = api_error(400, exc.code, str(exc))
         if exc.report is not None:

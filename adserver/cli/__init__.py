@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from adserver.cli import campaigns, catalog, console, demo, learning, schema
+from adserver.cli import campaigns, catalog, console, demo, images, learning, schema
 from adserver.cli.context import CommandFailed
 from tracker.errors import AdServerError
 from tracker.settings import Settings, SettingsError
@@ -43,7 +43,7 @@ def main(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-for _module in (schema, catalog, learning, campaigns, demo, console):
+for _module in (schema, catalog, images, learning, campaigns, demo, console):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

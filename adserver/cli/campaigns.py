@@ -38,6 +38,7 @@ class IsoDate(click.ParamType):
 @click.option("--exclude-buyers-days", type=int, help="Do not show to visitors who bought within N days.")
 @click.option("--cap-per-day", type=int, help="Impressions per visitor per day (0: no cap).")
 @click.option("--min-gap-seconds", type=int, help="Minimum time between two impressions to a visitor.")
+@click.option("--hide-days", type=int, help="Days a reader's \"not interested\" in a product or the store lasts.")
 @click.option("--logo-url")
 @click.option("--brand-color", help="#rrggbb")
 @click.option("--text-color", help="#rrggbb")

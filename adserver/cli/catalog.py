@@ -11,7 +11,13 @@ from adserver.cli.context import CommandContext, CommandFailed, with_context
 from tracker.errors import AdServerError, FeedError
 from tracker.events import ADVERTISER_RE
 
-FORMATS = click.Choice(["csv", "tsv", "json"])
+FORMATS = click.Choice(["csv", "tsv", "json", "xml"])
+# File names that tell the format (a ".gz" after them is looked through: gzip is detected from content).
+SUFFIXES = {".json": "json", ".tsv": "tsv", ".csv": "csv", ".xml": "xml", ".rss": "xml", ".atom": "xml"}
+FORCE_HELP = ("With --full: import even if it removes more than ADSERVER_FEED_MAX_DROP of the catalog "
+              "(refused otherwise, as a truncated feed would).")
+IMAGES_HELP = ("Then resize the catalog's new images for ad slots and list those that failed (otherwise "
+               "resize-images does it later; the products show the feed's images until then).")
 MAX_LISTED_ERRORS = 50  # an operator reads the first rejected fields; the count says how many more
 
 
@@ -74,17 +80,22 @@ def create_placement(context: CommandContext, placement_id: str, site: str, size
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=FORMATS, help="Default: from the file name or content.")
 @click.option("--full", is_flag=True, help="The feed is the whole catalog: remove products missing from it.")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
+@click.option("--images", is_flag=True, help=IMAGES_HELP)
 @with_context
-def import_feed(context: CommandContext, advertiser: str, file: Path, fmt: str | None, full: bool) -> int:
+def import_feed(context: CommandContext, advertiser: str, file: Path, fmt: str | None, full: bool,
+                force: bool, images: bool) -> int:
     """Import a product feed from a file.
 
-    Reads CSV, TSV, JSON or Google Merchant XML (RSS 2.0 / Atom), validates it, stores its good rows and reports the bad ones by row number,
-    field and reason.
+    Reads CSV, TSV, JSON or Google Merchant XML (RSS 2.0 or Atom with the g: namespace; --format xml),
+    gzip-compressed or not, validates it, stores its good rows and reports the bad ones by row number
+    (for XML, the item's position in the feed), field and reason.
     """
     if not file.is_file():
         raise CommandFailed(f"error: {file} is not a file", 2)
-    fmt = fmt or {".json": "json", ".tsv": "tsv", ".csv": "csv"}.get(file.suffix.lower())
-    return _import(context, advertiser, file.read_bytes(), fmt, full)
+    name = Path(file.stem) if file.suffix.lower() == ".gz" else file
+    fmt = fmt or SUFFIXES.get(name.suffix.lower())
+    return _import(context, advertiser, file.read_bytes(), fmt, full, force, images=images)
 
 
 @click.command("fetch-feed")
@@ -92,26 +103,40 @@ def import_feed(context: CommandContext, advertiser: str, file: Path, fmt: str |
 @click.argument("url")
 @click.option("--format", "fmt", type=FORMATS, help="Default: from the response's type or content.")
 @click.option("--full", is_flag=True, help="Remove products missing from the feed.")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
+@click.option("--unconditional", is_flag=True, help="Download and import even if the feed did not change.")
 @with_context
-def fetch_feed(context: CommandContext, advertiser: str, url: str, fmt: str | None, full: bool) -> int:
-    """Download a store's feed from its URL and import it.
+def fetch_feed(context: CommandContext, advertiser: str, url: str, fmt: str | None, full: bool, force: bool,
+               unconditional: bool) -> int:
+    """Download a store's feed and import it if it changed.
 
-    Fetches the feed over http(s) (30 s timeout, 50 MB cap), then imports it like import-feed.
+    Made to run from a timer (deploy/systemd/adserver-feed@.timer): the ETag and Last-Modified of the
+    copy last imported from URL are sent back, and "not modified" imports nothing. Fetches over
+    http(s) from public addresses only (5 min, 50 MB), then imports like import-feed.
     """
-    from adserver.catalog.upload import fetch_feed as fetch
+    from adserver.catalog.feed_sources import fetch_feed as fetch
+    from adserver.catalog.feed_sources import save_validators
 
-    data, detected = fetch(url)
-    return _import(context, advertiser, data, fmt or detected, full)
+    fetched = fetch(context.stores, advertiser, url, conditional=not unconditional)
+    if fetched.not_modified:
+        click.echo(f"not modified since the last import from {url}: nothing imported")
+        return 0
+    status = _import(context, advertiser, fetched.body, fmt or fetched.fmt, full, force)
+    if status == 0:  # a refused feed raised: it is fetched and checked again next time
+        save_validators(context.clickhouse(), advertiser, url, fetched.validators)
+    return status
 
 
-def _import(context: CommandContext, advertiser: str, data: bytes, fmt: str | None, full: bool) -> int:
+def _import(context: CommandContext, advertiser: str, data: bytes, fmt: str | None, full: bool,
+            force: bool = False, images: bool = False) -> int:
     from adserver.catalog.upload import import_products
     from adserver.progress import Progress
 
     context.clickhouse()
     progress = Progress(f"import {advertiser}")
     try:
-        report = import_products(context.stores, advertiser, data, fmt, full, progress=progress.update)
+        report = import_products(context.stores, advertiser, data, fmt, full, progress=progress.update,
+                                 force=force, resize_images=images)
     except FeedError as exc:
         if exc.report is not None:
             _echo_errors(exc.report)
@@ -120,6 +145,10 @@ def _import(context: CommandContext, advertiser: str, data: bytes, fmt: str | No
     _echo_errors(report)
     click.echo(f"imported {report.accepted} products, rejected {len(report.errors)} rows/fields, "
                f"removed {report.removed}")
+    if report.images is not None:
+        from adserver.cli.images import echo_image_report
+
+        echo_image_report(report.images)
     return 0 if report.accepted else 1
 
 

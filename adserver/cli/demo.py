@@ -42,9 +42,11 @@ def demo(context: CommandContext, base_url: str | None, reports: bool) -> int:
     stores are configured.
     """
     from adserver.campaigns.campaign import Campaign, save_campaign
+    from adserver.catalog.images import resize_images
     from adserver.catalog.registry import save_advertiser, save_placement
     from adserver.catalog.upload import import_products
     from adserver.demo import demo_products, outdoor
+    from adserver.demo.pictures import demo_image
     from adserver.learning.training import train_advertiser
 
     if reports and not context.settings.demo:
@@ -79,6 +81,10 @@ def demo(context: CommandContext, base_url: str | None, reports: bool) -> int:
                                text_color="#ffffff"))
     click.echo(f"demo advertiser '{outdoor.ADVERTISER}': {report.accepted} products ({len(report.errors)} "
                "rejected), campaign outdoor-retargeting (CPM 3.00)")
+    for advertiser in ("demo", outdoor.ADVERTISER):  # slot-sized pictures, drawn from the stores' own files
+        images = resize_images(ch, context.stores.redis("web"), advertiser, domains, process=demo_image)
+        click.echo(f"{advertiser} images: {images.resized} resized, {images.unchanged} unchanged, "
+                   f"{len(images.failures)} failed")
     for advertiser in ("demo", outdoor.ADVERTISER):
         result = train_advertiser(ch, advertiser, model_dir)
         click.echo(f"{advertiser} similar-products model {result.version} ({result.seconds:.1f}s)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 
-from adserver.console.report import COLUMNS, INVALID_COLUMNS, Report, Row
+from adserver.console.report import COLUMNS, CONSENT_COLUMNS, INVALID_COLUMNS, Report, Row
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -29,7 +29,7 @@ def _cell(value) -> str:
 def to_csv(report: Report, rows: list[Row]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    columns = COLUMNS + INVALID_COLUMNS  # invalid traffic last: empty for products and reasons
+    columns = COLUMNS + INVALID_COLUMNS + CONSENT_COLUMNS  # invalid traffic and consent last: empty for products
     writer.writerow([report.request.group_by, *(name for name, _ in columns)])
     for row in rows:
         writer.writerow([_text(row.key), *(_cell(row.value(name)) for name, _ in columns)])

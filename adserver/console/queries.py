@@ -1,7 +1,10 @@
 """Impressions, clicks, visitors, addressable share and spend per report key, of valid traffic;
 invalid impressions and clicks (bots, prefetches, click floods) counted apart for the ad-level
 breakdowns. Spend is what campaigns were charged (``cost`` of valid impressions and clicks); it is
-known for ads (totals, days, hours, placements, campaigns), not per product or reason.
+known for ads (totals, days, hours, placements, campaigns), not per product or reason. Negative
+feedback (``hide`` events: readers' "not interested") is counted for every breakdown but reasons. So is the
+consent of impressions under GDPR (IAB TCF, ``events.consent``): how many applied and how many of
+those consented to personalised ads.
 
 ``agg`` reads the hourly tables the materialized views fill; ``raw`` computes the same from
 ``events`` (the source of truth), for tests and the benchmark. Hours are UTC hours; keys convert
@@ -47,7 +50,10 @@ SELECT {key} AS key,
        {visitors} AS uniq_visitors,
        {invalid} AS invalid_imps,
        {invalid_clicks} AS invalid_clks,
-       {spend} AS spend
+       {spend} AS spend,
+       {gdpr} AS gdpr_imps,
+       {consented} AS consented_imps,
+       {hides} AS hides
 FROM {source}
 WHERE {where}
 GROUP BY key
@@ -60,12 +66,13 @@ DAILY = {"report_ads_hourly": "report_ads_daily", "report_reasons_hourly": "repo
          "report_products_hourly": "report_products_daily", "report_campaigns_hourly": "report_campaigns_daily"}
 STATE_COLUMNS = {
     "report_ads_hourly": ("placement, impressions, addressable_impressions, clicks, visitors, invalid_impressions, "
-                          "invalid_clicks, spend"),
+                          "invalid_clicks, spend, gdpr_impressions, consented_impressions, hides"),
     "report_campaigns_hourly": ("campaign, impressions, addressable_impressions, clicks, visitors, "
-                                "invalid_impressions, invalid_clicks, spend"),
+                                "invalid_impressions, invalid_clicks, spend, gdpr_impressions, consented_impressions, "
+                                "hides"),
     "report_reasons_hourly": ("placement, reason, impressions, impression_share, addressable_impressions, clicks, "
                               "visitors"),
-    "report_products_hourly": "sku, impressions, impression_share, addressable_impressions, clicks",
+    "report_products_hourly": "sku, impressions, impression_share, addressable_impressions, clicks, hides",
 }
 _SPLIT_SOURCE = """(
     SELECT {columns} FROM {table}
@@ -97,12 +104,15 @@ SELECT {key} AS key,
        {visitors} AS uniq_visitors,
        sum(toUInt64(event = 'impression' AND invalid != 0)) AS invalid_imps,
        sum(toUInt64(event = 'click' AND invalid != 0)) AS invalid_clks,
-       {spend} AS spend
+       {spend} AS spend,
+       {gdpr} AS gdpr_imps,
+       {consented} AS consented_imps,
+       {hides} AS hides
 FROM (
     SELECT toStartOfHour(ts, 'UTC') AS hour, event, addressable, uid, placement, campaign, cost,
-           invalid{slot_columns}
+           invalid, consent{slot_columns}
     FROM events {array_join}
-    WHERE advertiser = %(advertiser)s AND event IN ('impression', 'click') {valid_only}
+    WHERE advertiser = %(advertiser)s AND event IN ({events}) {valid_only}
       AND ts >= toDateTime(%(start)s) AND ts < toDateTime(%(end)s)
 )
 GROUP BY key
@@ -119,6 +129,9 @@ class AdStats:
     invalid_impressions: int | None = 0  # None: not counted for this breakdown (products, reasons)
     invalid_clicks: int | None = 0
     spend: float | None = 0.0  # None: not known for this breakdown (products, reasons)
+    gdpr_impressions: int | None = 0  # valid impressions where GDPR applied; None: products, reasons
+    consented_impressions: int | None = 0  # of those, with consent to personalised ads
+    hides: int | None = 0  # "not interested" answers (negative feedback); None: not counted per reason
 
 
 def day_split(start: int, end: int) -> dict:
@@ -150,6 +163,9 @@ def ad_stats_sql(group_by: str, source: str = "agg") -> str:
             invalid="toUInt64(0)" if product_level else "sumMerge(invalid_impressions)",
             invalid_clicks="toUInt64(0)" if product_level else "sumMerge(invalid_clicks)",
             spend="toFloat64(0)" if product_level else "sumMerge(spend)",
+            gdpr="toUInt64(0)" if product_level else "sumMerge(gdpr_impressions)",
+            consented="toUInt64(0)" if product_level else "sumMerge(consented_impressions)",
+            hides="toUInt64(0)" if group_by == "reason" else "sumMerge(hides)",
         )
     if source == "raw":
         return _RAW.format(
@@ -163,6 +179,11 @@ def ad_stats_sql(group_by: str, source: str = "agg") -> str:
             array_join="ARRAY JOIN arrayEnumerate(skus) AS slot" if product_level else "",
             valid_only="AND invalid = 0" if product_level else "",
             spend="toFloat64(0)" if product_level else "sum(if(invalid = 0, cost, toFloat64(0)))",
+            gdpr="toUInt64(0)" if product_level else "sum(toUInt64(event = 'impression' AND invalid = 0 AND consent != 0))",
+            consented="toUInt64(0)" if product_level else "sum(toUInt64(event = 'impression' AND invalid = 0 "
+                                                          "AND consent = 1))",
+            hides="toUInt64(0)" if group_by == "reason" else "sum(toUInt64(event = 'hide' AND invalid = 0))",
+            events="'impression', 'click'" if group_by == "reason" else "'impression', 'click', 'hide'",
         )
     raise ValueError(f"unknown source {source!r}")
 
@@ -176,8 +197,10 @@ def ad_stats(ch: ClickHouse, advertiser: str, start: int, end: int, group_by: st
     stats = {
         str(key): AdStats(int(imps), int(addr), int(clks), float(share), None if group_by == "sku" else int(vis),
                           None if product_level else int(bad_imps), None if product_level else int(bad_clks),
-                          None if product_level else round(float(spend), 6))
-        for key, imps, addr, clks, share, vis, bad_imps, bad_clks, spend in rows
+                          None if product_level else round(float(spend), 6),
+                          None if product_level else int(gdpr), None if product_level else int(consented),
+                          hides=None if group_by == "reason" else int(hides))
+        for key, imps, addr, clks, share, vis, bad_imps, bad_clks, spend, gdpr, consented, hides in rows
     }
     if source == "agg" and group_by in REACH_GROUPS:
         for key, visitors in ch.execute(_REACH.format(key=KEYS[group_by]), params):

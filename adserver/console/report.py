@@ -1,6 +1,7 @@
 """A report: parameters in, rows and totals with every metric out.
 
-Metrics (docs/reports.md): impressions, clicks, CTR, unique visitors reached, addressable share,
+Metrics (docs/reports.md): impressions, clicks, CTR, negative feedback (readers' "not interested"
+answers, and their rate: hides / impressions; not per reason), unique visitors reached, addressable share,
 conversions (post-click + post-view) and revenue attributed with the request's windows (of every
 order, or of verified orders only: those the store sent through the conversion API), spend
 (what campaigns were charged), cost and ROAS. Cost is the spend when the advertiser buys through
@@ -8,7 +9,9 @@ campaigns (``cost_basis = "charged"``), else estimated from the price set with `
 (``"price"``), else unknown. Conversions are attributed to placements, products and reasons, not
 to campaigns (touches do not carry their campaign), so campaign rows have none. Impressions, clicks and everything derived from them count
 valid traffic only; invalid impressions and clicks (bots, prefetches, link previewers, click
-floods: adserver/tracking/traffic.py) and their share of all traffic are reported apart. Day and hour keys are in the advertiser's time zone; every
+floods: adserver/tracking/traffic.py) and their share of all traffic are reported apart. So is consent under
+GDPR (IAB TCF): the impressions whose request said GDPR applies, and the share of those whose consent string
+allowed personalised ads. Day and hour keys are in the advertiser's time zone; every
 day (or hour) of the range gets a row, even without traffic.
 """
 
@@ -35,6 +38,8 @@ COLUMNS = (
     ("impressions", "Impressions"),
     ("clicks", "Clicks"),
     ("ctr", "CTR"),
+    ("hides", "Not interested"),
+    ("hide_rate", "Negative feedback rate"),
     ("visitors", "Visitors reached"),
     ("addressable_share", "Addressable share"),
     ("conversions", "Conversions"),
@@ -55,6 +60,12 @@ INVALID_COLUMNS = (
     ("invalid_click_share", "Invalid click share"),
 )
 INVALID_METRICS = tuple(name for name, _ in INVALID_COLUMNS)
+# Consent under GDPR (after the invalid traffic in CSV and JSON), for ads; null for products and reasons.
+CONSENT_COLUMNS = (
+    ("gdpr_impressions", "GDPR impressions"),
+    ("consent_share", "Consent share"),
+)
+CONSENT_METRICS = tuple(name for name, _ in CONSENT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,21 @@ class Row:
     cost: float | None = None
     invalid_impressions: int | None = 0
     invalid_clicks: int | None = 0
+    gdpr_impressions: int | None = 0  # impressions where GDPR applied; None: not counted (products, reasons)
+    consented_impressions: int | None = 0  # of those, with consent to personalised ads
+    hides: int | None = 0  # "not interested" answers; None: not counted per reason
+
+    @property
+    def hide_rate(self) -> float | None:
+        """Negative feedback: "not interested" answers / impressions."""
+        return self.hides / self.impressions if self.impressions and self.hides is not None else None
+
+    @property
+    def consent_share(self) -> float | None:
+        """Impressions with consent / impressions where GDPR applied (none where it never applied)."""
+        if not self.gdpr_impressions or self.consented_impressions is None:
+            return None
+        return self.consented_impressions / self.gdpr_impressions
 
     @property
     def invalid_impression_share(self) -> float | None:
@@ -132,7 +158,7 @@ class Row:
 
     def as_dict(self) -> dict:
         out = {"key": self.key}
-        for name in METRICS + INVALID_METRICS:
+        for name in METRICS + INVALID_METRICS + CONSENT_METRICS:
             value = getattr(self, name)
             out[name] = round(value, 6) if isinstance(value, float) else value
         return out
@@ -237,12 +263,14 @@ def _row(key: str, stats: queries.AdStats | None, conv: attribution.Conversions 
         stats = queries.AdStats(visitors=None if product_level else 0)
         if product_level:
             stats.invalid_impressions = stats.invalid_clicks = stats.spend = None
+            stats.gdpr_impressions = stats.consented_impressions = None
     conv = conv or attribution.Conversions()
     row = Row(key=key, impressions=stats.impressions, clicks=stats.clicks, visitors=stats.visitors,
               addressable=stats.addressable, share=stats.share, conversions=conv.conversions,
               post_click_conversions=conv.post_click, post_view_conversions=conv.post_view,
               revenue=round(conv.revenue, 6), invalid_impressions=stats.invalid_impressions,
-              invalid_clicks=stats.invalid_clicks, spend=stats.spend)
+              invalid_clicks=stats.invalid_clicks, spend=stats.spend, gdpr_impressions=stats.gdpr_impressions,
+              consented_impressions=stats.consented_impressions, hides=stats.hides)
     if not attributed:
         row.conversions = row.post_click_conversions = row.post_view_conversions = row.revenue = None
     if basis == "charged":

@@ -259,6 +259,7 @@ def _cells(row: Row, currency: str, spend_currency: str) -> dict:
     cost_currency = spend_currency if row.spend is not None and row.cost == row.spend else currency
     return {
         "key": row.key, "impressions": count(row.impressions), "clicks": count(row.clicks), "ctr": pct(row.ctr),
+        "hides": count(row.hides), "hide_rate": pct(row.hide_rate),
         "visitors": count(row.visitors), "addressable_share": pct(row.addressable_share, 1),
         "conversions": count(row.conversions), "post_click_conversions": count(row.post_click_conversions),
         "post_view_conversions": count(row.post_view_conversions), "revenue": money(row.revenue, currency),
@@ -286,8 +287,11 @@ def _kpis(now: Row, before: Row, currency: str, basis: str | None, spend_currenc
         ("Impressions", count(now.impressions), now.impressions, before.impressions),
         ("Clicks", count(now.clicks), now.clicks, before.clicks),
         ("CTR", pct(now.ctr), now.ctr, before.ctr),
+        ("Negative feedback rate", pct(now.hide_rate), now.hide_rate, before.hide_rate),
         ("Visitors reached", count(now.visitors), now.visitors, before.visitors),
         ("Addressable share", pct(now.addressable_share, 1), now.addressable_share, before.addressable_share),
+        *([("Consent share (GDPR)", pct(now.consent_share, 1), now.consent_share, before.consent_share)]
+          if now.gdpr_impressions or before.gdpr_impressions else []),
         ("Conversions", count(now.conversions), now.conversions, before.conversions),
         ("Revenue", money(now.revenue, currency), now.revenue, before.revenue),
     ]

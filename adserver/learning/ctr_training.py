@@ -2,7 +2,7 @@
 
 It reads the ad impressions of the last days from ClickHouse, with the context the ad decision saw
 (placement, size, advertiser, the visitor's interest age and views, hour, device) and whether the
-impression was clicked, trains ``models.ctr`` on them in time order and stores a new version under
+impression was clicked (and not dismissed as "not interested"), trains ``models.ctr`` on them in time order and stores a new version under
 ``<model_dir>/_ctr/``, where serving processes notice it within seconds (:mod:`adserver.learning.ctr`).
 """
 
@@ -25,13 +25,18 @@ MIN_IMPRESSIONS = 1000
 CLICK_WINDOW = timedelta(minutes=10)
 
 # Valid impressions of the period and whether a valid click carries the same impression id. Clicks
-# flagged invalid (bots, floods) count as no click: they are not what the auction pays for. The IN
-# subquery and toHour(ts, 'UTC') run on ClickHouse 18.16 as on current versions.
+# flagged invalid (bots, floods) count as no click: they are not what the auction pays for. An
+# impression the reader answered "not interested" to (a valid ``hide``) is a negative example even
+# if it was clicked too: the reader said the ad was unwanted. The IN subqueries and
+# toHour(ts, 'UTC') run on ClickHouse 18.16 as on current versions.
 TRAINING_SQL = """
 SELECT placement, size, advertiser, interest_age, interest_views, toHour(ts, 'UTC') AS hour, device,
        impression_id IN (
            SELECT impression_id FROM events
            WHERE event = 'click' AND invalid = 0 AND impression_id != '' AND ts >= %(since)s
+       ) AND impression_id NOT IN (
+           SELECT impression_id FROM events
+           WHERE event = 'hide' AND invalid = 0 AND impression_id != '' AND ts >= %(since)s
        ) AS clicked
 FROM events
 WHERE event = 'impression' AND invalid = 0 AND ts >= %(since)s AND ts < %(until)s

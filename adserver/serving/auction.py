@@ -8,7 +8,8 @@ per thousand impressions:
     eCPM = price x predicted CTR x 1000 (CPC)   or   price (CPM)
 
 and must reach the placement's floor. Rules are checked first, in this order, and the first that
-fails is the candidate's status: campaign not running (paused, before its start, after its end),
+fails is the candidate's status: store dismissed by the visitor ("not interested": never shown to
+them again while their answer lasts, see ``tracker.hides``), campaign not running (paused, before its start, after its end),
 visitor outside the audience window, recent buyer excluded, daily frequency cap reached, minimum
 gap between impressions not over, below the floor, fatigue (after ``FATIGUE_FREE`` impressions
 without a click the visitor sees the advertiser again only with probability
@@ -29,12 +30,13 @@ advertisers fill the slot with their popular products, unpaid: never an empty un
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from adserver.campaigns.campaign import Campaign
 from adserver.catalog.registry import Placement
 from adserver.serving.decision import Decision, Slot, fill_unit, popular_for
+from tracker.hides import hidden_skus, store_hidden
 from tracker.stream import Frequency, Interest
 
 FATIGUE_FREE = 3  # unclicked impressions before fatigue starts (settings override)
@@ -98,6 +100,7 @@ class Sources:
     reserve: Callable[[Campaign, float], bool]  # budget: reserve this amount (0 = check) or refuse
     local_date: Callable[[str, float], object]  # advertiser, now -> datetime.date
     house: Callable[[str], Sequence[str]] = lambda placement_id: ()  # last-resort advertisers of a placement
+    hides: Callable[[str], Mapping[str, float]] = lambda advertiser: {}  # readers' recent "not this product"s
     rng: Callable[[], float] = random.random
 
 
@@ -109,6 +112,8 @@ def fatigue(unclicked: int, free: int = FATIGUE_FREE, decay: float = FATIGUE_DEC
 def _check(candidate: Candidate, ctx: AuctionContext, sources: Sources, floor: float) -> str:
     c, interest = candidate.campaign, candidate.interest
     now = ctx.now
+    if store_hidden(ctx.frequency.hidden, candidate.advertiser):
+        return "hidden"
     if c is not None:
         if not c.running_on(sources.local_date(c.advertiser, now)):
             return "not_running"
@@ -166,10 +171,13 @@ def _slots(candidate: Candidate, ctx: AuctionContext, sources: Sources) -> list[
     artifact = sources.model(candidate.advertiser)
     popular = popular_for(sources.popular, artifact, candidate.advertiser)
     interest = candidate.interest
+    hidden = hidden_skus(ctx.frequency.hidden, candidate.advertiser)
+    hides = sources.hides(candidate.advertiser)
     if interest is None:
         bought = next((i.bought for i in ctx.interests if i.advertiser == candidate.advertiser), set())
-        return fill_unit(products, [], popular, bought if ctx.personalised else set(), ctx.slots)
-    return fill_unit(products, interest.recent, popular, interest.bought, ctx.slots, artifact)
+        return fill_unit(products, [], popular, (bought if ctx.personalised else set()) | hidden, ctx.slots,
+                         hides=hides)
+    return fill_unit(products, interest.recent, popular, interest.bought | hidden, ctx.slots, artifact, hides)
 
 
 def run(ctx: AuctionContext, sources: Sources) -> tuple[Decision, list[Candidate]]:
@@ -208,6 +216,8 @@ def run(ctx: AuctionContext, sources: Sources) -> tuple[Decision, list[Candidate
     # the registry cannot be read) of the stores the visitor knows.
     house = list(sources.house(ctx.placement_id)) or [i.advertiser for i in ctx.interests]
     for advertiser in house:
+        if store_hidden(ctx.frequency.hidden, advertiser):
+            continue
         filler = Candidate(None, advertiser, None, status="house")
         slots = _slots(filler, ctx, sources)
         if slots:

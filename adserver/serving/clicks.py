@@ -1,8 +1,11 @@
 """Signed click links: ``/c/<token>`` redirects to the product's page taken from the catalog.
 
-The token carries the impression id, advertiser, placement, sku, the reason the product was shown
-and an expiry, all under an HMAC. The redirect target is never read from the request: it is looked
-up in the advertiser's catalog, so the endpoint cannot be used as an open redirect. A forged,
+The token carries the impression id, advertiser, placement, sku, the reason the product was shown,
+the IAB TCF consent state the ad was served under and an expiry, all under an HMAC. The consent
+state travels with the link because the click request carries no ``gdpr`` parameters of its own: an
+ad served under ``gdpr=1`` without consent leads to a click that reads no cookie
+(``Click.may_identify``). The redirect target is never read from the request: it is looked up in
+the advertiser's catalog, so the endpoint cannot be used as an open redirect. A forged,
 altered, truncated or expired token gets 400. The catalog's link is checked again against the
 advertiser's landing domains (:func:`landing_refusal`): links stored before a check existed, or
 before a domain was removed, are refused rather than followed.
@@ -18,15 +21,23 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from adserver.catalog.landing import landing_problem
+from tracker.consent import CONSENT_GIVEN, CONSENT_MISSING, CONSENT_NOT_APPLICABLE
 from tracker.signing import MAC_BYTES, Signer, b64decode, b64encode
 
 if TYPE_CHECKING:
     from adserver.catalog.registry import Registry
 
-TOKEN_VERSION = 2  # 2 added the campaign; version 1 tokens (no campaign) still verify until they expire
+# Token layouts: 1 without a campaign, 2 with one, 3 also with the consent state (in the reason byte's
+# high nibble, so the token is no longer). Every version verifies until it expires.
+TOKEN_VERSION = 3
+VERSIONS = (1, 2, TOKEN_VERSION)
 REASONS = ("recent", "similar", "popular")
 IMPRESSION_BYTES = 12
-_HEAD = struct.Struct(">BIB")  # version, expiry (unix seconds), reason index
+_HEAD = struct.Struct(">BIB")  # version, expiry (unix seconds), consent << 4 | reason index
+CONSENT_UNKNOWN = -1  # tokens without a consent state: the click is treated as one where GDPR does not apply
+
+
+CONSENT_CODES = (CONSENT_NOT_APPLICABLE, CONSENT_GIVEN, CONSENT_MISSING)
 
 
 class InvalidToken(ValueError):
@@ -42,6 +53,13 @@ class Click:
     reason: str
     expires: int
     campaign: str = ""
+    consent: int = CONSENT_UNKNOWN  # the ad's ``events.consent`` value (``tracker.consent.CONSENT_*``)
+
+    @property
+    def may_identify(self) -> bool:
+        """Whether the click may read the visitor's cookie: not when the ad was served under GDPR
+        without consent for personalised ads (the ad did not read it either)."""
+        return self.consent != CONSENT_MISSING
 
 
 class ClickTokens:
@@ -52,9 +70,12 @@ class ClickTokens:
         self.ttl = ttl_seconds
 
     def issue(self, impression_id: str, advertiser: str, placement: str, sku: str, reason: str,
-              now: float | None = None, campaign: str = "") -> str:
+              now: float | None = None, campaign: str = "", consent: int = CONSENT_NOT_APPLICABLE) -> str:
+        """The token of one product of an ad; ``consent`` is the ad's ``events.consent`` value."""
+        if consent not in CONSENT_CODES:
+            raise ValueError(f"consent must be one of {CONSENT_CODES}")
         expires = int((now or time.time()) + self.ttl)
-        body = _HEAD.pack(TOKEN_VERSION, expires, REASONS.index(reason))
+        body = _HEAD.pack(TOKEN_VERSION, expires, consent << 4 | REASONS.index(reason))
         body += b64decode(impression_id) + "\x00".join((advertiser, placement, sku, campaign)).encode()
         return b64encode(body + self._signer.mac(body))
 
@@ -68,8 +89,9 @@ class ClickTokens:
         body, tag = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
         if not self._signer.verify(body, tag):
             raise InvalidToken("bad signature")
-        version, expires, reason = _HEAD.unpack_from(body)
-        if version not in (1, TOKEN_VERSION) or reason >= len(REASONS):
+        version, expires, packed = _HEAD.unpack_from(body)
+        consent, reason = (packed >> 4, packed & 0x0F) if version >= 3 else (CONSENT_UNKNOWN, packed)
+        if version not in VERSIONS or reason >= len(REASONS) or (version >= 3 and consent not in CONSENT_CODES):
             raise InvalidToken("unknown token version")
         if expires < (now or time.time()):
             raise InvalidToken("expired token")
@@ -81,8 +103,8 @@ class ClickTokens:
             raise InvalidToken("malformed token") from None
         if len(fields) != (3 if version == 1 else 4):
             raise InvalidToken("malformed token")
-        campaign = fields[3] if version == 2 else ""
-        return Click(impression, fields[0], fields[1], fields[2], REASONS[reason], expires, campaign)
+        campaign = fields[3] if version >= 2 else ""
+        return Click(impression, fields[0], fields[1], fields[2], REASONS[reason], expires, campaign, consent)
 
 
 def with_utm(link: str, placement: str, sku: str, advertiser: str, campaign: str = "") -> str:

@@ -10,11 +10,12 @@ memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
 from adserver.catalog.product import Product
+from models.feedback import demote, demote_pairs
 from models.policy import Neighbours, rank, similar_candidates
 
 
@@ -39,17 +40,25 @@ class Decision:
 
 
 def fill_unit(products: dict[str, Product], recent: Sequence[str], popular: Sequence[str], bought: set[str],
-              count: int, model: Neighbours | None = None) -> list[Slot]:
+              count: int, model: Neighbours | None = None, hides: Mapping[str, float] | None = None) -> list[Slot]:
     """The unit for a visitor whose recent views at the advertiser are ``recent`` (newest first; none for a
-    non-personalised unit): similar products are seeded by the views still in the catalog."""
+    non-personalised unit): similar products are seeded by the views still in the catalog. ``bought``
+    holds every product not to show (bought, or dismissed by this visitor); ``hides``: readers' recent
+    "not this product" answers per sku, which move similar and popular products back (``models.feedback``)."""
     in_catalog = [sku for sku in recent if sku in products]
-    return fill_slots(products, in_catalog, popular, bought, count, similar_candidates(model, in_catalog))
+    similar = similar_candidates(model, in_catalog)
+    if not hides:
+        return fill_slots(products, in_catalog, popular, bought, count, similar)
+    catalog = chain((s for s in products if not hides.get(s)), (s for s in products if hides.get(s)))
+    return fill_slots(products, in_catalog, demote(popular, hides), bought, count, demote_pairs(similar, hides),
+                      catalog)
 
 
 def fill_slots(products: dict[str, Product], recent: Sequence[str], popular: Sequence[str], bought: set[str],
-               count: int, similar: Sequence[tuple[str, str]] = ()) -> list[Slot]:
+               count: int, similar: Sequence[tuple[str, str]] = (), catalog: Iterable[str] | None = None) -> list[Slot]:
     """The ranking policy (``models.policy.rank``) over the advertiser's catalog: only products that exist,
-    are in stock and were not bought, one per item group; the catalog's own order after ``popular``."""
+    are in stock and were not bought, one per item group; the catalog's own order (or ``catalog``'s) after
+    ``popular``."""
 
     def shown_as(sku: str) -> str | None:
         product = products.get(sku)
@@ -58,7 +67,7 @@ def fill_slots(products: dict[str, Product], recent: Sequence[str], popular: Seq
         return product.item_group_id or sku
 
     # Catalog order last: a new store has no popularity yet.
-    picks = rank(recent, similar, chain(popular, products), count, key=shown_as)
+    picks = rank(recent, similar, chain(popular, products if catalog is None else catalog), count, key=shown_as)
     return [Slot(products[p.item], p.reason, p.source) for p in picks]
 
 

@@ -52,6 +52,8 @@ STANDARD: dict[str, Format] = {
     "300x250": Format("300x250", 300, 250, "grid", 4, cols=2, rows=2, image=60, lines=2),
 }
 RESPONSIVE = Format("responsive", None, None, "carousel", 6, cols=6, image=120, lines=2)
+# The native card (``/ad.json?format=native``): the publisher's page lays it out, around one product.
+NATIVE = Format("native", None, None, "native", 1)
 
 
 class BadSize(ValueError):

@@ -24,9 +24,13 @@ from adserver.catalog.landing import url_problem
 from adserver.serving.formats import Format
 
 MAX_BYTES = 8192  # the promise: HTML and CSS of a unit, without its images
-# What a unit spends besides titles: the document, stylesheet and brand bar (with margin), and per product
-# its markup, price and two URLs of ~100 bytes. Titles share the rest (each is written twice).
-RESERVE, PER_PRODUCT = 2900, 380
+# What a unit spends besides titles: the document, stylesheet and brand bar with its "not interested" link
+# (its token lists at most ``hide_tokens.SKU_BYTES`` of product ids), with margin, and per product its
+# markup, price and two URLs of ~100 bytes. Titles share the rest (each is written twice).
+RESERVE, PER_PRODUCT = 3300, 380
+# A product picture in sized variants adds a <picture> with a WebP source and two candidates per format;
+# units with many products (where that would leave titles too little) show the WebP ones alone.
+PER_PICTURE, PER_LEAN_PICTURE = 280, 60
 TITLE_MIN, TITLE_MAX = 45, 450  # escaped UTF-8 bytes per title: 15 to 150 CJK characters
 NAME_BYTES, PRICE_BYTES, URL_MAX = 90, 24, 2048
 DEFAULT_BG, DEFAULT_FG, DEFAULT_BORDER, DEFAULT_PRICE = "#f6f8fa", "#57606a", "#e3e6ea", "#cf222e"
@@ -43,6 +47,8 @@ LABELS = {  # AdChoices text, its accessible name, and the message of a unit wit
     "en": ("Ad \u24d8", "Why this ad? Ad choices", f"Ads by {HOUSE_NAME}"),
     "zh": ("广告 \u24d8", "为什么显示此广告？广告选择", f"{HOUSE_NAME} 广告"),
 }
+HIDE_LABELS = {"en": "Not interested", "zh": "不感兴趣"}  # the name of the bar's ✕
+_HIDE_PLACEHOLDER = "\x1aX\x1a"
 
 
 def safe_color(value: str | None) -> str:
@@ -152,14 +158,50 @@ class Brand:
         return {"bg": bg, "fg": fg, "border": bg, "price": bg if contrast(bg, LIGHT) >= 4.5 else DEFAULT_PRICE}
 
 
-def title_bytes(slots: int) -> int:
-    """Bytes each title may take in a unit of ``slots`` products, so that the unit stays within ``MAX_BYTES``."""
+def title_bytes(slots: int, picture_bytes: int = 0) -> int:
+    """Bytes each title may take in a unit of ``slots`` products, so that the unit stays within ``MAX_BYTES``
+    (``picture_bytes``: what each product's sized variants add, see :func:`_pictures`)."""
     slots = max(1, slots)
-    return max(TITLE_MIN, min(TITLE_MAX, (MAX_BYTES - RESERVE - slots * PER_PRODUCT) // (2 * slots)))
+    return max(TITLE_MIN, min(TITLE_MAX, (MAX_BYTES - RESERVE - slots * (PER_PRODUCT + picture_bytes)) // (2 * slots)))
+
+
+def _pictures(items: list[dict], slots: int) -> int:
+    """Bytes per product the unit's pictures take: ``PER_PICTURE`` for ``<picture>`` with WebP and JPEG
+    candidates while titles keep ``TITLE_MIN``; beyond, WebP alone (``PER_LEAN_PICTURE``: every browser
+    that reads ``srcset`` but a few old Safaris shows WebP), rewritten here into ``image``/``srcset``."""
+    if not any(item.get("webp_srcset") for item in items[:slots]):
+        return 0
+    if (MAX_BYTES - RESERVE - slots * (PER_PRODUCT + PER_PICTURE)) // (2 * max(1, slots)) >= TITLE_MIN:
+        return PER_PICTURE
+    for item in items:
+        candidates = (item.get("webp_srcset") or "").split(", ")
+        if item.get("webp_srcset") and len(candidates) <= 2:
+            item.update(image=candidates[0].split(" ")[0], webp_srcset="",
+                        srcset=candidates[1] if len(candidates) == 2 else "")
+    return PER_LEAN_PICTURE
+
+
+_CANDIDATE = re.compile(r"(\S+?)(?: ([12])x)?\Z")
+
+
+def safe_srcset(value: str | None) -> str:
+    """A ``srcset`` of at most two candidates ``URL [1x|2x]`` whose URLs pass :func:`safe_url` (no commas:
+    they would split a candidate); ``""`` otherwise."""
+    if not isinstance(value, str) or not value or len(value) > 2 * URL_MAX:
+        return ""
+    candidates = value.split(", ")
+    if len(candidates) > 2:
+        return ""
+    for candidate in candidates:
+        match = _CANDIDATE.match(candidate)
+        if not match or "," in match[1] or safe_url(match[1]) != match[1]:
+            return ""
+    return value
 
 
 def _products(items: list[dict], fmt: Format) -> list[dict[str, str]]:
-    limit = title_bytes(fmt.slots)
+    items = [dict(item) for item in items]
+    limit = title_bytes(fmt.slots, _pictures(items, fmt.slots))
     out = []
     for item in items:
         if len(out) >= fmt.slots:
@@ -167,8 +209,11 @@ def _products(items: list[dict], fmt: Format) -> list[dict[str, str]]:
         href = safe_url(item.get("click_url"))
         if not href:  # a product nobody can click is no ad
             continue
-        out.append({"href": href, "image": safe_url(item.get("image")), "title": clip(item.get("title"), limit),
-                    "price": clip(item.get("price_text"), PRICE_BYTES)})
+        image = safe_url(item.get("image"))
+        out.append({"href": href, "image": image, "title": clip(item.get("title"), limit),
+                    "price": clip(item.get("price_text"), PRICE_BYTES),
+                    "srcset": safe_srcset(item.get("srcset")) if image else "",
+                    "webp": safe_srcset(item.get("webp_srcset")) if image else ""})
     return out
 
 
@@ -180,37 +225,46 @@ def _products(items: list[dict], fmt: Format) -> list[dict[str, str]]:
 # can hold (``clip`` drops it from text, ``safe_url`` rejects it), and which escaping leaves alone.
 _SKELETONS: dict[tuple, str] = {}
 SKELETONS_MAX = 1024
-_PLACEHOLDER = re.compile("\x1a([0-9]+)([hitp])\x1a")
-_FIELDS = {"h": "href", "i": "image", "t": "title", "p": "price"}
+_PLACEHOLDER = re.compile("\x1a([0-9]+)([hitpsw])\x1a")
+_FIELDS = {"h": "href", "i": "image", "t": "title", "p": "price", "s": "srcset", "w": "webp"}
 
 
-def render_unit(items: list[dict], fmt: Format, brand: Brand, optout_url: str, lang: str) -> str:
+def render_unit(items: list[dict], fmt: Format, brand: Brand, optout_url: str, lang: str,
+                hide_url: str = "") -> str:
     """The complete HTML document of one ad unit: at most ``fmt.slots`` of ``items``, branded, never empty.
 
     ``items`` carry ``sku, title, price_text, image, click_url, reason``; ``lang`` (``en``, ``zh``…)
-    picks the language of the AdChoices label.
+    picks the language of the labels; ``hide_url``: the unit's "not interested" page (no ✕ without it,
+    nor in a unit without products).
     """
     lang = lang if isinstance(lang, str) and _LANG.match(lang) else "en"
     products = _products(items, fmt)
     name, logo = clip(brand.name, NAME_BYTES), safe_url(brand.logo_url)
     optout = safe_url(optout_url) or "/optout"
-    key = (fmt, lang, name, logo, brand.brand_color, brand.text_color, optout, tuple(bool(p["image"]) for p in products))
+    hide = safe_url(hide_url) if products else ""
+    key = (fmt, lang, name, logo, brand.brand_color, brand.text_color, optout, bool(hide),
+           tuple((bool(p["image"]), bool(p["srcset"]), bool(p["webp"])) for p in products))
     skeleton = _SKELETONS.get(key)
     if skeleton is None:
         slots = [{"href": f"\x1a{n}h\x1a", "image": f"\x1a{n}i\x1a" if p["image"] else "",
-                  "title": f"\x1a{n}t\x1a", "price": f"\x1a{n}p\x1a"} for n, p in enumerate(products)]
-        skeleton = _render(slots, fmt, brand, name, logo, optout, lang)
+                  "title": f"\x1a{n}t\x1a", "price": f"\x1a{n}p\x1a",
+                  "srcset": f"\x1a{n}s\x1a" if p["srcset"] else "", "webp": f"\x1a{n}w\x1a" if p["webp"] else ""}
+                 for n, p in enumerate(products)]
+        skeleton = _render(slots, fmt, brand, name, logo, optout, lang, _HIDE_PLACEHOLDER if hide else "")
         if len(_SKELETONS) >= SKELETONS_MAX:
             _SKELETONS.clear()
         _SKELETONS[key] = skeleton
     values = [{k: str(escape(v)) for k, v in p.items()} for p in products]
-    return _PLACEHOLDER.sub(lambda m: values[int(m[1])][_FIELDS[m[2]]], skeleton)
+    html = _PLACEHOLDER.sub(lambda m: values[int(m[1])][_FIELDS[m[2]]], skeleton)
+    return html.replace(_HIDE_PLACEHOLDER, str(escape(hide)), 1) if hide else html
 
 
 def _render(products: list[dict[str, str]], fmt: Format, brand: Brand, name: str, logo: str, optout: str,
-            lang: str) -> str:
-    label, label_long, house = LABELS["zh" if lang.startswith("zh") else "en"]
+            lang: str, hide_url: str = "") -> str:
+    language = "zh" if lang.startswith("zh") else "en"
+    label, label_long, house = LABELS[language]
     return _env.get_template("ad.html").render(
         fmt=fmt, items=products, lang=lang, label=label, label_long=label_long, house=house,
-        name=name, logo=logo, colors=brand.palette(), optout_url=optout,
+        name=name, logo=logo, colors=brand.palette(), optout_url=optout, hide_url=hide_url,
+        hide_label=HIDE_LABELS[language],
     )

@@ -11,18 +11,19 @@ from flask import Blueprint, Response, abort, jsonify, request
 
 from adserver.campaigns.budgets import local_date
 from adserver.campaigns.campaign import Campaign
-from adserver.catalog.product import Product
 from adserver.services import services
-from adserver.serving import auction
+from adserver.serving import auction, feedback, native
 from adserver.serving.auction import AuctionContext, Candidate
 from adserver.serving.click_ids import with_click_id
 from adserver.serving.clicks import InvalidToken, landing_refusal, with_utm
 from adserver.serving.decision import Decision
-from adserver.serving.formats import BadSize, Format, parse_size
+from adserver.serving.formats import NATIVE, BadSize, Format, parse_size
+from adserver.serving.pictures import add_pictures, save_data_format, wants_save_data
+from adserver.serving.prices import price_text
 from adserver.serving.units import Brand, render_unit
 from adserver.tracking.traffic import device_of, invalid_fields, request_verdict
 from adserver.tracking.viewability import impression_id_for, valid_nonce
-from adserver.tracking.views import current_uid
+from adserver.tracking.views import current_uid, request_consent
 from tracker.events import PLACEMENT_RE
 from tracker.identity import OPTOUT_COOKIE, UID_COOKIE, tracking_allowed
 from tracker.signing import b64encode
@@ -34,13 +35,6 @@ bp = Blueprint("ads", __name__)
 # Ad units run no script at all, load nothing but product images, and may be framed anywhere.
 AD_CSP = ("default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
           "base-uri 'none'; form-action 'none'")
-SYMBOLS = {"CNY": "¥", "JPY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "HKD": "HK$", "TWD": "NT$"}
-
-
-def price_text(product: Product) -> str:
-    amount = product.display_price
-    symbol = SYMBOLS.get(product.currency)
-    return f"{symbol}{amount:,.2f}" if symbol else f"{amount:,.2f} {product.currency}"
 
 
 def _base_url() -> str:
@@ -64,6 +58,8 @@ def _bad_request(message: str, as_json: bool) -> Response:
 def _fallback_reason(uid: str | None, read: bool, interests) -> str:
     if not tracking_allowed(request.cookies, request.headers):
         return "opted_out" if request.cookies.get(OPTOUT_COOKIE) == "1" else "do_not_track"
+    if not request_consent().personalised:
+        return "no_consent"  # gdpr=1 without consent for personalised ads (IAB TCF)
     if uid is None:
         return "no_cookie"
     if not read:
@@ -71,14 +67,17 @@ def _fallback_reason(uid: str | None, read: bool, interests) -> str:
     return "not_eligible" if interests else "no_interest"
 
 
-def _decide(fmt: Format, placement_id: str, device: str) -> tuple[Decision, str | None, list[Candidate]]:
-    """Run the auction for this request (see ``adserver.serving.auction``)."""
+def _decide(fmt: Format, placement_id: str, device: str,
+            personal: bool = True) -> tuple[Decision, str | None, list[Candidate]]:
+    """Run the auction for this request (see ``adserver.serving.auction``); not ``personal``: as for a
+    visitor without a cookie."""
     svc = services()
     registry = svc.registry
-    uid = current_uid()
+    uid = current_uid() if personal else None
     now = time.time()
     state = svc.interests(uid, now) if uid else None
     interests, frequency = state if state else ([], Frequency())
+    frequency.hidden |= feedback.request_exclusions()  # an answer this browser could not keep
     placement = registry.placement(placement_id)
     known = placement is not None or not registry.loaded
     ctx = AuctionContext(placement_id, placement, known, fmt.name, fmt.slots, device, now,
@@ -89,8 +88,8 @@ def _decide(fmt: Format, placement_id: str, device: str) -> tuple[Decision, str 
     if invalid:
         decision.charged = 0.0
     if decision.path != "personalised":
-        decision.fallback_reason = "unknown_placement" if not known else _fallback_reason(uid, state is not None,
-                                                                                          interests)
+        decision.fallback_reason = "unknown_placement" if not known else (
+            native.FOREIGN_ORIGIN if not personal else _fallback_reason(uid, state is not None, interests))
     return decision, uid, ranked
 
 
@@ -113,6 +112,7 @@ def _sources(svc, charge: bool = True) -> auction.Sources:
     return auction.Sources(
         campaigns=registry.campaigns_of, advertisers=registry.advertiser_ids, timezone=registry.timezone_of,
         catalog=svc.catalog.get, popular=svc.popular.get, model=svc.models.get, predict=predict, reserve=reserve,
+        hides=svc.hide_counts.get,
         local_date=lambda advertiser, now: local_date(now, registry.timezone_of(advertiser)),
         house=lambda placement_id: _house_advertisers(registry, placement_id),
     )
@@ -147,12 +147,14 @@ def _auction_json(decision: Decision, ranked: list[Candidate], placement_id: str
     }
 
 
-def _serve(as_json: bool) -> Response:
+def _serve(as_json: bool, card: bool = False) -> Response:
+    """The ad for this request: the HTML unit, the JSON product list, or (``card``) the native card."""
     placement_id = request.args.get("p", "")
     if not PLACEMENT_RE.match(placement_id):
         return _bad_request("p must be a placement id (1-64 lowercase letters, digits, '_' or '-')", as_json)
     try:
-        fmt = parse_size(request.args.get("size"))
+        fmt = NATIVE if card else parse_size(request.args.get("size"))
+        image_box = native.image_hint(request.args.get("img")) if card else None
     except BadSize as exc:
         return _bad_request(str(exc), as_json)
     svc = services()
@@ -160,38 +162,61 @@ def _serve(as_json: bool) -> Response:
     if placement is not None and placement.sizes and fmt.name not in placement.sizes:
         return _bad_request(f"size {fmt.name} is not allowed on placement {placement_id} "
                             f"(allowed: {', '.join(placement.sizes)})", as_json)
+    save_data = wants_save_data(request.headers)  # fewer products, 1x pictures
+    if save_data:
+        fmt = save_data_format(fmt)
     device = device_of(request.headers.get("User-Agent", ""))
-    decision, uid, ranked = _decide(fmt, placement_id, device)
+    personal = not card or native.readable_by(request.headers.get("Origin"), _base_url(), placement)
+    decision, uid, ranked = _decide(fmt, placement_id, device, personal)
     nonce = valid_nonce(request.args.get("r"))  # pub.js slots: the id derives from it, for /px/viewable
+    nonce = nonce or (native.new_nonce() if card else None)  # a card carries its own viewability tracker
     impression_id = impression_id_for(svc.settings.secret_keys, nonce) if nonce else b64encode(secrets.token_bytes(12))
     base = _base_url()
     campaign_id = decision.campaign.id if decision.campaign else ""
+    consent = request_consent().code  # signed into the click and hide tokens: their requests carry no gdpr
     items = []
     for slot in decision.slots:
         p = slot.product
         token = svc.clicks.issue(impression_id, decision.advertiser, placement_id, p.sku, slot.reason,
-                                 campaign=campaign_id)
+                                 campaign=campaign_id, consent=consent)
         item = {"sku": p.sku, "title": p.title, "price": round(p.display_price, 2), "currency": p.currency,
                 "image": p.image_link, "click_url": f"{base}/c/{token}", "reason": slot.reason}
         if slot.source_sku:
             item["source_sku"] = slot.source_sku
         items.append(item)
+    hide_url = feedback.hide_url(base, svc.hide_tokens.issue(impression_id, decision.advertiser, placement_id,
+                                                             [i["sku"] for i in items], campaign_id,
+                                                             consent=consent),
+                                 fmt.name) if items else ""
+    for item in items:
+        item["hide_url"] = hide_url
+    add_pictures(items, [s.product for s in decision.slots], decision.advertiser or "", fmt, save_data,
+                 base if as_json else "", html=not as_json)
     if decision.slots:
         svc.record({
             "ts": time.time(), "advertiser": decision.advertiser, "event": "impression", "uid": uid or "",
             "skus": [s.product.sku for s in decision.slots], "reasons": [s.reason for s in decision.slots],
             "placement": placement_id, "impression_id": impression_id, "size": fmt.name,
-            "addressable": 1 if uid else 0, "device": device,
+            "addressable": 1 if uid else 0, "device": device, "consent": consent,
             "ref": (request.referrer or "")[:2048],
             **invalid_fields(request_verdict()),
             **_auction_row(decision),
         }, uid=uid, counter="ads_invalid" if request_verdict() else "ads_served")
-    if as_json:
+    if card:
+        name = getattr(svc.registry.advertisers.get(decision.advertiser or ""), "name", decision.advertiser or "")
+        brand = Brand.for_campaign(decision.campaign, name)
+        save_data = (request.headers.get("Save-Data") or "").lower() == "on"
+        response = jsonify(native.card(decision, items, impression_id=impression_id, placement_id=placement_id,
+                                       nonce=nonce, base=base, store_name=brand.name, logo_url=brand.logo_url,
+                                       addressable=uid is not None,
+                                       images=native.images_for(decision, image_box, save_data, base)))
+    elif as_json:
         response = jsonify({
             "impression_id": impression_id, "advertiser": decision.advertiser, "placement": placement_id,
             "size": fmt.name, "path": decision.path, "addressable": uid is not None, "products": items,
+            "save_data": save_data,
             "fallback_reason": decision.fallback_reason or None, "campaign": campaign_id or None,
-            "auction": _auction_json(decision, ranked, placement_id),
+            "hide_url": hide_url or None, "auction": _auction_json(decision, ranked, placement_id),
         })
     else:
         advertiser = svc.registry.advertisers.get(decision.advertiser or "")
@@ -199,7 +224,8 @@ def _serve(as_json: bool) -> Response:
             item["price_text"] = price_text(slot.product)
         name = advertiser.name if advertiser else (decision.advertiser or "")
         brand = Brand.for_campaign(getattr(decision, "campaign", None), name)
-        response = Response(render_unit(items, fmt, brand, f"{base}/optout", "zh" if _has_cjk(items) else "en"))
+        response = Response(render_unit(items, fmt, brand, f"{base}/optout", "zh" if _has_cjk(items) else "en",
+                                        hide_url))
         response.headers["Content-Security-Policy"] = AD_CSP
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -217,7 +243,13 @@ def ad_html() -> Response:
 
 @bp.get("/ad.json")
 def ad_json() -> Response:
-    response = _serve(as_json=True)
+    kind = request.args.get("format", "")
+    if kind == "native":  # pub.js asks with the visitor's cookie: the page's origin is named, not *
+        return native.allow_origin(_serve(as_json=True, card=True), request.headers.get("Origin"))
+    if kind:
+        response = _bad_request("format must be native, or left out for the list of products", True)
+    else:
+        response = _serve(as_json=True)
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 
@@ -256,14 +288,14 @@ def click(token: str) -> Response:
         return Response(refusal[1] + "\n", status=refusal[0], mimetype="text/plain",
                         headers={"Cache-Control": "no-store"})
     uid = None
-    if tracking_allowed(request.cookies, request.headers):
+    if info.may_identify and tracking_allowed(request.cookies, request.headers):
         uid = svc.ids.verify(request.cookies.get(UID_COOKIE))
     row = {
         "ts": time.time(), "advertiser": info.advertiser, "event": "click", "uid": uid or "",
         "skus": [info.sku], "reasons": [info.reason], "placement": info.placement,
         "impression_id": info.impression_id, "addressable": 1 if uid else 0,
         "device": device_of(request.headers.get("User-Agent", "")), "campaign": info.campaign,
-        **invalid_fields(request_verdict(uid, click=True)),
+        "consent": max(info.consent, 0), **invalid_fields(request_verdict(uid, click=True)),
     }
     if not row.get("invalid"):
         row["cost"] = _charge_click(info)

@@ -6,11 +6,11 @@
  * Slots added later are found by themselves (MutationObserver); to force a scan:
  *   window.adserverSlots = window.adserverSlots || [];
  *   adserverSlots.push(element);          // or adserverSlots.refresh()
- * Each slot becomes a sandboxed iframe of /ad, loaded when it comes within 200px of the viewport.
- * Once the ad shows at least half of its pixels for one continuous second with the page visible
- * (MRC display viewability), one beacon goes to /px/viewable. The iframe URL carries a random
- * nonce r from which the server derives the impression id, so the beacon names the impression
- * without reading anything from the cross-origin unit.
+ * Each slot becomes a sandboxed iframe of /ad, loaded within 200px of the viewport. Half of it in view
+ * for 1 s, page visible (MRC): one beacon to /px/viewable, naming the impression by the URL's random
+ * nonce r (the server derives the id from it), so nothing is read from the cross-origin unit.
+ * IAB TCF: slot URLs carry gdpr and gdpr_consent from the page's __tcfapi (docs/integrations.md).
+ * Native slots (data-format="native"): drawn by /pub-native.js, loaded with the first one (docs/publishers.md).
  */
 (function () {
   try {
@@ -38,7 +38,7 @@
     };
 
     // Viewability of one loaded slot: >= 50% in view for 1 s while the page is visible, reported once.
-    const watch = (f, p, r) => {
+    const watch = (f, p, r, url) => {
       let inView = false, timer = 0, done = false;
       const check = guard(() => {
         const on = inView && d.visibilityState !== 'hidden';
@@ -49,7 +49,7 @@
             done = true;
             io.disconnect();
             d.removeEventListener('visibilitychange', check);
-            beacon(origin + '/px/viewable?p=' + encodeURIComponent(p) + '&r=' + r);
+            beacon(url || origin + '/px/viewable?p=' + encodeURIComponent(p) + '&r=' + r);
           }), 1000);
         } else if (!on && timer) {
           clearTimeout(timer);
@@ -65,12 +65,31 @@
       d.addEventListener('visibilitychange', check);
     };
 
+    // IAB TCF: with a CMP (__tcfapi), slots wait for its answer (at most 2 s, then gdpr=1 without a string).
+    let gdpr = '', tcf = null;
+    const consent = (fn) => {
+      const api = w.__tcfapi;
+      if (typeof api !== 'function') return fn('');
+      tcf = tcf || new Promise((ok) => {
+        setTimeout(() => { gdpr = gdpr || '&gdpr=1'; ok(); }, 2000);
+        try {
+          api('addEventListener', 2, guard((t, s) => {
+            if (!s || !t || !/^(tcloaded|useractioncomplete)$/.test(t.eventStatus)) return;
+            const c = String(t.tcString || '').split('.')[0];  // the core segment is what we read
+            gdpr = t.gdprApplies === false ? '&gdpr=0' : '&gdpr=1&gdpr_consent=' + (/^[\w-]{1,3000}$/.test(c) ? c : '');
+            ok();
+          }));
+        } catch (x) { gdpr = '&gdpr=1'; ok(); }
+      });
+      tcf.then(guard(() => fn(gdpr)));
+    };
+
     const load = (f, p, size) => {
       const r = nonce();
       let url = origin + '/ad?p=' + encodeURIComponent(p) + '&size=' + encodeURIComponent(size);
       if (r) url += '&r=' + r;
       if (r && IO) f.addEventListener('load', guard(() => watch(f, p, r)), { once: true });
-      f.src = url;
+      consent((q) => { f.src = url + q; });
     };
 
     const slots = new WeakMap();  // iframe -> {p, size}, until it loads
@@ -83,10 +102,25 @@
       });
     }), { rootMargin: '200px 0px' }) : null;
 
+    // Native slots wait in this queue for /pub-native.js (fetched once), which then drains it.
+    const natives = [];
+    let nativeJs = false;
+    const native = (el) => {
+      el.setAttribute(STATE, 'filled');
+      natives.push(el);
+      if (nativeJs) return;
+      nativeJs = true;
+      const s = d.createElement('script');
+      s.async = true;
+      s.src = origin + '/pub-native.js';
+      (d.head || d.documentElement).appendChild(s);
+    };
+
     const fill = (el) => {
       if (!el || el.nodeType !== 1 || el.hasAttribute(STATE)) return;
       const p = el.getAttribute('data-placement') || '';
       if (!PLACEMENT.test(p)) { el.setAttribute(STATE, 'invalid'); return; }
+      if (el.getAttribute('data-format') === 'native') { native(el); return; }
       const m = SIZE.exec(el.getAttribute('data-size') || '');
       const f = d.createElement('iframe');
       if (m) {
@@ -100,7 +134,7 @@
       f.setAttribute('loading', 'lazy');
       f.setAttribute('scrolling', 'no');
       f.setAttribute('frameborder', '0');
-      f.setAttribute('sandbox', 'allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation');
+      f.setAttribute('sandbox', 'allow-forms allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation');
       f.style.cssText = 'border:0;display:block;max-width:100%';
       el.setAttribute(STATE, 'filled');
       el.appendChild(f);
@@ -120,6 +154,7 @@
     const pending = q.splice(0);
     q.push = guard((...items) => { items.forEach(guard(fill)); scan(); return 0; });
     q.refresh = scan;
+    q.native = { queue: natives, origin, nonce, watch, guard, STATE, IO, consent };
     q.loaded = true;
     w.adserverSlots = q;
     pending.forEach(guard(fill));

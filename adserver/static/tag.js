@@ -8,6 +8,7 @@
  *   window.adserver = window.adserver || [];
  *   adserver.push({event: 'view_item', sku: 'D1001'});
  *   adserver.push({event: 'purchase', sku: ['D1', 'D2'], order: 'O1', value: '12.50', currency: 'CNY'});
+ * Consent (IAB TCF): hits carry gdpr and gdpr_consent from the page's __tcfapi (docs/integrations.md).
  */
 (function () {
   try {
@@ -28,6 +29,24 @@
       }
       return out;
     };
+    // IAB TCF: with a CMP (__tcfapi), hits wait for its answer (at most 2 s, then gdpr=1 without a string).
+    let gdpr = '', tcf = null;
+    const cmp = (fn) => {
+      const api = w.__tcfapi;
+      if (typeof api !== 'function') return fn();
+      tcf = tcf || new Promise((ok) => {
+        setTimeout(() => { gdpr = gdpr || '1'; ok(); }, 2000);
+        try {
+          api('addEventListener', 2, (t, s) => {
+            if (!s || !t || !/^(tcloaded|useractioncomplete)$/.test(t.eventStatus)) return;
+            const c = String(t.tcString || '').split('.')[0];  // the core segment is what we read
+            gdpr = t.gdprApplies === false ? '0' : '1&gdpr_consent=' + (/^[\w-]{1,1600}$/.test(c) ? c : '');
+            ok();
+          });
+        } catch (x) { gdpr = '1'; ok(); }
+      });
+      tcf.then(fn);
+    };
     // Up to 50 whole skus within 1000 bytes.
     const skus = (v) => {
       let out = '';
@@ -37,15 +56,22 @@
       }
       return out;
     };
+    const hit = (c) => {
+      try {
+        const v = { a: enc(adv, 100), e: enc(c.event, 100), sku: c.sku == null ? '' : skus(c.sku) };
+        for (const k of F) v[k] = c[k] == null ? '' : enc(c[k], 100);
+        const room = 1000 - Math.floor(gdpr.length / 2);  // a consent string takes from the url and ref
+        v.url = enc(w.location.href, room);
+        v.ref = enc(d.referrer || '', room);
+        v.gdpr = gdpr;
+        v.cb = Math.random().toString(36).slice(2, 10);
+        new Image(1, 1).src = origin + '/px.gif?' + Object.keys(v).filter((k) => v[k]).map((k) => k + '=' + v[k]).join('&');
+      } catch (x) { /* ignore */ }
+    };
     const send = (c) => {
       try {
         if (!c || !c.event) return;
-        const v = { a: enc(adv, 100), e: enc(c.event, 100), sku: c.sku == null ? '' : skus(c.sku) };
-        for (const k of F) v[k] = c[k] == null ? '' : enc(c[k], 100);
-        v.url = enc(w.location.href, 1000);
-        v.ref = enc(d.referrer || '', 1000);
-        v.cb = Math.random().toString(36).slice(2, 10);
-        new Image(1, 1).src = origin + '/px.gif?' + Object.keys(v).filter((k) => v[k]).map((k) => k + '=' + v[k]).join('&');
+        cmp(() => hit(c));
       } catch (x) { /* ignore */ }
     };
     const scan = () => {

@@ -27,6 +27,7 @@ from werkzeug.http import dump_cookie, parse_cookie
 
 from adserver.metrics import PIXEL_ENDPOINT
 from adserver.tracking.traffic import classify, device_of, invalid_fields
+from tracker import consent
 from tracker.events import MAX_RAW_LEN, Hit, Invalid, validate_hit
 from tracker.identity import UID_COOKIE, UID_MAX_AGE, tracking_allowed
 
@@ -137,13 +138,34 @@ def answer(flask_app, environ: dict) -> list[tuple[str, str]]:
     return headers
 
 
+def hit_consent(query: str, vendor_id: int) -> consent.Verdict:
+    """The IAB TCF permissions of a hit's ``gdpr``/``gdpr_consent`` (first values, as for every parameter).
+
+    Stores outside the EU send neither: they pay one substring search.
+    """
+    if "gdpr" not in query:
+        return consent.NOT_APPLICABLE
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote"):
+        if name in ("gdpr", "gdpr_consent"):
+            params.setdefault(name, value)
+    return consent.verdict(params.get("gdpr"), params.get("gdpr_consent"), vendor_id)
+
+
 def _hit(flask_app, environ: dict) -> str | None:
-    """Record the hit; the ``Set-Cookie`` value to answer with, or None (tracking not allowed)."""
+    """Record the hit; the ``Set-Cookie`` value to answer with, or None (tracking not allowed).
+
+    Where GDPR applies (``gdpr=1``), a hit without consent to build a profile (``tracker.consent``)
+    is treated like one from an opted-out visitor: no cookie set or refreshed, nothing recorded.
+    """
     cookies = parse_cookie(environ)
     request_headers = EnvironHeaders(environ)
     if not tracking_allowed(cookies, request_headers):
         return None
     svc = flask_app.extensions["adserver"]
+    allowed = hit_consent(environ.get("QUERY_STRING", ""), svc.settings.tcf_vendor_id)
+    if not allowed.profile:
+        return None
     uid = svc.ids.verify(cookies.get(UID_COOKIE))
     first_visit = uid is None  # until the cookie comes back, the profile is short-lived (tracker.stream)
     if uid is None:
@@ -165,6 +187,8 @@ def _hit(flask_app, environ: dict) -> str | None:
         "currency": result.currency, "url": result.url, "ref": result.ref,
         "device": device_of(request_headers.get("User-Agent", "")), "addressable": 1,
     }
+    if allowed.applies:  # hits from outside the EU carry no consent column (the writer's default, 0)
+        row["consent"] = allowed.profile_code
     invalid = invalid_fields(classify(request_headers, None))  # bots: no profile, no popularity (no flood count)
     row.update(invalid)
     svc.record(row, uid=None if invalid else uid, counter="pixel_invalid" if invalid else "pixel_accepted",

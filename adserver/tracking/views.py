@@ -13,19 +13,27 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from adserver.services import services
 from adserver.tracking.pixel import GIF, check_hit
 from adserver.tracking.pixel import answer as pixel_answer
+from tracker import consent
 from tracker.events import Invalid
 from tracker.identity import UID_COOKIE, tracking_allowed
 
-__all__ = ["GIF", "bp", "current_uid"]
+__all__ = ["GIF", "bp", "current_uid", "request_consent"]
 
 bp = Blueprint("tracking", __name__)
 
 TAG_JS = Path(__file__).parent.parent / "static" / "tag.js"
 
 
+def request_consent() -> consent.Verdict:
+    """What this request's ``gdpr``/``gdpr_consent`` parameters (IAB TCF) allow us to do."""
+    return consent.verdict(request.args.get("gdpr"), request.args.get("gdpr_consent"),
+                           services().settings.tcf_vendor_id)
+
+
 def current_uid() -> str | None:
-    """The visitor's id if their cookie verifies and they allow tracking."""
-    if not tracking_allowed(request.cookies, request.headers):
+    """The visitor's id if their cookie verifies, they allow tracking and (where GDPR applies) their
+    consent string allows personalised ads."""
+    if not tracking_allowed(request.cookies, request.headers) or not request_consent().personalised:
         return None
     return services().ids.verify(request.cookies.get(UID_COOKIE))
 
@@ -52,6 +60,9 @@ def pixel_debug() -> Response:
             "order": result.order_id, "value": result.value, "currency": result.currency,
         }}
     body["tracking_allowed"] = tracking_allowed(request.cookies, request.headers)
+    allowed = request_consent()
+    body["consent"] = {"gdpr_applies": allowed.applies, "valid": consent.decode(request.args.get("gdpr_consent"))
+                       is not None, "profile": allowed.profile, "personalised": allowed.personalised}
     body["cookie_valid"] = services().ids.verify(request.cookies.get(UID_COOKIE)) is not None
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"

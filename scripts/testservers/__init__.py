@@ -12,8 +12,8 @@ test run its own private pair of servers, so that:
 
 Usage (from the checkout)::
 
-    python -m scripts.testservers run [--keep] -- <command...>
-    python -m scripts.testservers start --dir D     # detached, for humans
+    python -m scripts.testservers run [--keep] [--cluster] -- <command...>
+    python -m scripts.testservers start [--cluster] --dir D     # detached, for humans
     python -m scripts.testservers stop --dir D
 
 ``run`` starts both servers, runs the command with these variables added to
@@ -29,8 +29,13 @@ its environment, then stops the servers and exits with the command's status::
 the machine never sees test traffic).  The database ``adserver_test`` is
 created before the command runs.
 
+``--cluster`` also starts, beside them, ZooKeeper, a ClickHouse cluster of
+2 shards x 2 replicas and a Redis Cluster of 3 primaries with a replica
+each, from the files of ``deploy/cluster/`` (``cluster.py`` says how, and
+which ``ADSERVER_TEST_CLUSTER_*`` variables name them).
+
 After stopping its servers, ``run`` checks that nothing the command started
-is still running: a Redis or ClickHouse process whose working directory,
+is still running: a Redis, ClickHouse or ZooKeeper process whose working directory,
 command line or open files lie inside the run's folders (or inside the
 checkout, for processes started by the command) is named (pid, command,
 cwd), stopped, and fails the run; so does a ``var/`` folder the run created

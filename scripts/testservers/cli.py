@@ -14,13 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import leftovers, procfs
-from .common import ENV_SH, EXIT_NO_TESTS, EXIT_SETUP_FAILED, LOOPBACK, PROG, SetupError, Terminated, say
+from .common import (
+    CHECKOUT,
+    ENV_SH,
+    EXIT_NO_TESTS,
+    EXIT_SETUP_FAILED,
+    LOOPBACK,
+    PROG,
+    SetupError,
+    Terminated,
+    say,
+)
 from .processes import find_our_servers, is_our_server, stop_processes
 from .servers import Servers, load_recorded_pids
 from .signals import install_terminate_handlers, run_command, signals_deferred
-
-# The checkout this package lives in: a test run must leave nothing running or written there.
-CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def remove_folder(folder: Path) -> None:
@@ -47,7 +54,7 @@ def command_env(servers: Servers, tmp: Path) -> dict[str, str]:
     return env
 
 
-def cmd_run(command: list[str], keep: bool) -> int:
+def cmd_run(command: list[str], keep: bool, cluster: bool = False) -> int:
     """``run``: servers up, command, servers down, check nothing is left, exit with the command's status.
 
     The run's folder holds ``servers/`` (data, logs, servers.json) and ``tmp/`` (the command's TMPDIR).
@@ -57,7 +64,7 @@ def cmd_run(command: list[str], keep: bool) -> int:
         return EXIT_SETUP_FAILED
     install_terminate_handlers()
     folder = Path(tempfile.mkdtemp(prefix="adserver-test-")).resolve()
-    servers = Servers(folder / "servers", mode="run")
+    servers = Servers(folder / "servers", mode="run", cluster_mode=cluster)
     tmp = folder / "tmp"
     servers.folder.mkdir()
     tmp.mkdir()
@@ -102,7 +109,7 @@ def cmd_run(command: list[str], keep: bool) -> int:
     return status
 
 
-def cmd_start(folder: Path) -> int:
+def cmd_start(folder: Path, cluster: bool = False) -> int:
     """``start``: servers detached from us, described in servers.json/env.sh."""
     install_terminate_handlers()
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,7 +120,7 @@ def cmd_start(folder: Path) -> int:
             f"servers already running for {folder} (pids {sorted(running)}); "
             f"run: {PROG} stop --dir {shlex.quote(str(folder))}"
         )
-    servers = Servers(folder, mode="start")
+    servers = Servers(folder, mode="start", cluster_mode=cluster)
     try:
         servers.start(detached=True)
     except BaseException:
@@ -144,6 +151,10 @@ def cmd_stop(folder: Path) -> int:
     return 0
 
 
+CLUSTER_HELP = ("also start ZooKeeper, a ClickHouse cluster (2 shards x 2 replicas) and a Redis Cluster "
+                "(3 primaries + 3 replicas): ADSERVER_TEST_CLUSTER_* variables")
+
+
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """Parse options; everything after the first ``--`` is the command.
 
@@ -164,13 +175,14 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     run = sub.add_parser(
         "run",
         help="start servers, run a command, stop servers, check nothing is left running",
-        usage=f"{PROG} run [--keep] -- <command...>",
+        usage=f"{PROG} run [--keep] [--cluster] -- <command...>",
     )
     run.add_argument(
         "--keep",
         action="store_true",
         help="keep the temp folder (logs, data) afterwards",
     )
+    run.add_argument("--cluster", action="store_true", help=CLUSTER_HELP)
     run.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     for name, text in (
         ("start", "start servers in the background"),
@@ -183,6 +195,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
             type=Path,
             help="folder for data, logs, servers.json, env.sh",
         )
+        if name == "start":
+            p.add_argument("--cluster", action="store_true", help=CLUSTER_HELP)
     args = parser.parse_args(argv)
     if args.action == "run":
         command = [*args.rest, *command]
@@ -193,9 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, command = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if args.action == "run":
-            return cmd_run(command, args.keep)
+            return cmd_run(command, args.keep, args.cluster)
         if args.action == "start":
-            return cmd_start(args.dir)
+            return cmd_start(args.dir, args.cluster)
         return cmd_stop(args.dir)
     except SetupError as exc:
         say(f"error: {exc}")

@@ -93,46 +93,66 @@ class ClickHouseServer:
         }
 
 
-def clickhouse_env() -> dict[str, str]:
-    """The environment of clickhouse-server: ours, with its jemalloc options."""
+def clickhouse_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of clickhouse-server: ours, with its jemalloc options (and ``extra``)."""
     conf = os.environ.get("ADSERVER_TEST_CLICKHOUSE_MALLOC_CONF", CLICKHOUSE_MALLOC_CONF)
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_CONF"}
     if conf:
         env["MALLOC_CONF"] = conf
-    return env
+    return {**env, **(extra or {})}
+
+
+def launch_clickhouse(
+    binary: str,
+    folder: Path,
+    ports: ClickHousePorts,
+    *,
+    detached: bool,
+    config_d: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> ClickHouseServer:
+    """Write the private config (plus ``config_d``: file name -> XML) and start the server; no waiting.
+
+    ``ready_s`` and ``version`` are filled in by whoever waits for it.
+    """
+    config, users = write_clickhouse_config(folder, ports)
+    if config_d:
+        folder_d = folder / "config.d"  # merged into config.xml by the server, as in /etc/clickhouse-server
+        folder_d.mkdir(exist_ok=True)
+        for name, text in config_d.items():
+            (folder_d / name).write_text(text)
+    stdout_log = folder / "clickhouse-stdout.log"
+    log_dir = folder / "clickhouse-log"
+    logs = [
+        stdout_log,
+        log_dir / "clickhouse-server.err.log",
+        log_dir / "clickhouse-server.log",
+    ]
+    cmd = [binary, f"--config-file={config}"]
+    proc = spawn(cmd, cwd=folder, log_path=stdout_log, detached=detached, env=clickhouse_env(extra_env))
+    return ClickHouseServer(ports, cmd, folder, config, users, logs, proc, 0.0)
 
 
 def start_clickhouse(binary: str, folder: Path, *, detached: bool) -> ClickHouseServer:
     """Start clickhouse-server with a private config; create the test database."""
     for attempt in range(1, START_ATTEMPTS + 1):
-        ports = ClickHousePorts(*pick_free_ports(3))
-        config, users = write_clickhouse_config(folder, ports)
-        stdout_log = folder / "clickhouse-stdout.log"
-        log_dir = folder / "clickhouse-log"
-        logs = [
-            stdout_log,
-            log_dir / "clickhouse-server.err.log",
-            log_dir / "clickhouse-server.log",
-        ]
-        cmd = [binary, f"--config-file={config}"]
-        proc = spawn(cmd, cwd=folder, log_path=stdout_log, detached=detached, env=clickhouse_env())
+        server = launch_clickhouse(binary, folder, ClickHousePorts(*pick_free_ports(3)), detached=detached)
         try:
-            took = wait_ready(
+            server.ready_s = wait_ready(
                 "clickhouse-server",
-                proc,
-                lambda p=ports: clickhouse_ping(p),
+                server.proc,
+                lambda p=server.ports: clickhouse_ping(p),
                 CLICKHOUSE_DEADLINE_S,
-                logs,
+                server.logs,
             )
         except ServerStartError as exc:
-            stop_processes(folder, [proc], grace=5.0, sweep=False)  # not the other server
+            stop_processes(folder, [server.proc], grace=5.0, sweep=False)  # not the other server
             if exc.port_clash() and attempt < START_ATTEMPTS:
                 set_aside(exc.logs, attempt)
                 say("a clickhouse port was taken meanwhile; retrying with others")
                 continue
             raise
-        server = ClickHouseServer(ports, cmd, folder, config, users, logs, proc, took)
-        server.version = clickhouse_query(ports.http, "SELECT version()").strip()
-        clickhouse_query(ports.http, f"CREATE DATABASE IF NOT EXISTS {TEST_DATABASE}")
+        server.version = clickhouse_query(server.ports.http, "SELECT version()").strip()
+        clickhouse_query(server.ports.http, f"CREATE DATABASE IF NOT EXISTS {TEST_DATABASE}")
         return server
     raise AssertionError("unreachable")

@@ -11,9 +11,14 @@ from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 TEST_DATABASE = "adserver_test"
+# The checkout this package lives in: a test run must leave nothing running or written there, and the
+# cluster mode runs its deploy/ files.
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 REDIS_DEADLINE_S = 20.0
 CLICKHOUSE_DEADLINE_S = 60.0
+# The whole cluster (ZooKeeper, four ClickHouse, six Redis nodes joined) on two busy cores.
+CLUSTER_DEADLINE_S = 120.0
 STOP_GRACE_S = 15.0
 # A free port can be taken by someone else between our probe and the server's
 # bind(); when that happens we simply try again with fresh ports.

@@ -74,7 +74,7 @@ def find_leftovers(
     mark: tuple[str, str] | None = None,
     since: int | None = None,
 ) -> list[Leftover]:
-    """Redis and ClickHouse processes running inside the run's folders.
+    """Redis, ClickHouse and ZooKeeper processes running inside the run's folders.
 
     ``owned`` are folders made for the run alone: any server inside is left over.  A server inside
     a ``shared`` folder (the checkout) is left over if its environment holds ``mark`` (name, value),

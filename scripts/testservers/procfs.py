@@ -13,6 +13,7 @@ from pathlib import Path
 
 PROC = Path("/proc")
 SERVER_NAMES = ("redis", "clickhouse")
+ZOOKEEPER_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 
 
 def pids() -> Iterator[int]:
@@ -51,13 +52,18 @@ def exe_name(pid: int) -> str | None:
 
 
 def is_server(pid: int) -> bool:
-    """True for a Redis or ClickHouse executable.
+    """True for a Redis or ClickHouse executable, or a java running ZooKeeper (the cluster mode's).
 
     Judging by the executable, not by the command line, means a shell or an editor whose command
     line mentions a server is never taken for one, and a recycled pid is never mistaken for one.
+    ZooKeeper's executable is java, so there its main class must be on the command line too.
     """
     name = exe_name(pid)
-    return name is not None and name.startswith(SERVER_NAMES)
+    if name is None:
+        return False
+    if name == "java":
+        return ZOOKEEPER_MAIN in cmdline(pid)
+    return name.startswith(SERVER_NAMES)
 
 
 def cwd(pid: int) -> str | None:

@@ -1,8 +1,10 @@
-"""The pair of servers of one folder, and the files describing them (``servers.json``, ``env.sh``).
+"""The pair of servers of one folder (and the cluster, in cluster mode), and the files describing them
+(``servers.json``, ``env.sh``).
 
 ``servers.json`` (format 1) is read by ``stop``, by fault-injection tests and by the benchmarks:
-pids, ports, command lines, working directories, config and log paths.  Its shape must stay
-readable by every copy of this tool that may stop a folder started by another.
+pids, ports, command lines, working directories, config and log paths; in cluster mode, a
+``cluster`` entry describes every cluster server the same way.  Its shape must stay readable by
+every copy of this tool that may stop a folder started by another.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from .clickhouse import ClickHouseServer, start_clickhouse
+from .cluster import Cluster, recorded_pids, start_cluster
 from .common import ENV_SH, SERVERS_JSON, SetupError, exit_status, say
 from .install import ensure_binaries
 from .processes import stop_processes
@@ -25,13 +28,15 @@ from .redis import RedisServer, start_redis
 
 @dataclass
 class Servers:
-    """The pair of servers of one folder, and the files describing them."""
+    """The pair of servers of one folder (plus the cluster, with ``cluster``), and the files describing them."""
 
     folder: Path
     mode: str
+    cluster_mode: bool = False
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     redis: RedisServer | None = None
     clickhouse: ClickHouseServer | None = None
+    cluster: Cluster | None = None
 
     def env(self) -> dict[str, str]:
         """Variables handed to the tests."""
@@ -42,6 +47,7 @@ class Servers:
             "ADSERVER_TEST_CLICKHOUSE_URL": self.clickhouse.url,
             "ADSERVER_TEST_CLICKHOUSE_HTTP": self.clickhouse.http_url,
             "ADSERVER_TEST_SERVERS_DIR": str(self.folder),
+            **(self.cluster.env() if self.cluster is not None else {}),
         }
 
     def write_files(self) -> None:
@@ -57,6 +63,8 @@ class Servers:
             "redis": self.redis.describe(),
             "clickhouse": self.clickhouse.describe(),
         }
+        if self.cluster is not None:
+            info["cluster"] = self.cluster.describe()
         path = self.folder / SERVERS_JSON
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(info, indent=2) + "\n")
@@ -65,7 +73,7 @@ class Servers:
         (self.folder / ENV_SH).write_text("# written by scripts/testservers\n" + "\n".join(lines) + "\n")
 
     def start(self, *, detached: bool) -> None:
-        """Start Redis then ClickHouse, recording each child at once."""
+        """Start Redis then ClickHouse (then the cluster), recording each child at once."""
         redis_bin, clickhouse_bin = ensure_binaries()
         self.redis = start_redis(redis_bin, self.folder, detached=detached)
         self.children.append(self.redis.proc)
@@ -78,6 +86,11 @@ class Servers:
             f"tcp {ch.ports.tcp} / http {ch.ports.http} "
             f"in {ch.ready_s:.1f} s (pid {ch.proc.pid})"
         )
+        if self.cluster_mode:
+            say("starting the cluster: ZooKeeper, ClickHouse 2 shards x 2 replicas, Redis Cluster 3 x 2")
+            self.cluster = start_cluster(self.folder / "cluster", redis_bin, clickhouse_bin, self.children,
+                                         detached=detached)
+            say(f"cluster ready in {self.cluster.ready_s:.1f} s")
         self.write_files()
 
     def reap_children(self, _signum: int, _frame: FrameType | None) -> None:
@@ -98,7 +111,7 @@ class Servers:
         recorded = []
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             info = json.loads((self.folder / SERVERS_JSON).read_text())
-            recorded = [int(info[name]["pid"]) for name in ("redis", "clickhouse")]
+            recorded = [int(info[name]["pid"]) for name in ("redis", "clickhouse")] + recorded_pids(info)
         stop_processes(self.folder, self.children, recorded)
 
 
@@ -110,4 +123,4 @@ def load_recorded_pids(folder: Path) -> list[int]:
         return []
     except (OSError, ValueError) as exc:
         raise SetupError(f"cannot read {folder / SERVERS_JSON}: {exc}") from exc
-    return [int(info[name]["pid"]) for name in ("redis", "clickhouse") if name in info]
+    return [int(info[name]["pid"]) for name in ("redis", "clickhouse") if name in info] + recorded_pids(info)

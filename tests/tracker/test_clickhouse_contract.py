@@ -14,7 +14,7 @@ from tracker.settings import parse_clickhouse_url
 
 ROW = (datetime(2026, 11, 27, 8, 30, 1), "shop", "view_item", "uid1", "A1", ["A1", "B2"], [], "", 12.5, "CNY",
        "", "", "", 1, "mobile", "https://shop.example/p/A1", "", "1-0",
-       "", 0.0, 0.0, 0, 0, 0, "")
+       "", 0.0, 0.0, 0, 0, 0, "", 0)
 
 
 def test_migrations_are_recorded_and_idempotent(any_ch):

@@ -28,7 +28,7 @@ from tracker.writer import BatchWriter
 
 def _event(uid: str, n: int, event: str = "impression") -> tuple:
     return (datetime(2026, 11, 2, 10, n), "shop", event, uid, "A", ["A"], [], "", 0.0, "", "p1", f"imp-{uid}-{n}",
-            "300x250", 1, "", "", "", f"{uid}-{n}", "", 0.0, 0.0, 0, 0, 0, "")
+            "300x250", 1, "", "", "", f"{uid}-{n}", "", 0.0, 0.0, 0, 0, 0, "", 0)
 
 
 def _bad(uid: str) -> tuple:

@@ -12,7 +12,7 @@ from tracker.retention import drop_expired, expired_partitions, forget_visitors,
 
 def _row(ts: datetime, uid: str) -> tuple:
     return (ts, "shop", "view_item", uid, "A", ["A"], [], "", 0.0, "", "", "", "", 1, "", "", "", f"{uid}-{ts}",
-            "", 0.0, 0.0, 0, 0, 0, "")
+            "", 0.0, 0.0, 0, 0, 0, "", 0)
 
 
 def _uids(ch) -> dict[str, int]:

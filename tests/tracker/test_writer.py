@@ -189,13 +189,14 @@ _HOSTILE = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max
                      st.lists(st.one_of(st.text(max_size=210), st.integers(), st.none()), max_size=3))
 _KEYS = ("ts", "advertiser", "event", "uid", "skus", "reasons", "order_id", "value", "currency", "placement",
          "impression_id", "size", "addressable", "device", "url", "ref", "campaign", "cost", "pctr",
-         "interest_age", "interest_views", "invalid", "invalid_reason")
+         "interest_age", "interest_views", "invalid", "invalid_reason", "consent")
 
 
 _STRING_LIMITS = {"advertiser": 64, "event": 32, "uid": 64, "sku": 200, "order_id": 100, "currency": 3,
                   "placement": 64, "impression_id": 64, "size": 16, "device": 16, "url": 2048, "ref": 2048,
                   "campaign": 64, "invalid_reason": 64}
-_UINT_LIMITS = {"ts": 0xFFFFFFFF, "interest_age": 0xFFFFFFFF, "interest_views": 0xFFFF, "addressable": 1, "invalid": 1}
+_UINT_LIMITS = {"ts": 0xFFFFFFFF, "interest_age": 0xFFFFFFFF, "interest_views": 0xFFFF, "addressable": 1, "invalid": 1,
+                "consent": 2}
 
 
 def _assert_fits_its_column(row: dict) -> None:

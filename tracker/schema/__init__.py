@@ -7,8 +7,9 @@ migration interrupted half-way can simply run again.
 
 - ``events``: the ``events`` and ``bad_events`` tables the batch writer fills;
 - ``reports``: aggregate tables and the materialized views that fill them from ``events``;
-- ``catalog``: products, advertisers, placements;
+- ``catalog``: products, advertisers, placements, feed sources;
 - ``campaigns``: what competes in the auction;
+- ``images``: product images resized for ad slots and which feed image has which variants;
 - ``accounts``: API tokens, marketer accounts and memberships, advertiser prices;
 - ``migrations``: the numbered migrations, ``migrate`` and ``TABLES``.
 
@@ -32,6 +33,7 @@ from tracker.schema.accounts import (
 )
 from tracker.schema.campaigns import (
     CAMPAIGNS_COLUMNS,
+    CAMPAIGNS_HIDE_DAYS_COLUMN,
     CAMPAIGNS_TABLE,
 )
 from tracker.schema.catalog import (
@@ -39,6 +41,8 @@ from tracker.schema.catalog import (
     ADVERTISERS_DOMAINS_COLUMN,
     ADVERTISERS_TABLE,
     ADVERTISERS_TIMEZONE_COLUMN,
+    FEED_SOURCES_COLUMNS,
+    FEED_SOURCES_TABLE,
     PLACEMENTS_COLUMNS,
     PLACEMENTS_FLOOR_COLUMN,
     PLACEMENTS_TABLE,
@@ -49,9 +53,16 @@ from tracker.schema.events import (
     BAD_EVENTS_COLUMNS,
     BAD_EVENTS_TABLE,
     EVENTS_COLUMNS,
+    EVENTS_CONSENT_COLUMN,
     EVENTS_TABLE,
     EVENTS_V5_COLUMNS,
     EVENTS_VERIFIED_COLUMN,
+)
+from tracker.schema.images import (
+    IMAGE_VARIANTS_COLUMNS,
+    IMAGE_VARIANTS_TABLE,
+    PRODUCT_IMAGES_COLUMNS,
+    PRODUCT_IMAGES_TABLE,
 )
 from tracker.schema.migrations import (
     MIGRATIONS,
@@ -78,6 +89,10 @@ from tracker.schema.reports import (
     REPORT_CAMPAIGNS_DAILY_TABLE,
     REPORT_CAMPAIGNS_HOURLY_SELECT,
     REPORT_CAMPAIGNS_HOURLY_TABLE,
+    REPORT_CONSENT_COLUMNS,
+    REPORT_CONSENT_TABLES,
+    REPORT_HIDES_COLUMN,
+    REPORT_HIDES_TABLES,
     REPORT_INVALID_COLUMNS,
     REPORT_ORDER_TOUCHES_TABLE,
     REPORT_PRODUCTS_DAILY_SELECT,
@@ -102,6 +117,9 @@ from tracker.schema.reports import (
     REPORT_VERIFIED_ORDER_TOUCHES_TABLE,
     REPORT_VIEWS,
     REPORT_VIEWS_V6,
+    REPORT_VIEWS_V7,
+    REPORT_VIEWS_V14,
+    REPORT_VIEWS_V15,
 )
 
 __all__ = [
@@ -115,11 +133,17 @@ __all__ = [
     "BAD_EVENTS_COLUMNS",
     "BAD_EVENTS_TABLE",
     "CAMPAIGNS_COLUMNS",
+    "CAMPAIGNS_HIDE_DAYS_COLUMN",
     "CAMPAIGNS_TABLE",
     "EVENTS_COLUMNS",
+    "EVENTS_CONSENT_COLUMN",
     "EVENTS_TABLE",
     "EVENTS_V5_COLUMNS",
     "EVENTS_VERIFIED_COLUMN",
+    "FEED_SOURCES_COLUMNS",
+    "FEED_SOURCES_TABLE",
+    "IMAGE_VARIANTS_COLUMNS",
+    "IMAGE_VARIANTS_TABLE",
     "MEMBERSHIPS_COLUMNS",
     "MEMBERSHIPS_TABLE",
     "MIGRATIONS",
@@ -130,6 +154,8 @@ __all__ = [
     "PLACEMENTS_TABLE",
     "PRICES_COLUMNS",
     "PRICES_TABLE",
+    "PRODUCT_IMAGES_COLUMNS",
+    "PRODUCT_IMAGES_TABLE",
     "PRODUCTS_COLUMNS",
     "PRODUCTS_TABLE",
     "REPORT_ADS_DAILY_SELECT",
@@ -147,6 +173,10 @@ __all__ = [
     "REPORT_CAMPAIGNS_DAILY_TABLE",
     "REPORT_CAMPAIGNS_HOURLY_SELECT",
     "REPORT_CAMPAIGNS_HOURLY_TABLE",
+    "REPORT_CONSENT_COLUMNS",
+    "REPORT_CONSENT_TABLES",
+    "REPORT_HIDES_COLUMN",
+    "REPORT_HIDES_TABLES",
     "REPORT_INVALID_COLUMNS",
     "REPORT_ORDER_TOUCHES_TABLE",
     "REPORT_PRODUCTS_DAILY_SELECT",
@@ -171,6 +201,9 @@ __all__ = [
     "REPORT_VERIFIED_ORDER_TOUCHES_TABLE",
     "REPORT_VIEWS",
     "REPORT_VIEWS_V6",
+    "REPORT_VIEWS_V7",
+    "REPORT_VIEWS_V14",
+    "REPORT_VIEWS_V15",
     "SESSION_GENERATIONS_COLUMNS",
     "SESSION_GENERATIONS_TABLE",
     "TABLES",

@@ -33,5 +33,8 @@ ORDER BY id
 CAMPAIGNS_COLUMNS = (
     "id", "advertiser", "name", "status", "start_date", "end_date", "pricing", "price", "daily_budget",
     "audience_days", "exclude_buyers_days", "cap_per_day", "min_gap_seconds", "logo_url", "brand_color",
-    "text_color", "deleted", "version", "updated_at",
+    "text_color", "deleted", "version", "updated_at", "hide_days",
 )
+
+# Added by migration 15: days a reader's "not interested" in a product or store of the campaign lasts.
+CAMPAIGNS_HIDE_DAYS_COLUMN = ("hide_days", "UInt16 DEFAULT 30")

@@ -78,3 +78,19 @@ PLACEMENTS_COLUMNS = ("id", "site", "sizes", "advertisers", "deleted", "version"
 
 # The lowest price a placement sells for in the auction (added by migration 5).
 PLACEMENTS_FLOOR_COLUMN = "floor"
+
+# Feed URLs fetched on a schedule (``fetch-feed``): the validators of the copy last imported, sent back
+# as If-None-Match / If-Modified-Since so an unchanged feed is neither downloaded nor imported again.
+FEED_SOURCES_TABLE = """
+CREATE TABLE IF NOT EXISTS feed_sources (
+    advertiser String,
+    url String,
+    etag String,
+    last_modified String,
+    imported_at DateTime,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (advertiser, url)
+"""
+
+FEED_SOURCES_COLUMNS = ("advertiser", "url", "etag", "last_modified", "imported_at", "version")

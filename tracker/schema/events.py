@@ -52,10 +52,17 @@ EVENTS_V5_COLUMNS = (
 # claim to be verified.
 EVENTS_VERIFIED_COLUMN = ("verified", "UInt8 DEFAULT 0")
 
+# Added by migration 14: the visitor's IAB TCF consent as the request stated it (tracker/consent.py).
+# 0: GDPR does not apply (no ``gdpr=1``); 1: it applies and the consent string allows what the event
+# needed (an ad: personalised ads; a store event: a profile); 2: it applies without that consent (the
+# ad was chosen without personal data; store events are not recorded then). Reports count the consent
+# share of impressions from it.
+EVENTS_CONSENT_COLUMN = ("consent", "UInt8 DEFAULT 0")
+
 EVENTS_COLUMNS = (
     "ts", "advertiser", "event", "uid", "sku", "skus", "reasons", "order_id", "value", "currency",
     "placement", "impression_id", "size", "addressable", "device", "url", "ref", "stream_id",
-    "campaign", "cost", "pctr", "interest_age", "interest_views", "invalid", "invalid_reason",
+    "campaign", "cost", "pctr", "interest_age", "interest_views", "invalid", "invalid_reason", "consent",
 )
 
 # Invalid hits are kept with the raw request and every reason found, for integrators to debug.

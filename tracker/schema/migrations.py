@@ -20,16 +20,24 @@ from tracker.schema.accounts import (
     SESSION_GENERATIONS_TABLE,
     USERS_TABLE,
 )
-from tracker.schema.campaigns import CAMPAIGNS_TABLE
+from tracker.schema.campaigns import CAMPAIGNS_HIDE_DAYS_COLUMN, CAMPAIGNS_TABLE
 from tracker.schema.catalog import (
     ADVERTISERS_DOMAINS_COLUMN,
     ADVERTISERS_TABLE,
     ADVERTISERS_TIMEZONE_COLUMN,
+    FEED_SOURCES_TABLE,
     PLACEMENTS_FLOOR_COLUMN,
     PLACEMENTS_TABLE,
     PRODUCTS_TABLE,
 )
-from tracker.schema.events import BAD_EVENTS_TABLE, EVENTS_TABLE, EVENTS_V5_COLUMNS, EVENTS_VERIFIED_COLUMN
+from tracker.schema.events import (
+    BAD_EVENTS_TABLE,
+    EVENTS_CONSENT_COLUMN,
+    EVENTS_TABLE,
+    EVENTS_V5_COLUMNS,
+    EVENTS_VERIFIED_COLUMN,
+)
+from tracker.schema.images import IMAGE_VARIANTS_TABLE, PRODUCT_IMAGES_TABLE
 from tracker.schema.reports import (
     REPORT_ADS_DAILY_TABLE,
     REPORT_ADS_DAILY_VIEW,
@@ -37,6 +45,10 @@ from tracker.schema.reports import (
     REPORT_ADS_HOURLY_VIEW,
     REPORT_CAMPAIGNS_DAILY_TABLE,
     REPORT_CAMPAIGNS_HOURLY_TABLE,
+    REPORT_CONSENT_COLUMNS,
+    REPORT_CONSENT_TABLES,
+    REPORT_HIDES_COLUMN,
+    REPORT_HIDES_TABLES,
     REPORT_INVALID_COLUMNS,
     REPORT_ORDER_TOUCHES_TABLE,
     REPORT_PRODUCTS_DAILY_TABLE,
@@ -53,8 +65,10 @@ from tracker.schema.reports import (
     REPORT_TOUCHPOINTS_TABLE,
     REPORT_TOUCHPOINTS_VIEW,
     REPORT_VERIFIED_ORDER_TOUCHES_TABLE,
-    REPORT_VIEWS,
     REPORT_VIEWS_V6,
+    REPORT_VIEWS_V7,
+    REPORT_VIEWS_V14,
+    REPORT_VIEWS_V15,
     recreate_views,
 )
 
@@ -128,7 +142,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         *(AddColumn(table, REPORT_SPEND_COLUMN, "AggregateFunction(sum, Float64)")
           for table in ("report_ads_hourly", "report_ads_daily")),
         REPORT_CAMPAIGNS_HOURLY_TABLE, REPORT_CAMPAIGNS_DAILY_TABLE,
-        *recreate_views(REPORT_VIEWS),
+        *recreate_views(REPORT_VIEWS_V7),
     )),
     Migration(8, "marketers' session generations (sign-out and a new password end sessions)", (
         SESSION_GENERATIONS_TABLE,
@@ -140,6 +154,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         AddColumn("events", *EVENTS_VERIFIED_COLUMN),
         REPORT_VERIFIED_ORDER_TOUCHES_TABLE,
     )),
+    Migration(12, "product images resized for ad slots: variants and each feed image's variants", (
+        IMAGE_VARIANTS_TABLE, PRODUCT_IMAGES_TABLE,
+    )),
+    Migration(13, "feed sources: validators of the feed copy last imported from each URL", (FEED_SOURCES_TABLE,)),
+    Migration(14, "IAB TCF consent of each event; reports: impressions under GDPR and with consent", (
+        AddColumn("events", *EVENTS_CONSENT_COLUMN),
+        *(AddColumn(table, column, "AggregateFunction(sum, UInt64)")
+          for table in REPORT_CONSENT_TABLES for column in REPORT_CONSENT_COLUMNS),
+        *recreate_views(REPORT_VIEWS_V14),
+    )),
+    Migration(15, "not interested: campaigns' hide days; reports: hides per placement, campaign and product", (
+        AddColumn("campaigns", *CAMPAIGNS_HIDE_DAYS_COLUMN),
+        *(AddColumn(table, REPORT_HIDES_COLUMN, "AggregateFunction(sum, UInt64)") for table in REPORT_HIDES_TABLES),
+        *recreate_views(REPORT_VIEWS_V15),
+    )),
 )
 
 # Every table the migrations create (tests empty them all between tests).
@@ -148,7 +177,8 @@ TABLES = ("events", "bad_events", "products", "advertisers", "placements", "api_
           "report_ads_daily", "report_reasons_daily", "report_products_daily",
           "users", "memberships", "advertiser_prices", "report_reach_hourly",
           "report_order_touches", "campaigns", "report_campaigns_hourly", "report_campaigns_daily",
-          "report_verified_order_touches", "session_generations")
+          "report_verified_order_touches", "session_generations", "image_variants", "product_images",
+          "feed_sources")
 
 
 def applied_versions(ch: ClickHouse) -> set[int]:

@@ -312,16 +312,63 @@ REPORT_CAMPAIGNS_HOURLY_SELECT = REPORT_ADS_HOURLY_V7_SELECT.replace(
 REPORT_CAMPAIGNS_DAILY_TABLE = _daily(REPORT_CAMPAIGNS_HOURLY_TABLE)
 REPORT_CAMPAIGNS_DAILY_SELECT = _daily(REPORT_CAMPAIGNS_HOURLY_SELECT)
 
-# The tables the report views fill, with the SELECT each view runs on inserted events: a rebuild
-# runs the same SELECT over the whole ``events`` table (adserver/console/maintenance.py), and
-# inserts by position, so each SELECT lists the columns in the table's order. Each view is named
-# ``<table>_mv``.
+# The view of each report table as migration 7 creates it.
 _V7_SELECTS = {"report_ads_hourly": REPORT_ADS_HOURLY_V7_SELECT, "report_ads_daily": REPORT_ADS_DAILY_V7_SELECT}
-REPORT_VIEWS = (
+REPORT_VIEWS_V7 = (
     *((table, _V7_SELECTS.get(table, select)) for table, select in REPORT_VIEWS_V6),
     ("report_campaigns_hourly", REPORT_CAMPAIGNS_HOURLY_SELECT),
     ("report_campaigns_daily", REPORT_CAMPAIGNS_DAILY_SELECT),
 )
+
+
+# --- Consent in reports (migration 14) -----------------------------------------------------------
+# Valid impressions where GDPR applied (``events.consent`` 1 or 2) and those of them whose consent
+# string allowed personalised ads (``consent`` = 1), so reports show the consent share beside the
+# addressable share. Sum states added to the ad and campaign tables (rows aggregated before read as
+# 0: run ``rebuild-reports`` to fill the past); their views are dropped and created again, as in
+# migrations 6 and 7.
+REPORT_CONSENT_COLUMNS = ("gdpr_impressions", "consented_impressions")
+REPORT_CONSENT_TABLES = ("report_ads_hourly", "report_ads_daily", "report_campaigns_hourly", "report_campaigns_daily")
+_CONSENT_STATES = (
+    " AS spend,\n"
+    "    sumState(toUInt64(event = 'impression' AND invalid = 0 AND consent != 0)) AS gdpr_impressions,\n"
+    "    sumState(toUInt64(event = 'impression' AND invalid = 0 AND consent = 1)) AS consented_impressions\n"
+)
+
+
+def _with_consent(select: str) -> str:
+    """The SELECT with the consent states after ``spend`` (the columns' order in the table)."""
+    return select.replace(" AS spend\n", _CONSENT_STATES, 1)
+
+
+REPORT_VIEWS_V14 = tuple((table, _with_consent(select) if table in REPORT_CONSENT_TABLES else select)
+                         for table, select in REPORT_VIEWS_V7)
+
+# --- Negative feedback in reports (migration 15) -------------------------------------------------
+# "Not interested" answers (event ``hide``: adserver/serving/feedback.py) of valid traffic, counted
+# per placement, campaign and product beside impressions and clicks, so reports show the negative
+# feedback rate (hides / impressions) next to the CTR. A sum state appended to the ad, campaign and
+# product tables (rows aggregated before read as 0: run ``rebuild-reports`` to fill the past); their
+# views also read ``hide`` events, and are dropped and created again as in migrations 6, 7 and 14.
+REPORT_HIDES_COLUMN = "hides"
+REPORT_HIDES_TABLES = ("report_ads_hourly", "report_ads_daily", "report_campaigns_hourly", "report_campaigns_daily",
+                       "report_products_hourly", "report_products_daily")
+
+
+def _with_hides(select: str) -> str:
+    """The SELECT reading ``hide`` events too, with the ``hides`` state last (the column's place)."""
+    return (select.replace("event IN ('impression', 'click')", "event IN ('impression', 'click', 'hide')", 1)
+            .replace("\nFROM events", ",\n    sumState(toUInt64(event = 'hide' AND invalid = 0)) AS hides\nFROM events", 1))
+
+
+REPORT_VIEWS_V15 = tuple((table, _with_hides(select) if table in REPORT_HIDES_TABLES else select)
+                         for table, select in REPORT_VIEWS_V14)
+
+# The tables the report views fill, with the SELECT each view runs on inserted events: a rebuild
+# runs the same SELECT over the whole ``events`` table (adserver/console/maintenance.py), and
+# inserts by position, so each SELECT lists the columns in the table's order. Each view is named
+# ``<table>_mv``.
+REPORT_VIEWS = REPORT_VIEWS_V15
 
 
 def recreate_views(views: Iterable[tuple[str, str]]) -> tuple[str, ...]:

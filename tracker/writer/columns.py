@@ -141,4 +141,5 @@ def event_columns(datas: list[dict], stream_ids: list[str], present: set | None 
         _uint_column(datas, "interest_views", 0xFFFF, present, n),
         _flag_column(datas, "invalid", present, n),
         _str_column(datas, "invalid_reason", 64, present, n),
+        _uint_column(datas, "consent", 2, present, n),
     ]

@@ -167,8 +167,9 @@ def test_every_field_is_limited():
     (b"sku,title,link,price\nX1,Tea,https://shop.example/x1,10\n", "csv", "id"),
     (b"", "csv", "id"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "csv", "id"),
-    (b"<rss><channel></channel></rss>", None, "id"),
-    (b"id,title", "xml", "unknown feed format"),
+    (b"<html><body></body></html>", None, "must be RSS 2.0"),
+    (b"id,title", "xml", "does not parse"),
+    (b"id,title", "yaml", "unknown feed format"),
 ])
 def test_unreadable_feed_is_a_feed_error(data, fmt, message):
     with pytest.raises(FeedError) as excinfo:

@@ -56,7 +56,7 @@ def test_import_feed_reports_rows_and_exit_status(runner, ch, tmp_path):
     assert out.splitlines()[-1] == "imported 1 products, rejected 1 rows/fields, removed 0"
     tsv = tmp_path / "feed.data"
     tsv.write_bytes(feed_bytes([product("A3")], "tsv"))
-    code, out = runner("import-feed", "shop-a", str(tsv), "--format", "tsv", "--full")
+    code, out = runner("import-feed", "shop-a", str(tsv), "--format", "tsv", "--full", "--force")  # 1 of 1 removed
     assert code == 0, out
     assert out.splitlines()[-1] == "imported 1 products, rejected 0 rows/fields, removed 1"
 

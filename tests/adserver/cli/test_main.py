@@ -68,7 +68,7 @@ def test_unknown_and_missing_commands(runner):
     (("create-advertiser", "a", "b"), "unexpected extra argument (b)"),
     (("create-placement", "slot"), "Missing option '--site'"),
     (("create-placement", "slot", "--site", "s.example", "--floor", "cheap"), "'cheap' is not a valid float"),
-    (("import-feed", "shop", "feed.xml", "--format", "xml"), "'xml' is not one of 'csv', 'tsv', 'json'"),
+    (("import-feed", "shop", "feed.xml", "--format", "yaml"), "'yaml' is not one of 'csv', 'tsv', 'json', 'xml'"),
     (("train", "--k", "1.5"), "'1.5' is not a valid integer"),
     (("evaluate", "events.csv", "--split-at", "soon"), "'soon' is not a valid float"),
     (("create-user", "ann@shop.example"), "Missing option '--advertiser'"),

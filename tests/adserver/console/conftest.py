@@ -31,7 +31,7 @@ def row(ts: datetime, advertiser: str, event: str, uid: str = "", skus=(), reaso
         addressable = 1 if uid else 0
     return (ts, advertiser, event, uid, skus[0] if skus else "", skus, list(reasons), order_id, value, currency,
             placement, impression_id, "300x250" if event == "impression" else "", addressable, "desktop", "", "",
-            f"t-{next(_ids)}", "", 0.0, 0.0, 0, 0, 0, "")
+            f"t-{next(_ids)}", "", 0.0, 0.0, 0, 0, 0, "", 0)
 
 
 def impression(ts, uid="", skus=("A", "B"), reasons=("recent", "popular"), placement="feed", advertiser="shop"):

@@ -35,9 +35,11 @@ def test_json_report_by_day(api):
     day9, day10 = body["rows"]
     assert (day9["impressions"], day9["clicks"], day10["impressions"], day10["clicks"]) == (10, 1, 20, 4)
     assert day10["ctr"] == 0.2 and body["totals"]["impressions"] == 30 and body["totals"]["conversions"] == 3
-    assert set(day10) == {"key", "impressions", "clicks", "ctr", "visitors", "addressable_share", "conversions",
+    assert set(day10) == {"key", "impressions", "clicks", "ctr", "hides", "hide_rate", "visitors", "addressable_share",
+                          "conversions",
                           "post_click_conversions", "post_view_conversions", "revenue", "spend", "cost", "roas",
-                          "invalid_impressions", "invalid_impression_share", "invalid_clicks", "invalid_click_share"}
+                          "invalid_impressions", "invalid_impression_share", "invalid_clicks", "invalid_click_share",
+                          "gdpr_impressions", "consent_share"}
     assert body["price"] is None and day10["cost"] is None
 
 

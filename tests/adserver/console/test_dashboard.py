@@ -140,7 +140,7 @@ def test_dashboard_shows_the_chart_the_table_and_the_totals(signed_in, ch):
     assert set(by_key) == {"feed", "side", "Total"}
     assert by_key["feed"][:3] == ["10", "2", "20.00%"] and by_key["side"][:3] == ["10", "5", "50.00%"]
     assert by_key["Total"][:3] == ["20", "7", "35.00%"]
-    assert by_key["Total"][5] == "2"  # conversions
+    assert by_key["Total"][7] == "2"  # conversions
     assert "Shop A &lt;b&gt;&amp;&lt;/b&gt;" in page  # the advertiser's name is escaped
 
 

@@ -22,7 +22,7 @@ def event_row(ts: datetime, event: str, impression_id: str, ctx: CtrContext | No
                   order_id="", value=0.0, currency="", placement="", impression_id=impression_id, size="",
                   addressable=1, device="", url="", ref="", stream_id=f"{event}-{impression_id}", campaign="c1",
                   cost=0.0, pctr=0.0, interest_age=0, interest_views=0, invalid=invalid,
-                  invalid_reason="bot" if invalid else "")
+                  invalid_reason="bot" if invalid else "", consent=0)
     if ctx is not None:
         values.update(placement=ctx.placement, size=ctx.size, advertiser=ctx.advertiser, device=ctx.device,
                       interest_age=ctx.interest_age, interest_views=ctx.interest_views)

@@ -325,7 +325,8 @@ def test_html_unit_escapes_catalog_text(app, create_advertiser, import_feed, dem
     hrefs = [a.get("href") or "" for a in parsed.attrs_of("a")]
     product_links = [h for h in hrefs if h.startswith(f"{SERVER}/c/")]
     assert len(product_links) == 5
-    assert set(hrefs) - set(product_links) == {f"{SERVER}/optout"}  # the AdChoices link, nothing else
+    others = set(hrefs) - set(product_links)  # the AdChoices link and the "not interested" page, nothing else
+    assert {h.split("?")[0] for h in others} == {f"{SERVER}/optout", f"{SERVER}/ad/hide"}
     assert all(img["src"].startswith("https://shop.example/") for img in parsed.attrs_of("img"))
     # The text is shown as text, escaped, not dropped.
     text = "".join(parsed.text)

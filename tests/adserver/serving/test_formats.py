@@ -317,8 +317,8 @@ def test_served_units_fit_and_are_valid(client, demo_loaded, size):
 def test_served_unit_without_products_is_not_empty(client, demo_loaded, monkeypatch):
     from adserver.serving import views as ads
 
-    def nothing(items, fmt, brand, optout_url, lang):
-        return real(items[:0], fmt, brand, optout_url, lang)
+    def nothing(items, fmt, brand, optout_url, lang, *args):
+        return real(items[:0], fmt, brand, optout_url, lang, *args)
 
     real = ads.render_unit
     monkeypatch.setattr(ads, "render_unit", nothing)

@@ -17,6 +17,7 @@ from tests.adserver.conftest import visitor_uid
 from tests.adserver.console import conftest as report_fixtures
 from tests.adserver.console.conftest import PASSWORD, at, click, impression, insert, login, purchase
 from tests.conftest import drain
+from tracker import schema
 from tracker.settings import SettingsError, load_settings
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 "
@@ -256,7 +257,8 @@ def test_redis_unavailable_never_breaks_a_click(app, demo_loaded, settings):
 
 def invalid(row: tuple, reason: str) -> tuple:
     """A report test row (tests/adserver/console/conftest.py) flagged invalid."""
-    return (*row[:-2], 1, reason)
+    invalid_at = schema.EVENTS_COLUMNS.index("invalid")
+    return (*row[:invalid_at], 1, reason, *row[invalid_at + 2:])
 
 
 def _seed_with_invalid(ch, advertiser: str = "shop") -> None:

@@ -104,7 +104,7 @@ def test_tag_is_served(client):
     assert "px.gif" in body
     assert "encodeURIComponent" in body
     assert "<noscript>" in body  # installation notes at the top
-    assert len(TAG.read_bytes()) < 3 * 1024
+    assert len(TAG.read_bytes()) < 4.5 * 1024  # with its notes and the consent platform (IAB TCF) handshake
 
 
 @pytest.fixture(scope="module")

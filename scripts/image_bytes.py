@@ -1,7 +1,7 @@
 """What a phone downloads for one ad unit, before and after slot-sized images; and what resizing costs.
 
 ``python -m scripts.image_bytes [--products 40]`` makes real-world-sized product photos (1200x1200,
-gradients and sensor-like noise: 150-400 KB as JPEG), serves them from a store on loopback, imports
+crops of real photographs with grain, or synthetic gradients and noise), serves them from a store on loopback, imports
 a catalog through the product's own path (feed import, then the resize job fetching over HTTP) into
 a throw-away embedded data directory, and prints for every standard unit size: the unit's HTML, the
 images a 2x phone loads with the feed's originals, and with the variants (WebP, and the JPEG
@@ -24,10 +24,36 @@ SIZES = ("320x50", "320x100", "728x90", "160x600", "300x250", "responsive")
 GOAL = ("300x250", 40 * 1024)  # a full 300x250 unit with its images at 2x
 
 
-def make_photos(count: int) -> list[bytes]:
-    from tests.adserver.catalog.pictures import photo
+def make_photos(count: int, kind: str = "real") -> list[bytes]:
+    """``real``: square crops of the two photographs scikit-learn ships (``load_sample_images``: a temple
+    and a flower, 640x427), scaled to 1200x1200 with sensor-like grain, so the variants keep real
+    photographic detail; ``synthetic``: gradients and noise, which downscale to very smooth pictures
+    and so flatter the variants' sizes."""
+    if kind == "synthetic":
+        from tests.adserver.catalog.pictures import photo
 
-    return [photo(1200, 1200, seed=n, noise=7.0) for n in range(count)]
+        return [photo(1200, 1200, seed=n, noise=7.0) for n in range(count)]
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    sources = load_sample_images().images
+    rng = np.random.default_rng(7)
+    photos = []
+    for n in range(count):
+        source = sources[n % len(sources)]
+        height, width = source.shape[:2]
+        side = int(rng.integers(200, height + 1))
+        top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+        crop = Image.fromarray(source[top:top + side, left:left + side]).resize((1200, 1200), Image.LANCZOS)
+        grain = rng.normal(0, 4.0, (1200, 1200, 3))
+        pixels = np.clip(np.asarray(crop, dtype=np.float64) + grain, 0, 255).astype(np.uint8)
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, "JPEG", quality=90)
+        photos.append(out.getvalue())
+    return photos
 
 
 def serve(files: dict[str, bytes]) -> ThreadingHTTPServer:
@@ -51,7 +77,7 @@ def serve(files: dict[str, bytes]) -> ThreadingHTTPServer:
     return httpd
 
 
-def measure(count: int) -> dict:
+def measure(count: int, photos_kind: str = "real") -> dict:
     from adserver import create_app
     from adserver.catalog.images import resize_images
     from adserver.catalog.registry import save_advertiser, save_placement
@@ -59,7 +85,7 @@ def measure(count: int) -> dict:
     from adserver.serving.images import image_services
     from tracker.settings import load_settings
 
-    photos = make_photos(count)
+    photos = make_photos(count, photos_kind)
     files = {f"/img/{n}.jpg": data for n, data in enumerate(photos)}
     httpd = serve(files)
     origin = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -112,8 +138,10 @@ def _unit(client, size: str, files: dict[str, bytes], origin: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--products", type=int, default=40, help="catalog size (default 40)")
+    parser.add_argument("--photos", choices=("real", "synthetic"), default="real",
+                        help="crops of real photographs (default) or synthetic gradients and noise")
     args = parser.parse_args(argv)
-    result = measure(args.products)
+    result = measure(args.products, args.photos)
     sizes = [len(p) for p in result["photos"]]
     print(f"{len(sizes)} photos 1200x1200: {min(sizes) // 1024}-{max(sizes) // 1024} KB, "
           f"mean {sum(sizes) // len(sizes) // 1024} KB")

@@ -15,7 +15,8 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     """Build the app. Settings are validated here, so a bad configuration fails at start-up.
 
     In embedded mode the schema is migrated and the event writer runs as a thread of this process
-    (chdb allows one process per data path); pass ``start_writer=False`` to skip the writer.
+    (chdb allows one process per data path); pass ``start_writer=False`` to skip the writer. With both
+    stores on servers it refuses to start while a migration is pending (``python -m adserver migrate``).
     """
     from adserver import console, demo, health, limits, metrics
     from adserver.campaigns import api as campaigns_api
@@ -60,7 +61,24 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
 
     if settings.embedded:
         _start_embedded(app, services, start_writer)
+    else:
+        _require_current_schema(services.ch)
     return app
+
+
+def _require_current_schema(ch) -> None:
+    """Refuse to serve on a schema older than this code (``SchemaNotCurrent``): ``migrate`` alone migrates.
+
+    A ClickHouse that cannot be reached does not stop the start: pixels and ads work without it (events
+    wait in the stream), and the writer, which needs the schema, checks it again when it starts.
+    """
+    from tracker import schema
+    from tracker.errors import StoreUnavailable
+
+    try:
+        schema.require_current(ch)
+    except StoreUnavailable as exc:
+        log.warning("could not check the ClickHouse schema at start (%s); serving anyway", exc)
 
 
 def _start_embedded(app: Flask, services, start_writer: bool | None) -> None:

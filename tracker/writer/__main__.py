@@ -1,4 +1,7 @@
-"""``python -m tracker.writer``: migrate the schema, then drain the stream until SIGTERM or SIGINT.
+"""``python -m tracker.writer``: drain the stream until SIGTERM or SIGINT.
+
+It refuses to start (exit status 3) while a migration is pending (run ``python -m adserver migrate``
+first), or while ClickHouse cannot be reached to tell.
 
 Beside the stream, it runs the forget job every ``ADSERVER_FORGET_INTERVAL`` seconds (tracker/forget.py).
 
@@ -13,6 +16,7 @@ import logging
 import signal
 
 from tracker import schema
+from tracker.errors import StoreError
 from tracker.settings import SettingsError, load_settings
 from tracker.stores import Stores
 from tracker.writer.pipeline import BatchWriter
@@ -21,7 +25,7 @@ log = logging.getLogger("tracker.writer")
 
 
 def main() -> int:
-    """Run one writer process; returns its exit status (2: invalid settings)."""
+    """Run one writer process; returns its exit status (2: invalid settings; 3: schema not current)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
@@ -30,8 +34,11 @@ def main() -> int:
         return 2
     stores = Stores(settings)
     ch = stores.clickhouse()
-    ch.create_database()
-    schema.migrate(ch)
+    try:  # only `python -m adserver migrate` changes the schema: a writer never runs on an older one
+        schema.require_current(ch)
+    except StoreError as exc:
+        log.error("cannot start: %s", exc)
+        return 3
     # The forget job gets a connection of its own on a server (chdb has one per process).
     forget_ch = Stores(settings).clickhouse() if settings.clickhouse_url else ch
     writer = BatchWriter(

@@ -22,13 +22,10 @@ from tracker import forget, schema
 from tracker.clickhouse import ClickHouse
 from tracker.errors import StoreError
 from tracker.writer import stream_io
-from tracker.writer.batch import Batch, build
-from tracker.writer.rows import utc_datetime
+from tracker.writer.batch import Batch, already_stored, build
 
 log = logging.getLogger(__name__)
 
-RECOVERY_WINDOW = 3600  # seconds around a pending batch searched for rows already stored
-RECOVERY_CHUNK = 5_000  # stream ids per "already stored?" query (about 100 KB of SQL)
 FULL_COLLECTION_SECONDS = 30.0  # cyclic garbage (threads, queues, sockets) waits at most this long
 READ_PAUSE = 0.05  # after a read that drained the stream: at most ~20 reads/s under a trickle (see _gather)
 
@@ -98,23 +95,8 @@ class BatchWriter:
     # --- building ---------------------------------------------------------------------------------
 
     def _already_stored(self, ids: list[str]) -> set[str]:
-        """Stream ids of a recovered batch that ClickHouse already has (crash after insert, before ack)."""
-        if not ids:
-            return set()
-        ms = [int(i.split("-")[0]) / 1000 for i in ids]
-        lo, hi = utc_datetime(min(ms) - RECOVERY_WINDOW), utc_datetime(max(ms) + RECOVERY_WINDOW)
-        found = set()
-        # In chunks: a retried batch of 50,000 ids would be ~1 MB of SQL, over ClickHouse's max_query_size.
-        for start in range(0, len(ids), RECOVERY_CHUNK):
-            chunk = tuple(ids[start:start + RECOVERY_CHUNK])
-            for table in ("events", "bad_events"):
-                rows = self.ch.execute(
-                    f"SELECT stream_id FROM {table} WHERE inserted_at >= %(lo)s AND inserted_at <= %(hi)s "
-                    "AND stream_id IN %(ids)s",
-                    {"lo": lo, "hi": hi, "ids": chunk},
-                )
-                found.update(r[0] for r in rows)
-        return found
+        """Stream ids of a recovered batch that ClickHouse already has (see ``batch.already_stored``)."""
+        return already_stored(self.ch, ids)
 
     def _build(self, batch: Batch, recovered: bool = False) -> Batch:
         """Fill the batch's columns; a recovered batch leaves out what ClickHouse already holds."""

@@ -83,7 +83,9 @@ def _require_current_schema(ch) -> None:
 
 def _start_embedded(app: Flask, services, start_writer: bool | None) -> None:
     from tracker import schema
-    from tracker.writer import BatchWriter, start_thread
+    from tracker.partitions import Partitions
+    from tracker.writer import start_thread
+    from tracker.writer.pipeline import partition_writers
 
     settings = services.settings
     ch = services.ch
@@ -92,8 +94,11 @@ def _start_embedded(app: Flask, services, start_writer: bool | None) -> None:
     if start_writer is None:
         start_writer = settings.embedded_writer
     if start_writer:
-        writer = BatchWriter(services.stores.redis("writer"), ch, settings.stream_key, settings.writer_name,
-                             settings.writer_batch_size, settings.writer_batch_seconds,
-                             forget_interval=settings.forget_interval)
-        app.extensions["adserver_writer"] = writer
-        start_thread(writer)
+        writers = partition_writers(services.stores.redis("writer"), ch,
+                                    Partitions(settings.stream_key, settings.stream_partitions),
+                                    list(range(settings.stream_partitions)), settings.writer_name,
+                                    settings.writer_batch_size, settings.writer_batch_seconds,
+                                    forget_interval=settings.forget_interval)
+        app.extensions["adserver_writer"] = writers[0]
+        for writer in writers:  # every partition
+            start_thread(writer)

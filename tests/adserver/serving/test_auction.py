@@ -230,7 +230,7 @@ def test_minimum_gap_between_impressions(app, demo_loaded, campaign):
     assert ad(visitor)["campaign"] == "demo-retargeting"
     assert candidates(ad(visitor))["demo-retargeting"]["status"] == "min_gap"
     # A minute later (the last impression's time moved back instead of waiting): shown again.
-    key = "p:{%s}:fq" % visitor_uid(visitor)
+    key = app.extensions["adserver"].stream.prefix(visitor_uid(visitor)) + ":fq"
     redis = app.extensions["adserver"].stream.client
     redis.hset(key, "t:demo-retargeting", repr(float(redis.hget(key, "t:demo-retargeting")) - 61))
     assert ad(visitor)["campaign"] == "demo-retargeting"

@@ -2,6 +2,8 @@
 
 The pixel must answer the same tiny GIF whatever it is sent, store every valid hit in ``events``
 and every invalid one in ``bad_events`` with its reason, and never trust a cookie it did not sign.
+Each test runs on a single Redis server (one stream partition) and on the Redis Cluster with four
+partitions (``ADSERVER_STREAM_PARTITIONS=4``), with the same expectations.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from adserver.tracking.pixel import check_hit
 from adserver.tracking.views import GIF
 from tests.adserver.conftest import uid_from_cookie
 from tests.adserver.tracking.test_privacy import form_token
-from tests.conftest import drain
+from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
+from tests.conftest import drain as drain_one
+from tests.conftest import server_settings
 from tracker.events import Hit, Invalid
 from tracker.identity import VisitorIds
+from tracker.partitions import Partitions
+from tracker.writer.pipeline import partition_writers
 
 LONG_URL = "https://store.example/" + "a" * 2978  # 3000 characters
 
@@ -100,8 +106,48 @@ def with_cookie_header(app) -> Client:
     return Client(app, use_cookies=False)
 
 
+@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
+def redis_mode(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(settings, redis_mode, request, clickhouse_url):
+    """The server settings, or the same on the Redis Cluster with four stream partitions."""
+    if redis_mode == "single":
+        return settings
+    redis_url = request.getfixturevalue("cluster").redis_url
+    return server_settings(settings.data_dir, redis_url, clickhouse_url, ADSERVER_STREAM_PARTITIONS="4")
+
+
+@pytest.fixture
+def redis_client(redis_client, redis_mode, request):
+    """The flushed Redis server, or the (shared) Redis Cluster: tests read their own keys only."""
+    return redis_client if redis_mode == "single" else request.getfixturevalue("cluster_stores").redis("web")
+
+
+@pytest.fixture
+def writer(settings, ch, redis_client):
+    """A writer per partition (one on a single server)."""
+    writers = partition_writers(redis_client, ch, Partitions(settings.stream_key, settings.stream_partitions),
+                                list(range(settings.stream_partitions)), "test-writer", batch_size=1000,
+                                batch_seconds=0.01)
+    for w in writers:
+        w.ensure_group()
+    return writers
+
+
+def drain(writers) -> int:
+    return sum(drain_one(w) for w in writers)
+
+
 def stream_length(redis_client, settings) -> int:
-    return redis_client.xlen(settings.stream_key)
+    return sum(redis_client.xlen(key) for key in Partitions(settings.stream_key, settings.stream_partitions).streams())
+
+
+def all_keys(redis_client, pattern: str) -> set[bytes]:
+    """Keys matching ``pattern`` on every node."""
+    return set(redis_client.scan_iter(match=pattern, count=1000))
 
 
 def gif_size(data: bytes) -> tuple[int, int]:
@@ -289,13 +335,13 @@ def test_opted_out_visitor_gets_the_gif_but_is_not_tracked(app, demo_loaded, red
     client = app.test_client()
     if "cookie" in privacy:
         client.set_cookie("optout", "1")
+    before = all_keys(redis_client, "p:*"), all_keys(redis_client, "pop:*")
     for query in ("a=demo&e=view_item&sku=D1001", "a=demo&e=view_home", "a=nosuchshop&e=bogus"):
         response = client.get("/px.gif?" + query, headers=privacy.get("headers", {}))
         assert_gif(response)
         assert "uid" not in set_cookies(response)
     assert stream_length(redis_client, settings) == 0
-    assert redis_client.keys("p:*") == []
-    assert redis_client.keys("pop:*") == []
+    assert (all_keys(redis_client, "p:*"), all_keys(redis_client, "pop:*")) == before  # nothing added
 
 
 def test_opted_out_visitor_with_an_old_cookie_is_not_tracked(app, demo_loaded, redis_client, settings):
@@ -335,9 +381,9 @@ def test_post_optout_sets_the_cookie_and_deletes_the_profile(app, demo_loaded, r
     client.get("/px.gif?a=demo&e=purchase&sku=D1021&order=O1&value=10&currency=CNY")
     cookie = client.get_cookie("uid").value
     uid = uid_from_cookie(cookie)
-    profile_keys = {k.decode() for k in redis_client.keys(f"p:{{{uid}}}:*")}
-    assert profile_keys == {f"p:{{{uid}}}:adv", f"p:{{{uid}}}:rv:demo", f"p:{{{uid}}}:bought:demo",
-                            f"p:{{{uid}}}:advbuy"}
+    prefix = app.extensions["adserver"].stream.prefix(uid)
+    profile_keys = {k.decode() for k in all_keys(redis_client, f"{prefix}:*")}
+    assert profile_keys == {f"{prefix}:adv", f"{prefix}:rv:demo", f"{prefix}:bought:demo", f"{prefix}:advbuy"}
     assert client.get("/ad.json?p=demo-feed&size=300x250").get_json()["path"] == "personalised"
 
     response = client.post("/optout", data={"csrf_token": form_token(client)})  # the page's own form
@@ -348,7 +394,7 @@ def test_post_optout_sets_the_cookie_and_deletes_the_profile(app, demo_loaded, r
     assert "secure" in cookies["optout"]["flags"]
     assert int(cookies["optout"]["max-age"]) >= 365 * 86400
     assert cookies["uid"]["value"] == ""  # the id cookie is deleted
-    assert redis_client.keys(f"p:{{{uid}}}:*") == []
+    assert all_keys(redis_client, f"{prefix}:*") == set()
 
     ad = client.get("/ad.json?p=demo-feed&size=300x250").get_json()
     assert ad["path"] == "fallback"

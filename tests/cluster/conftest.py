@@ -84,13 +84,28 @@ def cluster_ch(cluster: ClusterServers) -> Iterator[DriverClickHouse]:
 
 
 def truncate_cluster(ch: DriverClickHouse) -> None:
-    """Empty every table holding rows on any shard (``TRUNCATE`` of the tables that store them)."""
-    filled = {row[0] for row in ch.execute(
-        f"SELECT DISTINCT table FROM cluster({ch.cluster}, system, parts) WHERE database = %(db)s AND active",
-        {"db": ch.database})}
-    for table in schema.TABLES:
-        if table in filled or f"{table}_local" in filled:
-            ch.execute("TRUNCATE TABLE " + schema.stored_table(ch, table))
+    """Empty every table holding rows on any replica, and wait until every replica has emptied it.
+
+    ``TRUNCATE ... ON CLUSTER`` of a replicated table runs on one replica of each shard; the other
+    applies it from the replication log a moment later, so each node is waited for."""
+    nodes = ch.replicas()
+    try:
+        filled: set[str] = set()
+        for node in nodes:
+            filled |= {row[0] for row in node.execute(
+                "SELECT DISTINCT table FROM system.parts WHERE database = %(db)s AND active", {"db": ch.database})}
+        emptied = []
+        for table in schema.TABLES:
+            stored = f"{table}_local" if schema.LAYOUTS[table] is not None else table
+            if stored in filled:
+                ch.execute("TRUNCATE TABLE " + schema.stored_table(ch, table))
+                emptied.append(stored)
+        for node in nodes:
+            for stored in emptied:
+                node.execute(f"SYSTEM SYNC REPLICA {ch.database}.{stored}")
+    finally:
+        for node in nodes:
+            node.close()
 
 
 @pytest.fixture

@@ -110,5 +110,6 @@ def test_the_recovery_check_sees_a_row_only_one_replica_holds(cluster, cluster_a
         assert already_stored(ch, ids) == {ids[1]}
     finally:
         first.execute(f"SYSTEM START FETCHES {ch.database}.events_local")
+        first.execute(f"SYSTEM SYNC REPLICA {ch.database}.events_local")  # caught up before the next test
         first.close()
         second.close()

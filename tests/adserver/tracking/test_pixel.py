@@ -18,14 +18,10 @@ from werkzeug.test import Client
 from adserver.tracking.pixel import check_hit
 from adserver.tracking.views import GIF
 from tests.adserver.conftest import uid_from_cookie
+from tests.adserver.redis_modes import MODES, drain_all, stream_length
 from tests.adserver.tracking.test_privacy import form_token
-from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
-from tests.conftest import drain as drain_one
-from tests.conftest import server_settings
 from tracker.events import Hit, Invalid
 from tracker.identity import VisitorIds
-from tracker.partitions import Partitions
-from tracker.writer.pipeline import partition_writers
 
 LONG_URL = "https://store.example/" + "a" * 2978  # 3000 characters
 
@@ -106,43 +102,18 @@ def with_cookie_header(app) -> Client:
     return Client(app, use_cookies=False)
 
 
-@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
-def redis_mode(request) -> str:
-    return request.param
+def pytest_generate_tests(metafunc):
+    if "redis_mode" in metafunc.fixturenames:
+        metafunc.parametrize("redis_mode", MODES, indirect=True)
 
 
 @pytest.fixture
-def settings(settings, redis_mode, request, clickhouse_url):
-    """The server settings, or the same on the Redis Cluster with four stream partitions."""
-    if redis_mode == "single":
-        return settings
-    redis_url = request.getfixturevalue("cluster").redis_url
-    return server_settings(settings.data_dir, redis_url, clickhouse_url, ADSERVER_STREAM_PARTITIONS="4")
-
-
-@pytest.fixture
-def redis_client(redis_client, redis_mode, request):
-    """The flushed Redis server, or the (shared) Redis Cluster: tests read their own keys only."""
-    return redis_client if redis_mode == "single" else request.getfixturevalue("cluster_stores").redis("web")
-
-
-@pytest.fixture
-def writer(settings, ch, redis_client):
-    """A writer per partition (one on a single server)."""
-    writers = partition_writers(redis_client, ch, Partitions(settings.stream_key, settings.stream_partitions),
-                                list(range(settings.stream_partitions)), "test-writer", batch_size=1000,
-                                batch_seconds=0.01)
-    for w in writers:
-        w.ensure_group()
+def writer(writers):
     return writers
 
 
 def drain(writers) -> int:
-    return sum(drain_one(w) for w in writers)
-
-
-def stream_length(redis_client, settings) -> int:
-    return sum(redis_client.xlen(key) for key in Partitions(settings.stream_key, settings.stream_partitions).streams())
+    return drain_all(writers)
 
 
 def all_keys(redis_client, pattern: str) -> set[bytes]:

@@ -113,3 +113,22 @@ def test_the_recovery_check_sees_a_row_only_one_replica_holds(cluster, cluster_a
         first.execute(f"SYSTEM SYNC REPLICA {ch.database}.events_local")  # caught up before the next test
         first.close()
         second.close()
+
+
+def test_the_migrate_command_on_a_migrated_cluster_applies_nothing(cluster, cluster_ch, tmp_path):
+    from click.testing import CliRunner
+
+    from adserver.cli import PROG_NAME, main
+    from tests.conftest import SECRET
+    from tracker.settings import load_settings
+
+    settings = load_settings({
+        "ADSERVER_REDIS_URL": cluster.redis_url,
+        "ADSERVER_CLICKHOUSE_URL": f"{cluster.clickhouse_nodes[-1].rsplit('/', 1)[0]}/{cluster_ch.database}",
+        "ADSERVER_CLICKHOUSE_CLUSTER": cluster.name,
+        "ADSERVER_SECRET_KEY": SECRET,
+        "ADSERVER_DATA_DIR": str(tmp_path),
+    })
+    result = CliRunner().invoke(main, ["migrate"], obj=settings, catch_exceptions=False, prog_name=PROG_NAME)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"schema up to date ({len(schema.MIGRATIONS)} migrations, 0 applied now)"

@@ -132,3 +132,36 @@ def test_the_migrate_command_on_a_migrated_cluster_applies_nothing(cluster, clus
     result = CliRunner().invoke(main, ["migrate"], obj=settings, catch_exceptions=False, prog_name=PROG_NAME)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == f"schema up to date ({len(schema.MIGRATIONS)} migrations, 0 applied now)"
+
+
+def test_forgetting_removes_the_visitors_rows_on_every_shard_and_replica(cluster, cluster_any_ch):
+    from tracker.retention import drop_expired, forget_visitors
+
+    ch = cluster_any_ch
+    gone = [secrets.token_hex(8) for _ in range(40)]  # spread over both shards by cityHash64(uid)
+    kept = [secrets.token_hex(8) for _ in range(40)]
+    rows = [event(uid, f"{n}-0") for n, uid in enumerate(gone + kept)]
+    ch.insert_columns("events", schema.EVENTS_COLUMNS, [list(column) for column in zip(*rows)])
+
+    found = forget_visitors(ch, gone)
+    assert found["events"] == 40
+    deadline = time.monotonic() + 60
+    while True:
+        counts = []
+        for url in cluster.clickhouse_nodes:
+            replica = node(url, ch.database)
+            try:
+                counts.append(replica.execute("SELECT countIf(uid IN %(g)s), count() FROM events_local",
+                                              {"g": tuple(gone)})[0])
+            finally:
+                replica.close()
+        if all(left == 0 for left, _ in counts) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [left for left, _ in counts] == [0, 0, 0, 0]  # every shard deleted its own, every replica too
+    assert counts[0][1] + counts[2][1] == 40 and counts[0][1] > 0 and counts[2][1] > 0  # the others kept
+
+    dropped = drop_expired(ch, days=1, now=datetime(2027, 6, 1))  # the rows are from 2026-11
+    assert dropped["events"] == ["202611"]
+    (left,), = ch.execute("SELECT count() FROM events")
+    assert left == 0

@@ -15,7 +15,8 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
     """Build the app. Settings are validated here, so a bad configuration fails at start-up.
 
     In embedded mode the schema is migrated and the event writer runs as a thread of this process
-    (chdb allows one process per data path); pass ``start_writer=False`` to skip the writer.
+    (chdb allows one process per data path); pass ``start_writer=False`` to skip the writer. With both
+    stores on servers it refuses to start while a migration is pending (``python -m adserver migrate``).
     """
     from adserver import console, demo, health, limits, metrics
     from adserver.campaigns import api as campaigns_api
@@ -60,12 +61,31 @@ def create_app(settings: Settings | None = None, start_writer: bool | None = Non
 
     if settings.embedded:
         _start_embedded(app, services, start_writer)
+    else:
+        _require_current_schema(services.ch)
     return app
+
+
+def _require_current_schema(ch) -> None:
+    """Refuse to serve on a schema older than this code (``SchemaNotCurrent``): ``migrate`` alone migrates.
+
+    A ClickHouse that cannot be reached does not stop the start: pixels and ads work without it (events
+    wait in the stream), and the writer, which needs the schema, checks it again when it starts.
+    """
+    from tracker import schema
+    from tracker.errors import StoreUnavailable
+
+    try:
+        schema.require_current(ch)
+    except StoreUnavailable as exc:
+        log.warning("could not check the ClickHouse schema at start (%s); serving anyway", exc)
 
 
 def _start_embedded(app: Flask, services, start_writer: bool | None) -> None:
     from tracker import schema
-    from tracker.writer import BatchWriter, start_thread
+    from tracker.partitions import Partitions
+    from tracker.writer import start_thread
+    from tracker.writer.pipeline import partition_writers
 
     settings = services.settings
     ch = services.ch
@@ -74,8 +94,11 @@ def _start_embedded(app: Flask, services, start_writer: bool | None) -> None:
     if start_writer is None:
         start_writer = settings.embedded_writer
     if start_writer:
-        writer = BatchWriter(services.stores.redis("writer"), ch, settings.stream_key, settings.writer_name,
-                             settings.writer_batch_size, settings.writer_batch_seconds,
-                             forget_interval=settings.forget_interval)
-        app.extensions["adserver_writer"] = writer
-        start_thread(writer)
+        writers = partition_writers(services.stores.redis("writer"), ch,
+                                    Partitions(settings.stream_key, settings.stream_partitions),
+                                    list(range(settings.stream_partitions)), settings.writer_name,
+                                    settings.writer_batch_size, settings.writer_batch_seconds,
+                                    forget_interval=settings.forget_interval)
+        app.extensions["adserver_writer"] = writers[0]
+        for writer in writers:  # every partition
+            start_thread(writer)

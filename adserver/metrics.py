@@ -3,8 +3,10 @@
 Two kinds of values:
 
 - **Cluster-wide values** (:class:`ClusterCollector`): the event counters every web process of every
-  instance adds to one Redis hash (``tracker.stream.METRICS_KEY``) and the state of the event stream,
-  read from Redis when Prometheus scrapes. Every instance answers the same numbers.
+  instance adds to Redis (a hash per stream partition, beside its stream, plus
+  ``tracker.stream.METRICS_KEY``; ``EventStream.counters`` sums them) and the state of the event
+  stream (``EventStream.backlog``, summed over the partitions), read from Redis when Prometheus
+  scrapes. Every instance answers the same numbers.
 - **Request latency** (``adserver_request_duration_seconds``): a histogram per endpoint and status
   class, kept by each process for the requests it answered.
 
@@ -65,7 +67,7 @@ COUNTERS = {
 SPOOL_DROPPED = ("adserver_spool_dropped", "Events dropped because the local spool was full (Redis away too long); "
                  "counted by this instance's processes, kept across restarts.")
 BACKLOG = {  # metric name: (key of EventStream.backlog, help)
-    "adserver_stream_length": ("length", "Entries in the event stream not yet deleted by the writer."),
+    "adserver_stream_length": ("length", "Entries in the event stream (every partition) not yet deleted by the writers."),
     "adserver_stream_pending": ("pending", "Entries read by the writer but not yet acknowledged."),
     "adserver_writer_lag_seconds": ("oldest_age_seconds", "Age of the oldest event not yet written to ClickHouse."),
     "adserver_stream_lag": ("lag", "Entries in the stream not yet read by the writer group."),

@@ -82,7 +82,7 @@ class Services:
         if stream is None or stream.client is not client:
             stream = self._stream = EventStream(
                 client, self.settings.stream_key, self.settings.profile_size, self.settings.profile_ttl_days,
-                new_visitor_ttl=self.settings.new_visitor_ttl_minutes * 60,
+                new_visitor_ttl=self.settings.new_visitor_ttl_minutes * 60, partitions=self.settings.stream_partitions,
             )
         return stream
 
@@ -188,7 +188,7 @@ class Services:
         client = self.stores.redis("web")
         hides = self._hides
         if hides is None or hides.client is not client:
-            hides = self._hides = Hides(client)
+            hides = self._hides = Hides(client, self.stream.partitions)
         return hides
 
 

@@ -39,10 +39,12 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_app_starts_embedded_from_an_empty_data_dir(tmp_path):
+@pytest.mark.parametrize("partitions", ["1", "4"])  # the embedded writer thread takes every partition
+def test_app_starts_embedded_from_an_empty_data_dir(tmp_path, partitions):
     var = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADSERVER_")}
     env["ADSERVER_DATA_DIR"] = str(var)
+    env["ADSERVER_STREAM_PARTITIONS"] = partitions
     result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=os.getcwd(),
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ class ClickHouse(Protocol):
     """What the rest of the project needs from ClickHouse."""
 
     database: str
+    cluster: str | None  # the cluster's name in the servers' remote_servers (cluster mode), else None
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]: ...
 
@@ -39,6 +41,8 @@ class ClickHouse(Protocol):
     def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int: ...
 
     def ping(self) -> None: ...
+
+    def replicas(self) -> list[ClickHouse]: ...
 
     def close(self) -> None: ...
 
@@ -67,17 +71,33 @@ def _check_identifier(name: str) -> str:
     return name
 
 
+# Cluster mode: a Distributed insert returns once each shard has stored its rows (not while they wait
+# in this node's send queue); reads and inserts go to the first healthy replica of each shard in the
+# order remote_servers lists them, so a client reads back through a Distributed table what it just
+# wrote there (the next replica serves while the first is down); and a subquery over a Distributed
+# table inside a query over one (attribution's IN and JOIN by visitor) reads each shard's local table,
+# which is exact because every table with visitors' rows is sharded by visitor: a visitor's events,
+# touches and orders sit on one shard (tracker/schema/cluster.py).
+CLUSTER_SETTINGS = {"insert_distributed_sync": 1, "load_balancing": "in_order", "distributed_product_mode": "local"}
+
+
 class DriverClickHouse:
     """A ClickHouse server over the native protocol, with timeouts and retries on network errors.
 
     Only connection-level failures are retried (the statement may not have reached the server);
     a server-side error (bad SQL, unknown table) is raised at once as :class:`StoreError`.
+
+    With ``cluster`` (cluster mode) the session has ``CLUSTER_SETTINGS``. The writer relies on
+    synchronous inserts: an insert that returned is stored, and one that failed may have reached
+    some shards, which its recovery check finds on the replicas (tracker/writer/batch.py).
     """
 
-    def __init__(self, url: ClickHouseURL, connect_timeout: float, timeout: float, retries: int = 2) -> None:
+    def __init__(self, url: ClickHouseURL, connect_timeout: float, timeout: float, retries: int = 2,
+                 cluster: str | None = None) -> None:
         from clickhouse_driver import Client
 
         self.database = url.database
+        self.cluster = cluster
         self._url = url
         self._retries = retries
         self._lock = threading.Lock()
@@ -91,7 +111,7 @@ class DriverClickHouse:
             connect_timeout=connect_timeout,
             send_receive_timeout=timeout,
             sync_request_timeout=timeout,
-            settings={"strings_as_bytes": False},
+            settings={"strings_as_bytes": False, **(CLUSTER_SETTINGS if cluster else {})},
         )
         self._server_client = None
 
@@ -114,7 +134,9 @@ class DriverClickHouse:
             except ch_errors.Error as exc:
                 if getattr(exc, "code", None) == 81:  # UNKNOWN_DATABASE
                     raise StoreError(str(exc).splitlines()[0], code="unknown_database") from exc
-                raise StoreError(str(exc).splitlines()[0], code=f"clickhouse_{getattr(exc, 'code', 0)}") from exc
+                # A server's exception reads "Code: N." then the message: keep both, not the stack trace.
+                message = " ".join(str(exc).splitlines()[:2])
+                raise StoreError(message, code=f"clickhouse_{getattr(exc, 'code', 0)}") from exc
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
         return self._call(self._client.execute, sql, params or None)
@@ -158,11 +180,25 @@ class DriverClickHouse:
         )
         try:
             sql = "CREATE DATABASE IF NOT EXISTS " + _check_identifier(self.database)
+            if self.cluster:
+                sql += " ON CLUSTER " + _check_identifier(self.cluster)
             client.execute(sql)
         except Exception as exc:  # noqa: BLE001 - mapped to the project's error
             raise StoreUnavailable(f"ClickHouse at {url.host}:{url.port}: {exc}") from exc
         finally:
             client.disconnect()
+
+    def replicas(self) -> list[DriverClickHouse]:
+        """A client for each replica of each shard of the cluster, as ``system.clusters`` lists them
+        (same account and database); the caller closes them."""
+        if not self.cluster:
+            return []
+        rows = self.execute("SELECT host_name, port FROM system.clusters WHERE cluster = %(cluster)s "
+                            "ORDER BY shard_num, replica_num", {"cluster": self.cluster})
+        connection = self._client.connection
+        return [DriverClickHouse(replace(self._url, host=host, port=port), connect_timeout=connection.connect_timeout, timeout=connection.send_receive_timeout,
+                                 retries=self._retries)
+                for host, port in rows]
 
     def close(self) -> None:
         self._client.disconnect()
@@ -205,6 +241,7 @@ class ChdbClickHouse:
 
         path.mkdir(parents=True, exist_ok=True)
         self.database = _check_identifier(database)
+        self.cluster = None  # one embedded server
         self._lock = threading.Lock()
         try:
             self._session = session.Session(str(path))
@@ -250,6 +287,10 @@ class ChdbClickHouse:
 
     def create_database(self) -> None:
         """Already done when the session opened."""
+
+    def replicas(self) -> list[ClickHouse]:
+        """No cluster: no replicas."""
+        return []
 
     def close(self) -> None:
         with self._lock:

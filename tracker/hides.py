@@ -1,8 +1,9 @@
 """What visitors answered "not interested" to, and how often each product was dismissed lately.
 
-Key layout (hash tags as in ``tracker.stream``, so a visitor's keys share a shard):
+Key layout (hash tags as in ``tracker.stream``, so a visitor's keys share a slot: ``{T}`` is the tag
+of their stream partition, ``tracker.partitions``):
 
-- ``p:{uid}:hide``             ZSET member -> until when it stays hidden (unix s): ``s:<advertiser>``
+- ``p:{T}:<uid>:hide``        ZSET member -> until when it stays hidden (unix s): ``s:<advertiser>``
                                hides a whole store, ``p:<advertiser>:<sku>`` one product. At most
                                ``HIDES_MAX`` members (the soonest to end go first), expired ones are
                                dropped on every write, and the key's TTL is the latest member's end,
@@ -25,7 +26,8 @@ from collections.abc import Iterable
 
 import redis
 
-from tracker.stream import HIDES_MAX, POPULAR_DAYS, profile_prefix, utc_day
+from tracker.partitions import Partitions
+from tracker.stream import HIDES_MAX, POPULAR_DAYS, utc_day
 
 REASONS = ("product", "store")
 HIDE_COUNT_DAYS = POPULAR_DAYS  # days of answers that lower a product's rank
@@ -44,8 +46,8 @@ return 1
 """
 
 
-def hide_key(uid: str) -> str:
-    return f"{profile_prefix(uid)}:hide"
+def hide_key(partitions: Partitions, uid: str) -> str:
+    return f"{partitions.profile(uid)}:hide"
 
 
 def store_member(advertiser: str) -> str:
@@ -79,8 +81,11 @@ def hidden_skus(hidden: Iterable[str], advertiser: str) -> set[str]:
 class Hides:
     """Records answers and reads how often products were dismissed lately."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, partitions: Partitions | None = None) -> None:
+        """``partitions``: the stream's (``EventStream.partitions``), where visitors' keys live; only
+        ``counts`` works without them."""
         self.client = client
+        self.partitions = partitions
         self._hide = client.register_script(_HIDE)
 
     def record(self, impression_id: str, sku: str, advertiser: str, reason: str, uid: str | None,
@@ -94,7 +99,7 @@ class Hides:
         now = time.time() if now is None else now
         answer = member(reason, advertiser, sku)
         if uid:
-            self._hide(keys=[hide_key(uid)], args=[answer, int(now + days * 86400), int(now), HIDES_MAX])
+            self._hide(keys=[hide_key(self._layout(), uid)], args=[answer, int(now + days * 86400), int(now), HIDES_MAX])
         marker = "hid:{%s}:%s" % (impression_id, sku)
         if not self.client.set(marker, reason, nx=True, ex=max(60, int(token_expires - now) + 60)):
             return False
@@ -108,8 +113,13 @@ class Hides:
     def visitor(self, uid: str, now: float | None = None) -> dict[str, float]:
         """The visitor's live hides: member -> until (unix s)."""
         now = time.time() if now is None else now
-        rows = self.client.zrangebyscore(hide_key(uid), now, "+inf", start=0, num=HIDES_MAX, withscores=True)
+        rows = self.client.zrangebyscore(hide_key(self._layout(), uid), now, "+inf", start=0, num=HIDES_MAX, withscores=True)
         return {m.decode(): float(until) for m, until in rows}
+
+    def _layout(self) -> Partitions:
+        if self.partitions is None:
+            raise ValueError("a visitor's hides need the stream's partitions")
+        return self.partitions
 
     def counts(self, advertiser: str, limit: int = 500, now: float | None = None) -> dict[str, float]:
         """The "not this product" answers per sku over the last ``HIDE_COUNT_DAYS`` days (every visitor)."""

@@ -5,6 +5,11 @@ partition is instant and leaves no mutation behind). Visitors' rows are removed 
 ``ALTER TABLE ... DELETE`` mutation in every MergeTree table that has a ``uid`` column, so tables
 added later (aggregates keyed by visitor) are covered without a list to keep in sync. Mutations
 rewrite whole tables, so visitors are removed in batches: requests wait in ``tracker.forget``'s queue.
+
+On a cluster the rows live in each shard's ``<table>_local``: rows are counted through the public
+(``Distributed``) table, which reads every shard, and removed with ``schema.stored_table``, which
+names the local table ``ON CLUSTER`` so every shard deletes its own (replication carries it to the
+other replica). Partitions are listed on every replica, since each shard holds its own months.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from tracker import schema
 from tracker.clickhouse import ClickHouse
 
 # Raw events, and the per-visitor copy of ad events the reports keep for attribution.
@@ -26,7 +32,8 @@ def visitor_tables(ch: ClickHouse) -> list[str]:
         " ORDER BY c.table",
         {"db": ch.database},
     )
-    return [r[0] for r in rows]
+    # On a cluster the MergeTree tables are the shards' ``<table>_local``: name them by their public table.
+    return sorted({r[0][:-len("_local")] if r[0].endswith("_local") else r[0] for r in rows})
 
 
 def forget_visitors(ch: ClickHouse, uids: Sequence[str]) -> dict[str, int]:
@@ -39,7 +46,7 @@ def forget_visitors(ch: ClickHouse, uids: Sequence[str]) -> dict[str, int]:
     for table in visitor_tables(ch):
         count = ch.execute("SELECT count() FROM " + table + " WHERE uid IN %(uids)s", params)[0][0]
         if count:
-            ch.execute("ALTER TABLE " + table + " DELETE WHERE uid IN %(uids)s", params)
+            ch.execute("ALTER TABLE " + schema.stored_table(ch, table) + " DELETE WHERE uid IN %(uids)s", params)
         found[table] = int(count)
     return found
 
@@ -48,10 +55,16 @@ def expired_partitions(ch: ClickHouse, table: str, days: int, now: datetime | No
     """Monthly partitions (``YYYYMM``) of ``table`` whose every day is older than ``days``."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
     cutoff = now - timedelta(days=days)
-    rows = ch.execute(
-        "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
-        {"db": ch.database, "t": table},
-    )
+    replicas = ch.replicas()
+    stored = table + "_local" if replicas else table
+    try:
+        rows = {row for node in replicas or [ch] for row in node.execute(
+            "SELECT DISTINCT partition FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
+            {"db": ch.database, "t": stored},
+        )}
+    finally:
+        for node in replicas:
+            node.close()
     expired = []
     for (partition,) in rows:
         text = str(partition).strip("'")
@@ -70,6 +83,7 @@ def drop_expired(ch: ClickHouse, days: int, now: datetime | None = None) -> dict
     for table in RAW_TABLES:
         parts = expired_partitions(ch, table, days, now)
         for partition in parts:
-            ch.execute("ALTER TABLE " + table + " DROP PARTITION %(p)s", {"p": int(partition)})
+            ch.execute("ALTER TABLE " + schema.stored_table(ch, table) + " DROP PARTITION %(p)s",
+                       {"p": int(partition)})
         dropped[table] = parts
     return dropped

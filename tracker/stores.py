@@ -95,6 +95,7 @@ class Stores:
                         settings.clickhouse_url,
                         connect_timeout=settings.clickhouse_connect_timeout,
                         timeout=settings.clickhouse_timeout,
+                        cluster=settings.clickhouse_cluster,
                     )
                 else:
                     self._clickhouse = _embedded_clickhouse(settings.data_dir / "chdb", settings.database)

@@ -5,18 +5,32 @@ drains into ClickHouse) and the visitor's profile is updated in the same call (o
 also costs one round trip: a server-side script reads the advertisers the visitor engaged with most
 recently, their recently viewed products and purchases there, and what they were shown (``interests``).
 
-Key layout (``{uid}`` and ``{advertiser}`` are Redis Cluster hash tags, so a visitor's keys live
-on one shard and a script may read them together):
+Key layout (``{T}`` is the hash tag of the visitor's stream partition, see ``tracker.partitions``:
+the partition's stream, its counters and its visitors' profiles share one slot, so the hit's one
+script and the ad's one read each run on the single Redis Cluster primary that owns it):
 
-- ``p:{uid}:adv``             ZSET advertiser -> last interest time (µs), newest ``ADVERTISERS_MAX`` kept
-- ``p:{uid}:rv:<advertiser>`` ZSET sku -> last view time (µs), newest ``profile_size`` kept
-- ``p:{uid}:bought:<advertiser>`` ZSET sku -> purchase time (µs), newest ``BOUGHT_MAX`` kept (not advertised again)
-- ``p:{uid}:advbuy``          ZSET advertiser -> last purchase time (µs), for "exclude recent buyers",
-                              newest ``ADVERTISERS_MAX`` kept
-- ``p:{uid}:fq``              HASH ``t:<campaign>`` last impression (unix s), ``u:<advertiser>`` impressions
-                              since the last click (fatigue); at most ``FREQUENCY_FIELDS_MAX`` fields
-- ``p:{uid}:fq:<day>``        HASH campaign -> impressions that UTC day (frequency cap), kept 2 days, same bound
-- ``pop:{advertiser}:<day>``  ZSET sku -> interest weight that day, kept 8 days
+- ``p:{T}:<uid>:adv``             ZSET advertiser -> last interest time (µs), newest ``ADVERTISERS_MAX`` kept
+- ``p:{T}:<uid>:rv:<advertiser>`` ZSET sku -> last view time (µs), newest ``profile_size`` kept
+- ``p:{T}:<uid>:bought:<advertiser>`` ZSET sku -> purchase time (µs), newest ``BOUGHT_MAX`` kept (not advertised
+                                  again)
+- ``p:{T}:<uid>:advbuy``          ZSET advertiser -> last purchase time (µs), for "exclude recent buyers",
+                                  newest ``ADVERTISERS_MAX`` kept
+- ``p:{T}:<uid>:fq``              HASH ``t:<campaign>`` last impression (unix s), ``u:<advertiser>`` impressions
+                                  since the last click (fatigue); at most ``FREQUENCY_FIELDS_MAX`` fields
+- ``p:{T}:<uid>:fq:<day>``        HASH campaign -> impressions that UTC day (frequency cap), kept 2 days, same bound
+- ``adserver:metrics:{T}``        HASH counter -> count: the partition's share, summed by ``counters``
+                                  (with ``METRICS_KEY``, which single-key callers increment directly)
+- ``pop:{advertiser}:<day>``      ZSET sku -> interest weight that day, kept 8 days; in the
+                                  advertiser's own slot, so written by a second one-key script pipelined
+                                  after the hit's (see ``EventStream.record``)
+
+Upgrading from the layout keyed by ``p:{uid}`` (or changing the number of partitions) leaves the
+old profile keys unread: they are caches with a TTL (``ADSERVER_PROFILE_TTL_DAYS``) and expire
+by themselves, while visitors' profiles build up again from their next hits. Stream entries are
+not caches: with one partition the stream keeps its name, and with more the writer that owns
+partition 0 also drains the unpartitioned stream (``tracker.writer``). Lowering the number of
+partitions strands the entries of the partitions dropped: drain them first (stop the web
+processes, let the writers empty every stream, then restart with the new count).
 
 Everything a visitor's hits can make Redis hold is bounded, because the pixel is public and a
 cookie costs nothing:
@@ -59,8 +73,11 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 import redis
+from redis.cluster import RedisCluster
 
 from tracker.events import INTEREST_EVENTS, INTEREST_WEIGHTS
+from tracker.partitions import Partitions
+from tracker.stream_scripts import POPULAR, READ_INTERESTS, RUN
 
 try:
     from orjson import dumps as _orjson_dumps
@@ -75,84 +92,6 @@ FREQUENCY_FIELDS_MAX = 256  # a frequency hash beyond this (more campaigns than 
 HIDES_MAX = 200  # products and stores a visitor dismissed, remembered at once (tracker/hides.py)
 NEW_VISITOR_TTL = 3600  # seconds a first visit's profile lives until the cookie comes back
 PROFILE_EVENTS = INTEREST_EVENTS | {"purchase"}  # events whose skus enter the profile and popularity
-
-# Everything an auction needs about a visitor, in one round trip: the advertisers they engaged
-# with most recently (with the time, their recent products there, how many, what they bought and
-# when) and their frequency state. Every read is bounded (see the module's docstring).
-_READ_INTERESTS = """
-local prefix = ARGV[1]
-local fields_max = tonumber(ARGV[6])
-local advs = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
-local out = {}
-for i = 1, #advs, 2 do
-  local adv = advs[i]
-  local rv = prefix .. ':rv:' .. adv
-  out[#out + 1] = {adv, advs[i + 1], redis.call('ZREVRANGE', rv, 0, tonumber(ARGV[2]) - 1),
-                   redis.call('ZCARD', rv), redis.call('ZREVRANGE', prefix .. ':bought:' .. adv, 0, tonumber(ARGV[5]) - 1),
-                   redis.call('ZSCORE', prefix .. ':advbuy', adv) or '0'}
-end
-local function fields(key)
-  if redis.call('HLEN', key) > fields_max then return {} end
-  return redis.call('HGETALL', key)
-end
-local hidden = redis.call('ZRANGEBYSCORE', prefix .. ':hide', ARGV[7], '+inf', 'LIMIT', 0, tonumber(ARGV[8]))
-return {out, fields(prefix .. ':fq'), fields(prefix .. ':fq:' .. ARGV[4]), hidden}
-"""
-
-
-# A hit's writes (stream entry, counter, profile, popularity, frequency) in one call: ARGV holds
-# each command as its argument count followed by its arguments. A pipeline of the same ~10
-# commands cost the client ~150 µs per hit (packing each command, parsing each reply) against
-# ~30 µs for this one call, and the writes now apply atomically. Keys are named in ARGV, not
-# KEYS: every key a visitor hit touches is computed here, as ``_READ_INTERESTS`` does.
-# ``replicate_commands`` (a no-op from Redis 7) lets Redis 5 and 6 run XADD's generated id.
-# Steps that need a condition are run here rather than as commands (see ``EventStream``):
-# ``@PROMOTE prefix ttl young`` gives a first visit's profile the full TTL once the cookie comes
-# back; ``@EXPIREMAX key ttl`` sets a TTL unless the key already lives longer; ``@CAPINDEX index
-# keep prefix kind`` keeps the newest advertisers of an index and deletes the per-advertiser keys of
-# the others; ``@CAPHASH key max`` starts a frequency hash over.
-# Nothing here can fail once the first write passed: a failed call is spooled and replayed whole,
-# which would append its stream entry twice.
-_RUN = """
-if redis.replicate_commands then redis.replicate_commands() end
-local function promote(prefix, ttl, young)
-  for _, index in ipairs({{':adv', ':rv:'}, {':advbuy', ':bought:'}}) do
-    local key = prefix .. index[1]
-    local left = redis.call('TTL', key)
-    if left > 0 and left <= young then
-      redis.call('EXPIRE', key, ttl)
-      for _, adv in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-        redis.call('EXPIRE', prefix .. index[2] .. adv, ttl)
-      end
-    end
-  end
-end
-local function cap_index(key, keep, prefix, kind)
-  local old = redis.call('ZRANGE', key, 0, -keep - 1)
-  for _, adv in ipairs(old) do
-    redis.call('DEL', prefix .. kind .. adv)
-  end
-  if #old > 0 then redis.call('ZREMRANGEBYRANK', key, 0, -keep - 1) end
-end
-local i, n = 1, #ARGV
-while i <= n do
-  local c = tonumber(ARGV[i])
-  local name = ARGV[i + 1]
-  if name == '@PROMOTE' then
-    promote(ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]))
-  elseif name == '@CAPINDEX' then
-    cap_index(ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5])
-  elseif name == '@EXPIREMAX' then
-    if redis.call('TTL', ARGV[i + 2]) < tonumber(ARGV[i + 3]) then redis.call('EXPIRE', ARGV[i + 2], ARGV[i + 3]) end
-  elseif name == '@CAPHASH' then
-    if redis.call('HLEN', ARGV[i + 2]) > tonumber(ARGV[i + 3]) then redis.call('DEL', ARGV[i + 2]) end
-  else
-    redis.call(unpack(ARGV, i + 1, i + c))
-  end
-  i = i + c + 1
-end
-return n
-"""
 
 
 def encode_row(row: dict) -> bytes | str:
@@ -171,10 +110,6 @@ def encode_row(row: dict) -> bytes | str:
             except TypeError:  # an integer beyond 64 bits, or a type orjson does not know
                 pass
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
-
-
-def profile_prefix(uid: str) -> str:
-    return "p:{%s}" % uid
 
 
 def popular_key(advertiser: str, day: str) -> str:
@@ -217,14 +152,20 @@ class EventStream:
     """Appends events to the stream and keeps visitor profiles, in one round trip per hit."""
 
     def __init__(self, client: redis.Redis, stream_key: str, profile_size: int = 50, profile_ttl_days: int = 30,
-                 new_visitor_ttl: int = NEW_VISITOR_TTL) -> None:
+                 new_visitor_ttl: int = NEW_VISITOR_TTL, partitions: int = 1) -> None:
         self.client = client
         self.stream_key = stream_key
+        self.partitions = Partitions(stream_key, partitions)
         self.profile_size = profile_size
         self.profile_ttl = profile_ttl_days * 86400
         self.new_visitor_ttl = min(new_visitor_ttl, self.profile_ttl)
-        self._read_interests = client.register_script(_READ_INTERESTS)
-        self._run = client.register_script(_RUN)
+        self._read_interests = client.register_script(READ_INTERESTS)
+        self._run = client.register_script(RUN)
+        self._popular = client.register_script(POPULAR)
+
+    def prefix(self, uid: str) -> str:
+        """Prefix of the visitor's profile keys (see the module's docstring)."""
+        return self.partitions.profile(uid)
 
     def record(self, row: dict, uid: str | None = None, counter: str | None = None,
                profile_skus: list[str] | None = None, first_visit: bool = False) -> None:
@@ -235,14 +176,19 @@ class EventStream:
         advertiser's catalog); None takes the row's. ``first_visit``: the uid was made for this hit,
         so its profile keys get the short ``new_visitor_ttl``; any other event of a uid extends them.
         """
+        partition = self.partitions.of(uid or row.get("uid"))  # a visitor's events stay in order
+        stream = self.partitions.stream(partition)
+        keys = [stream]
         cmds: list = []
         if counter:
-            cmds += (4, "HINCRBY", METRICS_KEY, counter, 1)
-        cmds += (7, "XADD", self.stream_key, "*", "t", "ev", "d", encode_row(row))
+            keys.append(self.partitions.metrics(partition))
+            cmds += (4, "HINCRBY", keys[-1], counter, 1)
+        cmds += (7, "XADD", stream, "*", "t", "ev", "d", encode_row(row))
         event, advertiser = row["event"], row["advertiser"]
         skus = (row.get("skus") or []) if profile_skus is None else profile_skus
         now = row.get("ts") or time.time()
-        prefix = profile_prefix(uid) if uid else ""
+        prefix = self.partitions.profile(uid) if uid else ""
+        popular: list | None = None
         ttl = self.new_visitor_ttl if first_visit else self.profile_ttl
         expire = "@EXPIREMAX" if first_visit else "EXPIRE"
         if uid and not first_visit and not row.get("invalid"):
@@ -254,6 +200,7 @@ class EventStream:
             else:
                 index, kind, keep = f"{prefix}:advbuy", ":bought:", BOUGHT_MAX
             key = f"{prefix}{kind}{advertiser}"
+            keys += (key, index)
             cmds.append(2 + 2 * len(skus))
             cmds += ("ZADD", key)
             for sku in skus:
@@ -261,21 +208,53 @@ class EventStream:
             cmds += (4, "ZREMRANGEBYRANK", key, 0, -keep - 1, 3, expire, key, ttl,
                      4, "ZADD", index, us, advertiser, 5, "@CAPINDEX", index, ADVERTISERS_MAX, prefix, kind,
                      3, expire, index, ttl)
-            pop = popular_key(advertiser, utc_day(now))
-            weight = INTEREST_WEIGHTS[event]
-            for sku in skus:
-                cmds += (4, "ZINCRBY", pop, weight, sku)
-            cmds += (3, "EXPIRE", pop, (POPULAR_DAYS + 1) * 86400)
+            popular = [popular_key(advertiser, utc_day(now)), INTEREST_WEIGHTS[event], (POPULAR_DAYS + 1) * 86400,
+                       *skus]
         if uid and event in ("impression", "click") and not row.get("invalid"):
-            self._frequency(cmds, prefix, row, now)
-        self._run(args=cmds)
+            keys.append(self._frequency(cmds, prefix, row, now))
+        if popular is None:
+            self._run(keys=keys, args=cmds)
+        else:
+            self._record_with_popularity(keys, cmds, popular)
 
-    def _frequency(self, cmds: list, prefix: str, row: dict, now: float) -> None:
-        """Frequency caps and fatigue: count the impression, or reset the streak on a click."""
+    def _record_with_popularity(self, keys: list, cmds: list, popular: list) -> None:
+        """The hit's script, then its popularity script.
+
+        Popularity is in the advertiser's slot, not the visitor's, so it cannot join the hit's
+        atomic script on a cluster. Only the hit's script decides the outcome: if it failed, the
+        caller spools the hit and replays it whole; a failed popularity write is a lost weight in
+        a cache, never a reason to append the stream entry twice. So on a cluster, where the two
+        may be on different primaries and one of them down, they are two calls; on one server
+        they are pipelined (one round trip), called by hash (a pipeline given ``Script`` objects
+        would ask the server for them on every call) and loaded on the rare ``NOSCRIPT``.
+        """
+        if isinstance(self.client, RedisCluster):
+            self._run(keys=keys, args=cmds)
+            try:
+                self._popular(keys=popular[:1], args=popular[1:])
+            except redis.RedisError:  # see above: the hit itself is recorded
+                pass
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.evalsha(self._run.sha, len(keys), *keys, *cmds)
+        pipe.evalsha(self._popular.sha, 1, popular[0], *popular[1:])
+        hit, pop = pipe.execute(raise_on_error=False)
+        if isinstance(hit, redis.exceptions.NoScriptError):
+            self._run(keys=keys, args=cmds)
+        elif isinstance(hit, Exception):
+            raise hit
+        if isinstance(pop, redis.exceptions.NoScriptError):
+            try:
+                self._popular(keys=popular[:1], args=popular[1:])
+            except redis.RedisError:  # see above: the hit itself is recorded
+                pass
+
+    def _frequency(self, cmds: list, prefix: str, row: dict, now: float) -> str:
+        """Frequency caps and fatigue: count the impression, or reset the streak on a click; returns the key."""
         fq = f"{prefix}:fq"
         if row["event"] == "click":
             cmds += (3, "@CAPHASH", fq, FREQUENCY_FIELDS_MAX - 1, 4, "HSET", fq, f"u:{row['advertiser']}", 0)
-            return
+            return fq
         cmds += (3, "@CAPHASH", fq, FREQUENCY_FIELDS_MAX - 2)  # room for the (at most) two fields added below
         campaign = row.get("campaign") or ""
         if campaign:
@@ -283,28 +262,40 @@ class EventStream:
             cmds += (3, "@CAPHASH", day, FREQUENCY_FIELDS_MAX - 1, 4, "HINCRBY", day, campaign, 1,
                      3, "EXPIRE", day, 2 * 86400, 4, "HSET", fq, f"t:{campaign}", repr(round(now, 3)))
         cmds += (4, "HINCRBY", fq, f"u:{row['advertiser']}", 1, 3, "EXPIRE", fq, self.profile_ttl)
+        return fq
 
     def record_bad(self, row: dict, counter: str | None = None) -> None:
-        """Append a rejected hit; the writer stores it in ``bad_events``."""
+        """Append a rejected hit (to any partition); the writer stores it in ``bad_events``."""
+        partition = self.partitions.of(None)
+        keys = [self.partitions.stream(partition)]
         cmds: list = []
         if counter:
-            cmds += (4, "HINCRBY", METRICS_KEY, counter, 1)
-        cmds += (7, "XADD", self.stream_key, "*", "t", "bad", "d", encode_row(row))
-        self._run(args=cmds)
+            keys.append(self.partitions.metrics(partition))
+            cmds += (4, "HINCRBY", keys[-1], counter, 1)
+        cmds += (7, "XADD", keys[0], "*", "t", "bad", "d", encode_row(row))
+        self._run(keys=keys, args=cmds)
 
     def counters(self) -> dict[str, int]:
-        """Counters shared by every process (kept in Redis, so gunicorn workers add up)."""
-        return {k.decode(): int(v) for k, v in self.client.hgetall(METRICS_KEY).items()}
+        """Counters shared by every process (kept in Redis, so gunicorn workers add up): every
+        partition's share plus ``METRICS_KEY``, summed."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in [METRICS_KEY, *(self.partitions.metrics(p) for p in range(self.partitions.count))]:
+            pipe.hgetall(key)
+        totals: dict[str, int] = {}
+        for shares in pipe.execute():
+            for k, v in shares.items():
+                totals[k.decode()] = totals.get(k.decode(), 0) + int(v)
+        return totals
 
     def interests(self, uid: str, advertisers: int = 5, limit: int = 20,
                   now: float | None = None) -> tuple[list[Interest], Frequency]:
         """The visitor's latest advertisers (most recent first) and frequency state, in one round trip."""
-        prefix = profile_prefix(uid)
+        prefix = self.prefix(uid)
         now = now or time.time()
         day = utc_day(now)
         rows, fq, today, hidden = self._read_interests(
-            keys=[f"{prefix}:adv"], args=[prefix, limit, advertisers, day, BOUGHT_MAX, FREQUENCY_FIELDS_MAX, int(now),
-                                          HIDES_MAX])
+            keys=[f"{prefix}:adv", f"{prefix}:advbuy", f"{prefix}:fq", f"{prefix}:fq:{day}", f"{prefix}:hide"],
+            args=[prefix, limit, advertisers, day, BOUGHT_MAX, FREQUENCY_FIELDS_MAX, int(now), HIDES_MAX])
         interests = [
             Interest(adv.decode(), int(score) / 1e6, [s.decode() for s in recent], int(count),
                      {s.decode() for s in bought}, int(float(last_buy)) / 1e6)
@@ -322,7 +313,7 @@ class EventStream:
 
     def forget(self, uid: str) -> int:
         """Delete everything kept about a visitor in Redis; returns the number of keys removed."""
-        prefix = profile_prefix(uid)
+        prefix = self.prefix(uid)
         pipe = self.client.pipeline(transaction=False)
         pipe.zrange(f"{prefix}:adv", 0, -1).zrange(f"{prefix}:advbuy", 0, -1)
         viewed, bought = pipe.execute()
@@ -332,7 +323,7 @@ class EventStream:
         keys += [f"{prefix}:bought:{a.decode()}" for a in bought]
         # ``buy:`` sets (the uncapped layout of bought products before ``bought:``) live until their TTL.
         keys += [f"{prefix}:buy:{a.decode()}" for a in set(viewed) | set(bought)]
-        return int(self.client.delete(*keys))
+        return int(self.client.delete(*keys))  # one slot (one hash tag): one command on a cluster too
 
     def popular(self, advertiser: str, limit: int = 50, now: float | None = None) -> list[str]:
         """The advertiser's most wanted skus over the last days (views, carts, purchases weighted)."""
@@ -348,17 +339,27 @@ class EventStream:
         return [s for s, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
 
     def backlog(self, group: str) -> dict:
-        """Stream length, the writer group's pending count and the age of the oldest entry (writer lag)."""
-        length = self.client.xlen(self.stream_key)
-        oldest = self.client.xrange(self.stream_key, count=1)
-        age = round(max(0.0, time.time() - int(oldest[0][0].split(b"-")[0]) / 1000), 3) if oldest else 0.0
-        pending = 0
-        lag = None
-        try:
-            for g in self.client.xinfo_groups(self.stream_key):
-                if g["name"].decode() == group:
-                    pending = int(g["pending"])
-                    lag = g.get("lag")
-        except redis.ResponseError:  # no stream yet
-            pass
-        return {"length": int(length), "pending": pending, "lag": lag, "oldest_age_seconds": age}
+        """Over every partition: entries in the streams, the writer groups' pending and unread
+        counts, and the age of the oldest entry (the writer lag)."""
+        length = pending = 0
+        lag: int | None = 0
+        oldest_ms: int | None = None
+        for stream in self.partitions.streams():
+            length += int(self.client.xlen(stream))
+            oldest = self.client.xrange(stream, count=1)
+            if oldest:
+                ms = int(oldest[0][0].split(b"-")[0])
+                oldest_ms = ms if oldest_ms is None else min(oldest_ms, ms)
+            found = None
+            try:
+                for g in self.client.xinfo_groups(stream):
+                    if g["name"].decode() == group:
+                        found = g
+            except redis.ResponseError:  # no stream yet
+                pass
+            if found is not None:
+                pending += int(found["pending"])
+            part_lag = found.get("lag") if found is not None else None
+            lag = None if lag is None or part_lag is None else lag + int(part_lag)
+        age = round(max(0.0, time.time() - oldest_ms / 1000), 3) if oldest_ms is not None else 0.0
+        return {"length": length, "pending": pending, "lag": lag, "oldest_age_seconds": age}

@@ -1,7 +1,9 @@
 """Daily budgets: spend counted in Redis, paced through the advertiser's day, never overshot.
 
 Spend is kept in integer micro-units (``spend:{<campaign>}:<local day>``), so concurrent servers add
-up exactly. Every check-and-charge is one server-side script, atomic across all servers:
+up exactly. Every check-and-charge is one server-side script, atomic across all servers; its keys
+share the campaign's hash tag, so on a Redis Cluster it runs on the one primary owning the campaign's
+slot, whatever stream partition the visitor's hits go to (``tracker.partitions``):
 
 - a CPM impression reserves its price only if the spend stays within the paced allowance; a refused
   reservation means the campaign sits this request out, so spend never exceeds the budget;

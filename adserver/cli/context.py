@@ -27,13 +27,20 @@ class CommandContext:
         self.stores = Stores(settings)
 
     def clickhouse(self, migrate: bool = True) -> ClickHouse:
-        """The ClickHouse client, with the schema brought up to date first (commands need the tables)."""
+        """The ClickHouse client on the current schema (commands need the tables).
+
+        The embedded ClickHouse is migrated first, as the embedded app does at start; a server must
+        have been migrated by ``migrate`` (the one command that changes a server's schema), or this
+        raises ``SchemaNotCurrent`` naming the pending migrations. ``migrate=False``: no schema check.
+        """
         from tracker import schema
 
         ch = self.stores.clickhouse()
-        if migrate:
+        if migrate and self.settings.clickhouse_url is None:
             ch.create_database()
             schema.migrate(ch)
+        elif migrate:
+            schema.require_current(ch)
         return ch
 
     def close(self) -> None:

@@ -12,8 +12,10 @@ from adserver.cli.context import CommandContext, positive, with_context
 def migrate(context: CommandContext) -> int:
     """Create or update the ClickHouse schema.
 
-    Applies the pending migrations in order; running it again changes nothing (the writer runs them at
-    start too).
+    Applies the pending migrations in order; running it again changes nothing. The one command that
+    migrates a server: the web app, the writer and the other commands refuse to start while a migration
+    is pending. Run it with the writers stopped. With ADSERVER_CLICKHOUSE_CLUSTER it creates the
+    replicated local tables and the Distributed tables on every node of the cluster.
     """
     from tracker import schema
 

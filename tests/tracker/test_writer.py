@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,12 +17,15 @@ from hypothesis import given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
+from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
 from tests.conftest import SECRET, drain
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
+from tracker.partitions import parse_range
 from tracker.settings import parse_clickhouse_url
 from tracker.stream import EventStream
 from tracker.writer import GROUP, BatchWriter, bad_row, event_block, event_columns
+from tracker.writer.pipeline import partition_writers
 
 
 def _push(stream: EventStream, n: int, advertiser: str = "shop") -> None:
@@ -341,3 +345,93 @@ def test_several_writer_processes_store_each_event_once_even_when_one_is_killed(
     assert ch.execute("SELECT count(), count(DISTINCT stream_id) FROM events")[0] == (3000, 3000)
     assert stream.client.xlen(stream.stream_key) == 0
     assert stream.client.xpending(stream.stream_key, GROUP)["pending"] == 0
+
+
+# --- A partitioned stream: one consumer group per partition, writers on disjoint partitions -----
+
+PARTITIONS = 4
+
+
+@pytest.fixture(params=["server", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
+def partitioned(request, redis_url) -> tuple[EventStream, str]:
+    """A stream of four partitions of the test's own, and the Redis URL writer processes are given:
+    on the Redis server and on the Redis Cluster (the same code path)."""
+    key = f"t:parts:{secrets.token_hex(4)}"
+    if request.param == "cluster":
+        client = request.getfixturevalue("cluster_stores").redis("writer")
+        url = request.getfixturevalue("cluster").redis_url
+    else:
+        client, url = request.getfixturevalue("redis_client"), redis_url
+    return EventStream(client, key, partitions=PARTITIONS), url
+
+
+def _left(stream: EventStream) -> int:
+    return sum(stream.client.xlen(key) for key in stream.partitions.streams())
+
+
+def test_writers_on_disjoint_partitions_store_each_event_once_even_with_equal_ids(partitioned, ch):
+    stream, _ = partitioned
+    payload = json.dumps({"ts": time.time(), "advertiser": "same-id", "event": "view_home"})
+    same = f"{int(time.time() * 1000) - 1000}-7"
+    for key in stream.partitions.streams():  # streams on different primaries issue the same ids
+        stream.client.xadd(key, {"t": "ev", "d": payload}, id=same)
+    _push(stream, 200)
+    assert all(stream.client.xlen(key) > 1 for key in stream.partitions.streams())  # visitors spread
+    first = partition_writers(stream.client, ch, stream.partitions, [0, 1], "wa", batch_seconds=0.05)
+    second = partition_writers(stream.client, ch, stream.partitions, [2, 3], "wb", batch_seconds=0.05)
+    assert [w.stream_key for w in first + second] == stream.partitions.streams()
+    for w in first + second:
+        w.ensure_group()
+    crashed = first[0]
+    batch = crashed._build(crashed._gather())
+    crashed._insert("events", batch.event_names, batch.events)  # stored, then died before acknowledging
+    for w in first[1:] + second:
+        drain(w)
+    restarted = partition_writers(stream.client, ch, stream.partitions, [0, 1], "wa", batch_seconds=0.05)[0]
+    assert restarted.recover() == len(batch) > 0  # read again; what was stored is left out
+    assert _left(stream) == 0
+    assert _count(ch) == 200 and _count(ch, "same-id") == PARTITIONS
+    assert ch.execute("SELECT count(), count(DISTINCT stream_id) FROM events")[0] == (204, 204)
+    assert {r[0] for r in ch.execute("SELECT stream_id FROM events WHERE advertiser = 'same-id'")} == \
+        {f"{p}/{same}" for p in range(PARTITIONS)}
+
+
+@pytest.mark.slow
+def test_two_writer_processes_on_disjoint_partitions_one_killed_store_each_event_once(partitioned, ch,
+                                                                                     clickhouse_url):
+    stream, url = partitioned
+    env = {**os.environ, "ADSERVER_SECRET_KEY": SECRET, "ADSERVER_REDIS_URL": url,
+           "ADSERVER_CLICKHOUSE_URL": clickhouse_url, "ADSERVER_STREAM_KEY": stream.stream_key,
+           "ADSERVER_STREAM_PARTITIONS": str(PARTITIONS), "ADSERVER_WRITER_BATCH_SECONDS": "0.05",
+           "ADSERVER_WRITER_BATCH_SIZE": "100"}
+    _push(stream, 1000)
+    run = lambda name, partitions, **extra: subprocess.Popen(  # noqa: E731
+        [sys.executable, "-m", "tracker.writer", "--partitions", partitions],
+        env={**env, "ADSERVER_WRITER_NAME": name, **extra}, cwd=os.getcwd(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [run("wa", "0-1", ADSERVER_WRITER_CRASH_AT="after_insert"), run("wb", "2-3")]
+    try:
+        assert procs[0].wait(timeout=60) == -signal.SIGKILL  # inserted a batch, died before acknowledging it
+        held = [stream.partitions.stream(p) for p in (0, 1)]
+        deadline = time.monotonic() + 60
+        while sum(stream.client.xlen(k) for k in stream.partitions.streams()[2:]) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the other writer empties its partitions only
+        assert sum(stream.client.xlen(k) for k in held) > 0
+        procs.append(run("wa", "0-1"))  # its restart recovers what it held
+        while (_left(stream) or _count(ch) < 1000) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=15)
+    assert ch.execute("SELECT count(), count(DISTINCT stream_id) FROM events")[0] == (1000, 1000)
+    assert _left(stream) == 0
+
+
+def test_partitions_are_named_like_0_3():
+    assert parse_range("0-3", 4) == [0, 1, 2, 3] and parse_range("1,3", 4) == [1, 3] and parse_range("2", 4) == [2]
+    for bad in ("4", "0-4", "3-1", "a-b", "-1", "", "0-"):
+        with pytest.raises(ValueError):
+            parse_range(bad, 4)

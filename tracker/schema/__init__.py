@@ -11,7 +11,9 @@ migration interrupted half-way can simply run again.
 - ``campaigns``: what competes in the auction;
 - ``images``: product images resized for ad slots and which feed image has which variants;
 - ``accounts``: API tokens, marketer accounts and memberships, advertiser prices;
-- ``migrations``: the numbered migrations, ``migrate`` and ``TABLES``.
+- ``migrations``: the numbered migrations (one module each), ``migrate``, the start-up check and ``TABLES``;
+- ``cluster``: the cluster form of each statement (replicated local tables, ``Distributed`` tables);
+- ``steps``: what migrations are made of (statements, ``AddColumn``).
 
 Importers use this package (``from tracker import schema``; ``schema.EVENTS_COLUMNS``,
 ``schema.migrate``): which module holds a name is this package's own business.
@@ -65,13 +67,20 @@ from tracker.schema.images import (
     PRODUCT_IMAGES_TABLE,
 )
 from tracker.schema.migrations import (
+    LAYOUTS,
     MIGRATIONS,
     MIGRATIONS_TABLE,
     TABLES,
+    UNUSED,
     AddColumn,
     Migration,
+    SchemaNotCurrent,
     applied_versions,
     migrate,
+    pending,
+    require_current,
+    statements_for,
+    stored_table,
 )
 from tracker.schema.reports import (
     REPORT_ADS_DAILY_SELECT,
@@ -144,6 +153,7 @@ __all__ = [
     "FEED_SOURCES_TABLE",
     "IMAGE_VARIANTS_COLUMNS",
     "IMAGE_VARIANTS_TABLE",
+    "LAYOUTS",
     "MEMBERSHIPS_COLUMNS",
     "MEMBERSHIPS_TABLE",
     "MIGRATIONS",
@@ -205,10 +215,16 @@ __all__ = [
     "REPORT_VIEWS_V14",
     "REPORT_VIEWS_V15",
     "SESSION_GENERATIONS_COLUMNS",
+    "SchemaNotCurrent",
     "SESSION_GENERATIONS_TABLE",
     "TABLES",
+    "UNUSED",
     "USERS_COLUMNS",
     "USERS_TABLE",
     "applied_versions",
     "migrate",
+    "pending",
+    "require_current",
+    "statements_for",
+    "stored_table",
 ]

@@ -11,7 +11,10 @@ entry), JSON is parsed by orjson, rows are built a column at a time with C-level
 common well-formed case (``event_columns``) and sent as one columnar native block. While one batch
 is inserted and acknowledged by a second thread, the next one is read and built: both wait on
 servers much of the time, so the waits overlap. Several writer processes may share the stream,
-each under its own consumer name (``ADSERVER_WRITER_NAME``).
+each under its own consumer name (``ADSERVER_WRITER_NAME``). A partitioned stream
+(``ADSERVER_STREAM_PARTITIONS``, ``tracker.partitions``) has a stream and a consumer group per
+partition; a process drains the partitions it is given (``--partitions``), with one ``BatchWriter``
+each (``pipeline.partition_writers``), so writers on disjoint partitions add up.
 
 Run it as its own process in production (``python -m tracker.writer``); the embedded single-process
 mode runs it as a thread of the web app (``start_thread``). SIGTERM makes it flush what it holds

@@ -1,4 +1,11 @@
-"""``python -m tracker.writer``: migrate the schema, then drain the stream until SIGTERM or SIGINT.
+"""``python -m tracker.writer [--partitions 0-3]``: drain the stream until SIGTERM or SIGINT.
+
+It refuses to start (exit status 3) while a migration is pending (run ``python -m adserver migrate``
+first), or while ClickHouse cannot be reached to tell.
+
+``--partitions`` names the stream partitions this process drains (``3``, ``0-3``, ``0-1,4-5``; all of
+``ADSERVER_STREAM_PARTITIONS`` by default): run one process per range, the ranges disjoint and
+covering every partition; each partition's entries are then stored exactly once (``tracker.partitions``).
 
 Beside the stream, it runs the forget job every ``ADSERVER_FORGET_INTERVAL`` seconds (tracker/forget.py).
 
@@ -8,48 +15,61 @@ names a point where the process kills itself, for the fault-injection tests of e
 
 from __future__ import annotations
 
+import argparse
 import gc
 import logging
 import signal
 
 from tracker import schema
+from tracker.errors import StoreError
+from tracker.partitions import Partitions, parse_range
 from tracker.settings import SettingsError, load_settings
 from tracker.stores import Stores
-from tracker.writer.pipeline import BatchWriter
+from tracker.writer.pipeline import partition_writers, run_all, stop_all
 
 log = logging.getLogger("tracker.writer")
 
 
-def main() -> int:
-    """Run one writer process; returns its exit status (2: invalid settings)."""
+def main(argv: list[str] | None = None) -> int:
+    """Run one writer process; returns its exit status (2: invalid settings or arguments; 3: schema not current)."""
+    parser = argparse.ArgumentParser(prog="python -m tracker.writer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--partitions", metavar="FIRST-LAST",
+                        help="stream partitions to drain, like 0-3 or 0-1,4-5 (default: all)")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
-    except SettingsError as exc:
+        partitions = Partitions(settings.stream_key, settings.stream_partitions)
+        owned = (parse_range(args.partitions, partitions.count) if args.partitions
+                 else list(range(partitions.count)))
+    except (SettingsError, ValueError) as exc:
         log.error("invalid settings: %s", exc)
         return 2
     stores = Stores(settings)
     ch = stores.clickhouse()
-    ch.create_database()
-    schema.migrate(ch)
+    try:  # only `python -m adserver migrate` changes the schema: a writer never runs on an older one
+        schema.require_current(ch)
+    except StoreError as exc:
+        log.error("cannot start: %s", exc)
+        return 3
     # The forget job gets a connection of its own on a server (chdb has one per process).
     forget_ch = Stores(settings).clickhouse() if settings.clickhouse_url else ch
-    writer = BatchWriter(
-        stores.redis("writer"), ch, settings.stream_key, settings.writer_name,
+    writers = partition_writers(
+        stores.redis("writer"), ch, partitions, owned, settings.writer_name,
         settings.writer_batch_size, settings.writer_batch_seconds, crash_at=settings.writer_crash_at,
         forget_interval=settings.forget_interval, forget_ch=forget_ch,
     )
-    signal.signal(signal.SIGTERM, lambda *_: writer.stop())
-    signal.signal(signal.SIGINT, lambda *_: writer.stop())
+    signal.signal(signal.SIGTERM, lambda *_: stop_all(writers))
+    signal.signal(signal.SIGINT, lambda *_: stop_all(writers))
     # A batch allocates hundreds of thousands of small containers that live until its insert: with
     # the default thresholds the collector runs thousands of times per batch and its full passes
     # walk every one of them, which doubled the cost of reading and building. They hold no cycles;
     # collect rarely, and never walk what start-up loaded.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)  # plus a full collection every pipeline.FULL_COLLECTION_SECONDS
-    log.info("writer %s draining %s", settings.writer_name, settings.stream_key)
-    writer.run()
-    log.info("writer stopped after %d rows", writer.written)
+    log.info("writer %s draining %s", settings.writer_name, ", ".join(w.stream_key for w in writers))
+    run_all(writers)
+    log.info("writer stopped after %d rows", sum(w.written for w in writers))
     return 0
 
 

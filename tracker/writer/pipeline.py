@@ -21,14 +21,12 @@ import redis
 from tracker import forget, schema
 from tracker.clickhouse import ClickHouse
 from tracker.errors import StoreError
+from tracker.partitions import Partitions
 from tracker.writer import stream_io
-from tracker.writer.batch import Batch, build
-from tracker.writer.rows import utc_datetime
+from tracker.writer.batch import Batch, already_stored, build
 
 log = logging.getLogger(__name__)
 
-RECOVERY_WINDOW = 3600  # seconds around a pending batch searched for rows already stored
-RECOVERY_CHUNK = 5_000  # stream ids per "already stored?" query (about 100 KB of SQL)
 FULL_COLLECTION_SECONDS = 30.0  # cyclic garbage (threads, queues, sockets) waits at most this long
 READ_PAUSE = 0.05  # after a read that drained the stream: at most ~20 reads/s under a trickle (see _gather)
 
@@ -48,6 +46,7 @@ class BatchWriter:
         crash_at: str = "",
         forget_interval: float = 0.0,
         forget_ch: ClickHouse | None = None,
+        id_prefix: str = "",
     ) -> None:
         self.client = client
         self._raw = stream_io.raw_client(client)
@@ -65,6 +64,10 @@ class BatchWriter:
         # (0: never), on ``forget_ch`` if given: its scans then do not hold up the writer's inserts.
         self.forget_interval = forget_interval
         self.forget_ch = forget_ch
+        # Stored before each stream id (``stream_id`` column): ids are unique within one stream only,
+        # and two partitions' streams (on different Redis primaries) can issue the same id, which
+        # the recovery check would otherwise take for this stream's row.
+        self.id_prefix = id_prefix
 
     def _crash_point(self, name: str) -> None:
         """Die like a killed process at a named point (fault-injection tests of exactly-once)."""
@@ -98,27 +101,18 @@ class BatchWriter:
     # --- building ---------------------------------------------------------------------------------
 
     def _already_stored(self, ids: list[str]) -> set[str]:
-        """Stream ids of a recovered batch that ClickHouse already has (crash after insert, before ack)."""
-        if not ids:
-            return set()
-        ms = [int(i.split("-")[0]) / 1000 for i in ids]
-        lo, hi = utc_datetime(min(ms) - RECOVERY_WINDOW), utc_datetime(max(ms) + RECOVERY_WINDOW)
-        found = set()
-        # In chunks: a retried batch of 50,000 ids would be ~1 MB of SQL, over ClickHouse's max_query_size.
-        for start in range(0, len(ids), RECOVERY_CHUNK):
-            chunk = tuple(ids[start:start + RECOVERY_CHUNK])
-            for table in ("events", "bad_events"):
-                rows = self.ch.execute(
-                    f"SELECT stream_id FROM {table} WHERE inserted_at >= %(lo)s AND inserted_at <= %(hi)s "
-                    "AND stream_id IN %(ids)s",
-                    {"lo": lo, "hi": hi, "ids": chunk},
-                )
-                found.update(r[0] for r in rows)
-        return found
+        """Stream ids of a recovered batch that ClickHouse already has (see ``batch.already_stored``)."""
+        prefix = self.id_prefix
+        return {stored[len(prefix):] for stored in already_stored(self.ch, [prefix + i for i in ids])}
 
     def _build(self, batch: Batch, recovered: bool = False) -> Batch:
         """Fill the batch's columns; a recovered batch leaves out what ClickHouse already holds."""
-        return build(batch, self._already_stored(batch.live_ids()) if recovered else set())
+        build(batch, self._already_stored(batch.live_ids()) if recovered else set())
+        if self.id_prefix:
+            for columns, names in ((batch.events, batch.event_names), (batch.bad, schema.BAD_EVENTS_COLUMNS)):
+                at = names.index("stream_id")
+                columns[at] = [self.id_prefix + i for i in columns[at]]
+        return batch
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -266,6 +260,50 @@ def _hand_over(built: queue.Queue, item: Batch | None, inserter: threading.Threa
             return
         except queue.Full:
             continue
+
+
+def partition_writers(client: redis.Redis, ch: ClickHouse, partitions: Partitions, owned: list[int], consumer: str,
+                      batch_size: int = 5000, batch_seconds: float = 1.0, crash_at: str = "",
+                      forget_interval: float = 0.0, forget_ch: ClickHouse | None = None) -> list[BatchWriter]:
+    """One ``BatchWriter`` per owned partition, each on the partition's stream and consumer group.
+
+    Exactly-once holds per partition as for a single stream: a partition's entries are acknowledged
+    only after their insert, and recovered under the same consumer name; their rows' ``stream_id``
+    is ``<partition>/<id>`` (a bare id with one partition), unique across partitions. The forget job runs beside
+    the first of them only. The owner of partition 0 of a partitioned stream also drains the
+    unpartitioned stream an earlier single-partition deployment left (empty, it costs a blocked read).
+    """
+    streams = [(partitions.stream(p), f"{p}/" if partitions.count > 1 else "") for p in owned]
+    if partitions.count > 1 and 0 in owned and _exists(client, partitions.stream_key):
+        streams.append((partitions.stream_key, ""))
+    return [BatchWriter(client, ch, stream, consumer, batch_size, batch_seconds, crash_at=crash_at,
+                        forget_interval=forget_interval if n == 0 else 0.0, forget_ch=forget_ch, id_prefix=prefix)
+            for n, (stream, prefix) in enumerate(streams)]
+
+
+def _exists(client: redis.Redis, key: str) -> bool:
+    try:
+        return bool(client.exists(key))
+    except redis.RedisError as exc:
+        log.warning("could not look for an unpartitioned stream %s (%s): not drained by this run", key, exc)
+        return False
+
+
+def run_all(writers: list[BatchWriter]) -> None:
+    """Run the writers side by side until every one is stopped (``stop_all``) and has flushed."""
+    if len(writers) == 1:
+        writers[0].run()
+        return
+    threads = [threading.Thread(target=w.run, name=f"event-writer-{n}", daemon=True) for n, w in enumerate(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def stop_all(writers: list[BatchWriter]) -> None:
+    for writer in writers:
+        writer.stop()
 
 
 def start_thread(writer: BatchWriter) -> threading.Thread:

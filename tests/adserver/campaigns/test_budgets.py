@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import time
+
+import pytest
 
 from adserver.campaigns import budgets as budgets_module
 from adserver.campaigns.budgets import Budgets, spend_key
+from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
 
 DAY = 1_764_244_800.0  # 2025-11-27 12:00 UTC: half the day gone, so pacing allows a good part of the budget
 
@@ -54,3 +58,25 @@ def test_cpm_reservations_stay_atomic_and_uncached(redis_client):
 def _calls(client, command: str) -> int:
     stats = client.info("commandstats").get(f"cmdstat_{command}", {})
     return int(stats.get("calls", 0))
+
+
+@pytest.fixture(params=["server", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
+def budget_redis(request):
+    """The Redis server, and the Redis Cluster (where campaigns' keys are spread over the primaries)."""
+    if request.param == "cluster":
+        return request.getfixturevalue("cluster_stores").redis("web")
+    return request.getfixturevalue("redis_client")
+
+
+def test_budgets_hold_for_campaigns_on_every_primary(budget_redis):
+    here, there = Budgets(budget_redis, check_seconds=0), Budgets(budget_redis, check_seconds=0)
+    campaigns = [f"cpm-{secrets.token_hex(4)}-{n}" for n in range(12)]
+    for campaign in campaigns:  # on a cluster, spread over the primaries
+        taken = [b.reserve(campaign, "UTC", 2.0, 0.25, now=DAY) for b in (here, there) * 3]
+        assert taken == [True] * 4 + [False] * 2
+        assert there.spent(campaign, "UTC", now=DAY) == 1.0
+        # a CPC click: charged once per impression, never beyond the day's budget
+        assert here.charge(campaign, "UTC", 1.5, 0.4, "imp-1", now=DAY) == 0.4
+        assert there.charge(campaign, "UTC", 1.5, 0.4, "imp-1", now=DAY) is None
+        assert here.charge(campaign, "UTC", 1.5, 0.4, "imp-2", now=DAY) == pytest.approx(0.1)
+        assert here.charge(campaign, "UTC", 1.5, 0.4, "imp-3", now=DAY) == 0.0

@@ -1,4 +1,5 @@
-"""The pre-aggregated report tables give exactly what the raw events give, on both backends."""
+"""The pre-aggregated report tables give exactly what the raw events give, on both backends and on the
+ClickHouse cluster (each shard aggregates its own events; reports read through Distributed tables)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,21 @@ from adserver.console.maintenance import rebuild_reports
 from adserver.console.report import ReportRequest, run_report
 from adserver.demo import synth
 from tests.adserver.console.conftest import click, impression, insert, purchase
+from tests.cluster.conftest import cluster, cluster_any_ch, cluster_ch  # noqa: F401 - fixtures of the cluster case
+from tests.conftest import truncate
+from tracker import schema
 
 GROUPS = ["day", "hour", "placement", "sku", "reason"]
+
+
+@pytest.fixture(params=["server", "chdb", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
+def any_ch(request):
+    """Both backends and the cluster (skipped without one), emptied."""
+    if request.param == "cluster":
+        return request.getfixturevalue("cluster_any_ch")
+    ch = request.getfixturevalue("server_ch" if request.param == "server" else "chdb_ch")
+    truncate(ch)
+    return ch
 
 
 def generate(ch, days: int = 6, impressions: int = 12_000) -> None:
@@ -80,7 +94,7 @@ def test_rebuild_recomputes_the_same_tables(any_ch):
     generate(any_ch, days=2, impressions=4000)
     request = ReportRequest("shop", date(2026, 3, 1), date(2026, 3, 2), "reason", "Asia/Shanghai")
     before = snapshot(run_report(any_ch, request))
-    any_ch.execute("TRUNCATE TABLE report_reasons_hourly")
+    any_ch.execute("TRUNCATE TABLE " + schema.stored_table(any_ch, "report_reasons_hourly"))
     assert snapshot(run_report(any_ch, request)) != before
     assert rebuild_reports(any_ch) == 1
     assert snapshot(run_report(any_ch, request)) == before

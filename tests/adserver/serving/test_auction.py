@@ -22,6 +22,7 @@ from adserver.serving import auction
 from models.artifact import save_artifact
 from models.recommenders import AdServerRecommender
 from tests.adserver.conftest import product, visitor_uid
+from tests.adserver.redis_modes import MODES
 from tests.adserver.serving.test_ads import ad, hit, skus, view
 from tests.conftest import drain
 from tests.models.test_policy import HISTORIES, shop_log
@@ -127,6 +128,7 @@ def test_paused_ended_and_future_campaigns_do_not_run(app, demo_loaded, campaign
     assert decision["campaign"] is None and decision["path"] == "fallback" and decision["products"]
 
 
+@pytest.mark.parametrize("redis_mode", MODES, indirect=True)  # budgets and caps hold on the cluster too
 def test_recent_buyers_are_excluded_when_the_campaign_says_so(app, demo_loaded, campaign):
     campaign("demo-retargeting", "--exclude-buyers-days", "7")
     visitor = app.test_client()
@@ -140,6 +142,7 @@ def test_recent_buyers_are_excluded_when_the_campaign_says_so(app, demo_loaded, 
 # --- budgets and pacing ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("redis_mode", MODES, indirect=True)  # budgets and caps hold on the cluster too
 def test_cpm_budget_is_never_overshot(app, demo_loaded, campaign):
     # 1 per impression (CPM 1000): the spend counter starts 2.5 below what pacing allows by now.
     campaign("demo-retargeting", "--pricing", "cpm", "--price", "1000", "--daily-budget", "100")
@@ -210,6 +213,7 @@ def test_cpc_clicks_are_charged_once_and_never_beyond_the_budget(app, demo_loade
 # --- frequency caps and fatigue -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("redis_mode", MODES, indirect=True)  # budgets and caps hold on the cluster too
 def test_daily_cap_per_visitor(app, demo_loaded, campaign):
     campaign("demo-retargeting", "--cap-per-day", "2")
     visitor = app.test_client()
@@ -223,6 +227,7 @@ def test_daily_cap_per_visitor(app, demo_loaded, campaign):
     assert ad(other)["campaign"] == "demo-retargeting"
 
 
+@pytest.mark.parametrize("redis_mode", MODES, indirect=True)  # budgets and caps hold on the cluster too
 def test_minimum_gap_between_impressions(app, demo_loaded, campaign):
     campaign("demo-retargeting", "--min-gap-seconds", "60")
     visitor = app.test_client()
@@ -230,12 +235,13 @@ def test_minimum_gap_between_impressions(app, demo_loaded, campaign):
     assert ad(visitor)["campaign"] == "demo-retargeting"
     assert candidates(ad(visitor))["demo-retargeting"]["status"] == "min_gap"
     # A minute later (the last impression's time moved back instead of waiting): shown again.
-    key = "p:{%s}:fq" % visitor_uid(visitor)
+    key = app.extensions["adserver"].stream.prefix(visitor_uid(visitor)) + ":fq"
     redis = app.extensions["adserver"].stream.client
     redis.hset(key, "t:demo-retargeting", repr(float(redis.hget(key, "t:demo-retargeting")) - 61))
     assert ad(visitor)["campaign"] == "demo-retargeting"
 
 
+@pytest.mark.parametrize("redis_mode", MODES, indirect=True)  # budgets and caps hold on the cluster too
 def test_fatigue_after_unclicked_impressions_and_a_click_resets_it(app, demo_loaded):
     svc = app.extensions["adserver"]
     svc.settings = dataclasses.replace(svc.settings, fatigue_free=2, fatigue_decay=0.0)

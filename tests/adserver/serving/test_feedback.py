@@ -126,10 +126,15 @@ def test_the_unit_links_to_a_page_whose_forms_answer_and_show_the_next_ad(app, d
     assert impression == app.extensions["adserver"].hide_tokens.verify(token).impression_id
 
 
+def _hides_of(app, browser) -> str:
+    """The browser's visitor's hide set (in their stream partition's slot)."""
+    return hide_key(app.extensions["adserver"].stream.partitions, visitor_uid(browser))
+
+
 def test_not_this_product_lasts_30_days_in_redis(app, demo_loaded, browser, redis_client):
     decision = personalised_demo_ad(browser)
     assert answer(browser, hide_token(decision), "product", "D1012", beacon="1").status_code == 204
-    key = hide_key(visitor_uid(browser))
+    key = _hides_of(app, browser)
     until = redis_client.zscore(key, product_member("demo", "D1012"))
     assert until == pytest.approx(time.time() + 30 * DAY, abs=5)
     assert 30 * DAY - 10 <= redis_client.ttl(key) <= 30 * DAY
@@ -143,7 +148,7 @@ def test_not_this_product_lasts_30_days_in_redis(app, demo_loaded, browser, redi
 def test_not_this_store_hides_every_product_of_it(app, demo_loaded, browser, redis_client):
     decision = personalised_demo_ad(browser)
     assert answer(browser, hide_token(decision), "store", beacon="1").status_code == 204
-    assert redis_client.zscore(hide_key(visitor_uid(browser)), store_member("demo")) is not None
+    assert redis_client.zscore(_hides_of(app, browser), store_member("demo")) is not None
     for _ in range(3):
         after = ad(browser, "600x400")
         assert after["advertiser"] != "demo"
@@ -158,7 +163,7 @@ def test_a_campaign_sets_how_long_an_answer_lasts(app, demo_loaded, browser, run
     decision = personalised_demo_ad(browser)
     assert decision["campaign"] == "demo-retargeting"
     assert answer(browser, hide_token(decision), "product", "D1012", beacon="1").status_code == 204
-    key = hide_key(visitor_uid(browser))
+    key = _hides_of(app, browser)
     assert 7 * DAY - 10 <= redis_client.ttl(key) <= 7 * DAY
     code, out = runner("create-campaign", "demo-retargeting", "--hide-days", "0")
     assert code != 0 and "hide days" in out
@@ -171,7 +176,7 @@ def test_a_replayed_answer_counts_once(app, demo_loaded, browser, ch, writer, re
     assert answer(app.test_client(), token, "product", "D1012", beacon="1").status_code == 204  # another browser
     # "Not this store" after "not this product" still hides the store, but is the same answer to count.
     assert answer(browser, token, "store", "D1012", beacon="1").status_code == 204
-    assert redis_client.zscore(hide_key(visitor_uid(browser)), store_member("demo")) is not None
+    assert redis_client.zscore(_hides_of(app, browser), store_member("demo")) is not None
     assert answer(browser, token, "product", "D1004", beacon="1").status_code == 204  # another product: its own
     drain(writer)
     assert sorted(r[2][0] for r in hide_rows(ch)) == ["D1004", "D1012"]
@@ -251,7 +256,7 @@ def test_hostile_input_gets_clear_4xx(app, demo_loaded, browser):
 def test_forget_removes_the_visitors_answers(app, demo_loaded, browser, redis_client):
     decision = personalised_demo_ad(browser)
     assert answer(browser, hide_token(decision), "store", beacon="1").status_code == 204
-    key = hide_key(visitor_uid(browser))
+    key = _hides_of(app, browser)
     assert redis_client.exists(key)
     app.extensions["adserver"].stream.forget(visitor_uid(browser))
     assert not redis_client.exists(key)

@@ -175,14 +175,14 @@ def test_bot_pixel_is_stored_invalid_and_leaves_profile_and_popularity_alone(app
     visitor = app.test_client()
     assert visitor.get("/px.gif?a=demo&e=view_item&sku=D1004", headers={"User-Agent": CHROME}).status_code == 200
     uid = visitor_uid(visitor)
-    profile_before = {k: redis_client.zrange(k, 0, -1, withscores=True) for k in redis_client.keys(f"p:{{{uid}}}:*")
+    profile_before = {k: redis_client.zrange(k, 0, -1, withscores=True) for k in redis_client.keys(f"p:*}}:{uid}:*")
                       if redis_client.type(k) == b"zset"}
     popular_before = {k: redis_client.zrange(k, 0, -1, withscores=True) for k in redis_client.keys("pop:*")}
     # The same browser cookie, but a crawler's user agent (or a previewer, or no user agent).
     for ua in (GOOGLEBOT, "Twitterbot/1.0", ""):
         response = visitor.get("/px.gif?a=demo&e=view_item&sku=D1012", headers={"User-Agent": ua})
         assert response.status_code == 200 and response.mimetype == "image/gif"
-    profile_after = {k: redis_client.zrange(k, 0, -1, withscores=True) for k in redis_client.keys(f"p:{{{uid}}}:*")
+    profile_after = {k: redis_client.zrange(k, 0, -1, withscores=True) for k in redis_client.keys(f"p:*}}:{uid}:*")
                      if redis_client.type(k) == b"zset"}
     assert profile_after == profile_before
     assert {k: redis_client.zrange(k, 0, -1, withscores=True) for k in redis_client.keys("pop:*")} == popular_before

@@ -2,6 +2,8 @@
 
 The pixel must answer the same tiny GIF whatever it is sent, store every valid hit in ``events``
 and every invalid one in ``bad_events`` with its reason, and never trust a cookie it did not sign.
+Each test runs on a single Redis server (one stream partition) and on the Redis Cluster with four
+partitions (``ADSERVER_STREAM_PARTITIONS=4``), with the same expectations.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from werkzeug.test import Client
 from adserver.tracking.pixel import check_hit
 from adserver.tracking.views import GIF
 from tests.adserver.conftest import uid_from_cookie
+from tests.adserver.redis_modes import MODES, drain_all, stream_length
 from tests.adserver.tracking.test_privacy import form_token
-from tests.conftest import drain
 from tracker.events import Hit, Invalid
 from tracker.identity import VisitorIds
 
@@ -100,8 +102,23 @@ def with_cookie_header(app) -> Client:
     return Client(app, use_cookies=False)
 
 
-def stream_length(redis_client, settings) -> int:
-    return redis_client.xlen(settings.stream_key)
+def pytest_generate_tests(metafunc):
+    if "redis_mode" in metafunc.fixturenames:
+        metafunc.parametrize("redis_mode", MODES, indirect=True)
+
+
+@pytest.fixture
+def writer(writers):
+    return writers
+
+
+def drain(writers) -> int:
+    return drain_all(writers)
+
+
+def all_keys(redis_client, pattern: str) -> set[bytes]:
+    """Keys matching ``pattern`` on every node."""
+    return set(redis_client.scan_iter(match=pattern, count=1000))
 
 
 def gif_size(data: bytes) -> tuple[int, int]:
@@ -289,13 +306,13 @@ def test_opted_out_visitor_gets_the_gif_but_is_not_tracked(app, demo_loaded, red
     client = app.test_client()
     if "cookie" in privacy:
         client.set_cookie("optout", "1")
+    before = all_keys(redis_client, "p:*"), all_keys(redis_client, "pop:*")
     for query in ("a=demo&e=view_item&sku=D1001", "a=demo&e=view_home", "a=nosuchshop&e=bogus"):
         response = client.get("/px.gif?" + query, headers=privacy.get("headers", {}))
         assert_gif(response)
         assert "uid" not in set_cookies(response)
     assert stream_length(redis_client, settings) == 0
-    assert redis_client.keys("p:*") == []
-    assert redis_client.keys("pop:*") == []
+    assert (all_keys(redis_client, "p:*"), all_keys(redis_client, "pop:*")) == before  # nothing added
 
 
 def test_opted_out_visitor_with_an_old_cookie_is_not_tracked(app, demo_loaded, redis_client, settings):
@@ -335,9 +352,9 @@ def test_post_optout_sets_the_cookie_and_deletes_the_profile(app, demo_loaded, r
     client.get("/px.gif?a=demo&e=purchase&sku=D1021&order=O1&value=10&currency=CNY")
     cookie = client.get_cookie("uid").value
     uid = uid_from_cookie(cookie)
-    profile_keys = {k.decode() for k in redis_client.keys(f"p:{{{uid}}}:*")}
-    assert profile_keys == {f"p:{{{uid}}}:adv", f"p:{{{uid}}}:rv:demo", f"p:{{{uid}}}:bought:demo",
-                            f"p:{{{uid}}}:advbuy"}
+    prefix = app.extensions["adserver"].stream.prefix(uid)
+    profile_keys = {k.decode() for k in all_keys(redis_client, f"{prefix}:*")}
+    assert profile_keys == {f"{prefix}:adv", f"{prefix}:rv:demo", f"{prefix}:bought:demo", f"{prefix}:advbuy"}
     assert client.get("/ad.json?p=demo-feed&size=300x250").get_json()["path"] == "personalised"
 
     response = client.post("/optout", data={"csrf_token": form_token(client)})  # the page's own form
@@ -348,7 +365,7 @@ def test_post_optout_sets_the_cookie_and_deletes_the_profile(app, demo_loaded, r
     assert "secure" in cookies["optout"]["flags"]
     assert int(cookies["optout"]["max-age"]) >= 365 * 86400
     assert cookies["uid"]["value"] == ""  # the id cookie is deleted
-    assert redis_client.keys(f"p:{{{uid}}}:*") == []
+    assert all_keys(redis_client, f"{prefix}:*") == set()
 
     ad = client.get("/ad.json?p=demo-feed&size=300x250").get_json()
     assert ad["path"] == "fallback"

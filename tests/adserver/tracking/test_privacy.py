@@ -77,7 +77,7 @@ def test_forget_deletes_the_profile_now_and_queues_the_events(client, demo_loade
     other = client.application.test_client()
     other.get("/px.gif?a=demo&e=view_item&sku=D1004", headers={"User-Agent": CHROME})
     drain(writer)
-    assert redis_client.keys("p:{%s}*" % uid)
+    assert redis_client.keys("p:*}:%s:*" % uid)
 
     response = _forget(client)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -88,7 +88,7 @@ def test_forget_deletes_the_profile_now_and_queues_the_events(client, demo_loade
     assert body["profile_keys_removed"] == 4
     assert 0 < body["scheduled_within_seconds"] <= client.application.extensions["adserver"].settings.forget_interval
     assert "uid=;" in response.headers["Set-Cookie"]
-    assert redis_client.keys("p:{%s}*" % uid) == []
+    assert redis_client.keys("p:*}:%s:*" % uid) == []
     # Nothing was asked of ClickHouse by the request: the rows wait for the job.
     assert _mutations(ch, uid) == {}
     assert _rows(ch, uid) == 2
@@ -191,7 +191,7 @@ def test_a_full_queue_is_said_plainly(client, demo_loaded, redis_client):
     body = response.get_json()
     assert body["error"] == "queue_full" and body["events"] == "not_queued" and body["profile"] == "deleted"
     assert int(response.headers["Retry-After"]) > 0
-    assert redis_client.keys("p:{%s}*" % uid) == []
+    assert redis_client.keys("p:*}:%s:*" % uid) == []
     assert client.get_cookie("uid") is not None  # kept, so that asking again later still names this browser
 
 
@@ -302,7 +302,7 @@ def test_cross_site_forget_is_refused(client, demo_loaded, redis_client, headers
     assert response.status_code == 403
     body = response.get_json()
     assert body["error"] == code and "same site" in body["message"]
-    assert redis_client.keys("p:{%s}*" % uid)
+    assert redis_client.keys("p:*}:%s:*" % uid)
     assert pending(redis_client) == 0
     assert "uid=;" not in response.headers.get("Set-Cookie", "")
 
@@ -314,7 +314,7 @@ def test_forget_without_a_token_is_refused(client, demo_loaded, redis_client):
     assert response.status_code == 403
     assert response.get_json()["error"] == "bad_token"
     assert "reload" in response.get_json()["message"]
-    assert redis_client.keys("p:{%s}*" % uid)
+    assert redis_client.keys("p:*}:%s:*" % uid)
 
 
 def test_a_token_only_works_with_its_own_browser(app, demo_loaded, redis_client):
@@ -323,7 +323,7 @@ def test_a_token_only_works_with_its_own_browser(app, demo_loaded, redis_client)
     uid = _visit(victim)
     form_token(victim)
     assert _forget(victim, token=stolen).status_code == 403
-    assert redis_client.keys("p:{%s}*" % uid)
+    assert redis_client.keys("p:*}:%s:*" % uid)
 
 
 @pytest.mark.parametrize(("headers", "code"), CROSS_SITE)
@@ -334,7 +334,7 @@ def test_cross_site_optout_is_refused(client, demo_loaded, redis_client, headers
     assert response.mimetype == "text/html"
     assert "same site" in response.get_data(as_text=True)
     assert "optout=1" not in response.headers.get("Set-Cookie", "")
-    assert redis_client.keys("p:{%s}*" % uid)
+    assert redis_client.keys("p:*}:%s:*" % uid)
 
 
 def test_optout_without_a_token_is_refused(client, demo_loaded, redis_client):
@@ -343,7 +343,7 @@ def test_optout_without_a_token_is_refused(client, demo_loaded, redis_client):
     assert response.status_code == 403
     assert "optout=1" not in response.headers.get("Set-Cookie", "")
     assert client.get_cookie("optout") is None
-    assert redis_client.keys("p:{%s}*" % uid)
+    assert redis_client.keys("p:*}:%s:*" % uid)
 
 
 def test_same_origin_optout_with_the_page_token_works(client, demo_loaded, redis_client):
@@ -351,7 +351,7 @@ def test_same_origin_optout_with_the_page_token_works(client, demo_loaded, redis
     response = client.post("/optout", data={"csrf_token": form_token(client)}, headers=SAME_ORIGIN)
     assert response.status_code == 200
     assert client.get_cookie("optout").value == "1"
-    assert redis_client.keys("p:{%s}*" % uid) == []
+    assert redis_client.keys("p:*}:%s:*" % uid) == []
     # An old browser that sends neither Origin nor Sec-Fetch-Site: the token alone is enough.
     again = client.post("/optout", data={"csrf_token": form_token(client)}, headers={"User-Agent": CHROME})
     assert again.status_code == 200

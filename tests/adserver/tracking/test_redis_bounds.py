@@ -38,7 +38,7 @@ def hit(client, query: str) -> None:
 
 
 def profile_keys(redis_client, uid: str = "*") -> list[bytes]:
-    return sorted(redis_client.scan_iter("p:{%s}*" % uid if uid != "*" else "p:*"))
+    return sorted(redis_client.scan_iter("p:*}:%s:*" % uid if uid != "*" else "p:*"))
 
 
 def members(redis_client, pattern: str) -> set[str]:
@@ -55,8 +55,8 @@ def test_unknown_skus_leave_no_redis_trace_but_stay_in_the_event_row(client, sho
     uid = visitor_uid(client)
     hit(client, "a=shop&e=add_to_cart&sku=NOPE-2")
     hit(client, "a=shop&e=purchase&order=O1&sku=P002,NOPE-3")
-    assert members(redis_client, "p:{%s}:rv:*" % uid) == {"P001"}
-    assert members(redis_client, "p:{%s}:bought:*" % uid) == {"P002"}
+    assert members(redis_client, "p:*}:%s:rv:*" % uid) == {"P001"}
+    assert members(redis_client, "p:*}:%s:bought:*" % uid) == {"P002"}
     assert members(redis_client, "pop:*") == {"P001", "P002"}
     assert not [k for k in redis_client.scan_iter("*") if b"NOPE" in k]
     drain(writer)
@@ -70,7 +70,7 @@ def test_a_visitor_buying_everything_keeps_a_capped_bought_set(client, shop, red
     uid = visitor_uid(client)
     for start in range(0, len(SKUS), 50):
         hit(client, f"a=shop&e=purchase&order=O{start}&sku=" + ",".join(SKUS[start:start + 50]))
-    bought = members(redis_client, "p:{%s}:b*" % uid)
+    bought = members(redis_client, "p:*}:%s:b*" % uid)
     assert len(bought) == BOUGHT_MAX and bought <= set(SKUS)
     response = client.get("/ad.json?p=shop-feed&size=300x250", headers=BROWSER)
     assert response.status_code == 200

@@ -1,0 +1,167 @@
+"""``migrate`` on the 2 x 2 test cluster: the same migrations as on one server, in their cluster form.
+
+Sharded tables are replicated ``*_local`` tables with a ``Distributed`` table under the public name on
+every node; registries are one table replicated on every node; the report views aggregate each shard's
+own events; the writer's recovery check sees a row that only one replica holds yet.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import replace
+from datetime import datetime
+
+import pytest
+
+from tracker import schema
+from tracker.clickhouse import DriverClickHouse
+from tracker.settings_parsers import parse_clickhouse_url
+from tracker.writer.batch import already_stored
+
+pytestmark = pytest.mark.slow
+
+
+def node(url: str, database: str) -> DriverClickHouse:
+    return DriverClickHouse(replace(parse_clickhouse_url(url), database=database), connect_timeout=5, timeout=60)
+
+
+def event(uid: str, stream_id: str, event: str = "impression") -> tuple:
+    return (datetime(2026, 11, 27, 8, 30), "shop", event, uid, "A1", ["A1"], ["recent"], "", 0.0, "CNY",
+            "feed", secrets.token_hex(4), "300x250", 1, "desktop", "", "", stream_id,
+            "", 0.0, 0.0, 0, 0, 0, "", 0)
+
+
+def sync(cluster, database: str, table: str) -> None:
+    for url in cluster.clickhouse_nodes:
+        ch = node(url, database)
+        try:
+            ch.execute(f"SYSTEM SYNC REPLICA {database}.{table}")
+        finally:
+            ch.close()
+
+
+def test_migrate_creates_local_and_distributed_tables_on_every_node(cluster, cluster_ch):
+    db = cluster_ch.database
+    sync(cluster, db, "schema_migrations")
+    for url in cluster.clickhouse_nodes:
+        ch = node(url, db)
+        try:
+            engines = dict(ch.execute("SELECT name, engine FROM system.tables WHERE database = %(db)s", {"db": db}))
+            replicas = dict(ch.execute("SELECT table, total_replicas FROM system.replicas WHERE database = %(db)s",
+                                       {"db": db}))
+            versions = [r[0] for r in ch.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        finally:
+            ch.close()
+        for table, key in schema.LAYOUTS.items():
+            if key is None:  # on every node: all four nodes are replicas of one table
+                assert engines[table].startswith("Replicated") and f"{table}_local" not in engines, table
+                assert replicas[table] == 4, table
+            else:
+                assert engines[f"{table}_local"].startswith("Replicated"), table
+                assert engines[table] == "Distributed", table
+                assert replicas[f"{table}_local"] == 2, table  # the two replicas of this node's shard
+        assert {f"{table}_mv" for table, _ in schema.REPORT_VIEWS} <= {
+            name for name, engine in engines.items() if engine == "MaterializedView"}
+        assert versions == [m.version for m in schema.MIGRATIONS]
+
+
+def test_migrate_again_changes_nothing(cluster_ch):
+    assert schema.migrate(cluster_ch) == []
+    assert schema.pending(cluster_ch) == []
+
+
+def test_each_shard_aggregates_its_own_events_and_reports_read_them_all(cluster, cluster_any_ch):
+    ch = cluster_any_ch
+    rows = [event(secrets.token_hex(8), f"{n}-0") for n in range(400)]
+    ch.insert_columns("events", schema.EVENTS_COLUMNS, [list(column) for column in zip(*rows)])
+
+    (total,), = ch.execute("SELECT sumMerge(impressions) FROM report_ads_hourly")
+    assert total == 400  # read through Distributed: both shards' aggregates
+    sync(cluster, ch.database, "report_ads_hourly_local")
+    per_node = {}
+    for url in cluster.clickhouse_nodes:
+        replica = node(url, ch.database)
+        try:
+            (events,), = replica.execute("SELECT count() FROM events_local")
+            (aggregated,), = replica.execute("SELECT sumMerge(impressions) FROM report_ads_hourly_local")
+        finally:
+            replica.close()
+        per_node[url] = (events, aggregated)
+    first, second = cluster.clickhouse_nodes[:2], cluster.clickhouse_nodes[2:]
+    assert per_node[first[0]][1] == per_node[first[1]][1]  # the other replica fetched the aggregates
+    assert per_node[first[0]][1] + per_node[second[0]][1] == 400
+    assert per_node[first[0]][1] == per_node[first[0]][0] > 0  # each shard aggregated its own rows
+    assert per_node[second[0]][1] > 0
+
+
+def test_the_recovery_check_sees_a_row_only_one_replica_holds(cluster, cluster_any_ch):
+    """The replica a Distributed read picks may not have fetched a part its twin stored: the check reads
+    every replica, so a batch inserted before a crash is never inserted twice."""
+    ch = cluster_any_ch
+    now_ms = int(time.time() * 1000)  # the check looks for rows inserted around the ids' time
+    ids = [f"{now_ms + n}-0" for n in range(3)]
+    first, second = (node(url, ch.database) for url in cluster.clickhouse_nodes[2:])  # shard 2's replicas
+    try:
+        first.execute(f"SYSTEM STOP FETCHES {ch.database}.events_local")
+        second.insert("events_local", schema.EVENTS_COLUMNS, [event("visitor", ids[1])])
+        (seen_by_first,), = first.execute("SELECT count() FROM events_local")
+        assert seen_by_first == 0  # the lagging replica
+        assert already_stored(ch, ids) == {ids[1]}
+    finally:
+        first.execute(f"SYSTEM START FETCHES {ch.database}.events_local")
+        first.execute(f"SYSTEM SYNC REPLICA {ch.database}.events_local")  # caught up before the next test
+        first.close()
+        second.close()
+
+
+def test_the_migrate_command_on_a_migrated_cluster_applies_nothing(cluster, cluster_ch, tmp_path):
+    from click.testing import CliRunner
+
+    from adserver.cli import PROG_NAME, main
+    from tests.conftest import SECRET
+    from tracker.settings import load_settings
+
+    settings = load_settings({
+        "ADSERVER_REDIS_URL": cluster.redis_url,
+        "ADSERVER_CLICKHOUSE_URL": f"{cluster.clickhouse_nodes[-1].rsplit('/', 1)[0]}/{cluster_ch.database}",
+        "ADSERVER_CLICKHOUSE_CLUSTER": cluster.name,
+        "ADSERVER_SECRET_KEY": SECRET,
+        "ADSERVER_DATA_DIR": str(tmp_path),
+    })
+    result = CliRunner().invoke(main, ["migrate"], obj=settings, catch_exceptions=False, prog_name=PROG_NAME)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"schema up to date ({len(schema.MIGRATIONS)} migrations, 0 applied now)"
+
+
+def test_forgetting_removes_the_visitors_rows_on_every_shard_and_replica(cluster, cluster_any_ch):
+    from tracker.retention import drop_expired, forget_visitors
+
+    ch = cluster_any_ch
+    gone = [secrets.token_hex(8) for _ in range(40)]  # spread over both shards by cityHash64(uid)
+    kept = [secrets.token_hex(8) for _ in range(40)]
+    rows = [event(uid, f"{n}-0") for n, uid in enumerate(gone + kept)]
+    ch.insert_columns("events", schema.EVENTS_COLUMNS, [list(column) for column in zip(*rows)])
+
+    found = forget_visitors(ch, gone)
+    assert found["events"] == 40
+    deadline = time.monotonic() + 60
+    while True:
+        counts = []
+        for url in cluster.clickhouse_nodes:
+            replica = node(url, ch.database)
+            try:
+                counts.append(replica.execute("SELECT countIf(uid IN %(g)s), count() FROM events_local",
+                                              {"g": tuple(gone)})[0])
+            finally:
+                replica.close()
+        if all(left == 0 for left, _ in counts) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [left for left, _ in counts] == [0, 0, 0, 0]  # every shard deleted its own, every replica too
+    assert counts[0][1] + counts[2][1] == 40 and counts[0][1] > 0 and counts[2][1] > 0  # the others kept
+
+    dropped = drop_expired(ch, days=1, now=datetime(2027, 6, 1))  # the rows are from 2026-11
+    assert dropped["events"] == ["202611"]
+    (left,), = ch.execute("SELECT count() FROM events")
+    assert left == 0

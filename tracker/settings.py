@@ -195,7 +195,7 @@ VARIABLES: tuple[Var, ...] = (
         minimum=0, maximum=65535),
     Var("ADSERVER_STREAM_KEY", "stream_key", p.matching(r"[!-~]{1,200}", "1-200 printable ASCII characters, no spaces"),
         "adserver:events", "Redis stream of events, from web processes to writers"),
-    Var("ADSERVER_STREAM_PARTITIONS", "stream_partitions", p.integer, "1",
+    Var("ADSERVER_STREAM_PARTITIONS", "stream_partitions", p.stream_partitions, "1",
         "partitions of the event stream (each its own Redis key, spread over a Redis Cluster's nodes); writers "
         "take ranges of them (`--partitions`)", minimum=1, maximum=1024),
     Var("ADSERVER_WRITER_NAME", "writer_name", p.matching(r"[A-Za-z0-9_.-]{1,64}", "1-64 letters, digits, '.', '_' "

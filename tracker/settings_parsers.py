@@ -62,6 +62,19 @@ def integer(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> int:
     return value
 
 
+def stream_partitions(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> int:
+    """A partition count that the stream key (read before it) can carry: partitions add their own hash
+    tags, so the key of a partitioned stream may hold no braces."""
+    from tracker.partitions import Partitions
+
+    count = integer(raw, name, var, done)
+    try:
+        Partitions(done["stream_key"], count)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={count} with ADSERVER_STREAM_KEY={done['stream_key']!r}: {exc}") from None
+    return count
+
+
 def number(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> float:
     try:
         value = float(raw)

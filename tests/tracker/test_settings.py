@@ -163,6 +163,16 @@ def test_bad_values_are_refused_with_a_message_naming_the_variable(tmp_path, nam
     assert message in str(refused.value)
 
 
+def test_a_stream_key_whose_braces_partitions_cannot_carry_is_refused_at_start_up(tmp_path):
+    env = {"ADSERVER_DATA_DIR": str(tmp_path), "ADSERVER_SECRET_KEY": KEY}
+    one = {**env, "ADSERVER_STREAM_KEY": "ads:{events}", "ADSERVER_STREAM_PARTITIONS": "1"}
+    assert load_settings(one).stream_key == "ads:{events}"  # one partition: the key's own tag is its slot
+    with pytest.raises(SettingsError, match="^ADSERVER_STREAM_PARTITIONS=4 with ADSERVER_STREAM_KEY.*braces"):
+        load_settings({**one, "ADSERVER_STREAM_PARTITIONS": "4"})
+    with pytest.raises(SettingsError, match="^ADSERVER_STREAM_PARTITIONS=1 with ADSERVER_STREAM_KEY.*'}'"):
+        load_settings({**env, "ADSERVER_STREAM_KEY": "ads:events}"})
+
+
 def test_every_variable_has_bad_values_checked():
     checked = {name for name, _, _ in BAD_VALUES}
     assert [name for var in VARIABLES for name in (var.name, *var.aliases) if name not in checked] == []
@@ -172,7 +182,7 @@ def test_every_variable_has_bad_values_checked():
                          ids=lambda var: var.name)
 def test_declared_bounds_are_inclusive_and_enforced(tmp_path, var):
     env = {"ADSERVER_DATA_DIR": str(tmp_path), "ADSERVER_SECRET_KEY": KEY}
-    step = 1 if var.parse.__name__ in ("integer", "workers") else 0.001
+    step = 1 if var.parse.__name__ in ("integer", "workers", "stream_partitions") else 0.001
     for bound, outside in ((var.minimum, -step), (var.maximum, step)):
         if bound is None:
             continue

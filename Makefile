@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test test-fast test-cluster bench venv lint demo clean
+.PHONY: run test test-fast test-cluster bench bench-cluster venv lint demo clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ TEST_SERVERS := $(PY) -m scripts.testservers run --
 CLUSTER_TEST_SERVERS := ADSERVER_TEST_REQUIRE_CLUSTER=1 $(PY) -m scripts.testservers run --cluster --
 CLUSTER_TESTS := tests/cluster tests/scripts/test_cluster_deploy.py tests/scripts/test_cluster_servers.py
 # Two pytest workers, each on a Redis database and a ClickHouse database of its own (tests/conftest.py);
-# the tests of the one shared cluster stay together on one worker (xdist group "cluster").
+# the tests of the one shared cluster stay together on one worker (tests/conftest.py: cluster_scope).
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
@@ -45,6 +45,11 @@ test-cluster: venv
 
 bench: venv
 	$(PY) -m scripts.bench $(BENCH_ARGS)
+
+# Writer scaling by partitions and cluster mode against single-node, on a throw-away loopback cluster
+# (docs/scaling.md); the same as `make bench BENCH_ARGS=--cluster`.
+bench-cluster: venv
+	$(PY) -m scripts.bench --cluster $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

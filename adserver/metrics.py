@@ -38,6 +38,9 @@ from prometheus_client.registry import Collector
 
 from tracker.writer import GROUP
 
+# prometheus_client's own variable, not a setting of ours: the library reads it when it is imported and
+# gunicorn's config sets it before the workers import anything (deploy/gunicorn.conf.py), so the app
+# reads the same variable to agree with what the library will do, rather than a copy in tracker.settings.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # From a pixel answered in a millisecond to an ad or report near the 2-second mark; +Inf is added.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -104,6 +107,8 @@ class ClusterCollector(Collector):
         counters: dict[str, int] | None = None
         backlog: dict | None = None
         try:
+            if svc.linger is not None:  # this process's lingering hits count too: a scrape reads its own writes
+                svc.linger.flush()
             counters = svc.stream.counters()
             backlog = svc.stream.backlog(GROUP)
         except Exception:  # noqa: BLE001 - Redis down or hanging: say so, keep answering

@@ -29,6 +29,7 @@ from tracker.breaker import CircuitBreaker
 from tracker.clickhouse import ClickHouse
 from tracker.hides import Hides
 from tracker.identity import VisitorIds
+from tracker.linger import Linger
 from tracker.settings import Settings
 from tracker.spool import Spool
 from tracker.stores import Stores
@@ -58,6 +59,9 @@ class Services:
         self._budgets: Budgets | None = None
         self._hides: Hides | None = None
         self._catalog_retry: dict[str, float] = {}  # advertiser -> monotonic time to try its catalog again
+        # Pixel hits gathered and written in batches (tracker.linger); None: each written before its answer.
+        self.linger = (Linger(lambda: self.stream, self.breaker, self._spill, settings.pixel_linger_ms / 1000)
+                       if settings.pixel_linger_ms > 0 else None)
         if self.spool.pending_files():  # left by a process that died while Redis was down
             self.spool.start_replayer(self._replay, self.breaker.allow)
 
@@ -72,7 +76,9 @@ class Services:
         return self.stores.redis("web")
 
     def close(self) -> None:
-        """Close the app's clients (tests build many apps in one process)."""
+        """Send the pixel hits still queued, then close the app's clients (tests build many apps in one process)."""
+        if self.linger is not None:
+            self.linger.close()
         self.stores.close()
 
     @property
@@ -93,33 +99,63 @@ class Services:
         return self.stream
 
     def record(self, row: dict, uid: str | None = None, counter: str | None = None, bad: bool = False,
-               first_visit: bool = False) -> bool:
+               first_visit: bool = False, linger: bool = False) -> bool:
         """Append an event (or a rejected hit with ``bad``); spooled locally if Redis is unavailable.
 
         Only the row's skus in the advertiser's catalog enter the visitor's profile and popularity
         (the row keeps them all). ``first_visit``: ``uid`` was made for this hit (see
-        ``EventStream.record``). Returns True if it reached Redis now, False if it waits in the spool
-        (or was dropped, the spool being full).
+        ``EventStream.record``). ``linger``: the event may wait a few milliseconds to be written
+        with others (the pixel's hits, when ``ADSERVER_PIXEL_LINGER_MS`` is set; see
+        ``tracker.linger``). Returns True if it reached Redis now or waits in that queue, False if
+        it waits in the spool (or was dropped, the spool being full).
         """
         profile_skus = None
         if uid and not bad and row.get("skus") and row.get("event") in PROFILE_EVENTS:
             profile_skus = self.catalog_skus(row.get("advertiser") or "", row["skus"])
+        if linger and self.linger is not None:
+            self._linger(row, uid, counter, bad, profile_skus, first_visit)
+            return True
+        record = {"kind": "bad" if bad else "ev", "row": row, "uid": uid, "counter": counter,
+                  "profile_skus": profile_skus, "first_visit": first_visit}
         if self.breaker.allow():
             try:
-                if bad:
-                    self.stream.record_bad(row, counter=counter)
-                else:
-                    self.stream.record(row, uid=uid, counter=counter, profile_skus=profile_skus,
-                                       first_visit=first_visit)
+                stream = self.stream
+                call = stream.prepare_bad(row, counter) if bad else stream.prepare(row, uid, counter, profile_skus,
+                                                                                    first_visit)
+                # the call's id goes to the spool with it: if this try ran but its answer was lost, the
+                # replay is recognised and writes nothing (EventStream.send)
+                record["once"] = stream.once(call.partition)
+                record["partition"] = call.partition
+                stream.send(call, record["once"])
                 self.breaker.success()
                 return True
             except (redis.RedisError, OSError) as exc:
                 self.breaker.failure()
                 log.warning("Redis unavailable (%s): spooling events locally", exc)
-        self.spool.append({"kind": "bad" if bad else "ev", "row": row, "uid": uid, "counter": counter,
-                           "profile_skus": profile_skus, "first_visit": first_visit})
+        self.spool.append(record)
         self.spool.start_replayer(self._replay, self.breaker.allow)
         return False
+
+    def _linger(self, row: dict, uid: str | None, counter: str | None, bad: bool, profile_skus: list[str] | None,
+                first_visit: bool) -> None:
+        """Queue the event for the next batch, with what the spool keeps if that batch fails."""
+        record = {"kind": "bad" if bad else "ev", "row": row, "uid": uid, "counter": counter,
+                  "profile_skus": profile_skus, "first_visit": first_visit}
+        try:
+            stream = self.stream  # a Redis Cluster client asks a seed node for the slots when it is made
+        except (redis.RedisError, OSError) as exc:
+            log.warning("Redis unavailable (%s): spooling events locally", exc)
+            self.linger.offer(record, None, None)  # spooled in its turn, after the hits queued before it
+            return
+        call = stream.prepare_bad(row, counter) if bad else stream.prepare(row, uid, counter, profile_skus,
+                                                                            first_visit)
+        self.linger.offer(record, stream, call)
+
+    def _spill(self, records: list[dict]) -> None:
+        """Spool events that Redis did not take (a failed batch), in order, and replay them once it answers."""
+        for record in records:
+            self.spool.append(record)
+        self.spool.start_replayer(self._replay, self.breaker.allow)
 
     def catalog_skus(self, advertiser: str, skus: list[str]) -> list[str]:
         """The skus found in the advertiser's catalog (the per-process copy), in order.
@@ -144,17 +180,30 @@ class Services:
         return [sku for sku in skus if sku in products]
 
     def _replay(self, record: dict) -> None:
+        """Send a spooled event, or a batch of them, again; with the id of the try that failed, if any, so
+        a try that did run is not written twice."""
         try:
-            if record.get("kind") == "bad":
-                self.stream.record_bad(record["row"], counter=record.get("counter"))
+            stream = self.stream
+            if record.get("kind") == "batch":
+                partition = record.get("partition")
+                calls = [self._prepare(stream, inner, partition) for inner in record["records"]]
+                stream.send_all(calls, tuple(record["once"]))
             else:
-                self.stream.record(record["row"], uid=record.get("uid"), counter=record.get("counter"),
-                                   profile_skus=record.get("profile_skus"),
-                                   first_visit=bool(record.get("first_visit")))
+                call = self._prepare(stream, record, record.get("partition"))
+                once = record.get("once")
+                stream.send(call, tuple(once) if once else stream.once(call.partition))
         except (redis.RedisError, OSError):
             self.breaker.failure()
             raise
         self.breaker.success()
+
+    @staticmethod
+    def _prepare(stream: EventStream, record: dict, partition: int | None):
+        """A spooled event's writes (a rejected hit to ``partition``, as its first try had it)."""
+        if record.get("kind") == "bad":
+            return stream.prepare_bad(record["row"], counter=record.get("counter"), partition=partition)
+        return stream.prepare(record["row"], uid=record.get("uid"), counter=record.get("counter"),
+                              profile_skus=record.get("profile_skus"), first_visit=bool(record.get("first_visit")))
 
     def interests(self, uid: str, now: float) -> tuple[list[Interest], Frequency] | None:
         """The visitor's interests and frequency state, or None when Redis is unavailable."""

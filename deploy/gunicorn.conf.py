@@ -112,6 +112,15 @@ def on_exit(server):  # noqa: ARG001 - gunicorn's hook signature
             time.sleep(0.1)
 
 
+def worker_exit(server, worker):  # noqa: ARG001 - gunicorn's hook signature
+    """A worker is stopping: the pixel hits it answered but still holds (``tracker.linger``) go to Redis
+    now, or to the spool if Redis does not take them. The interpreter's exit hook would flush them too;
+    this one runs first, while the worker's clients are certainly still open."""
+    from tracker.linger import flush_all
+
+    flush_all()
+
+
 def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
     import sys
 

@@ -7,6 +7,9 @@ Starts throw-away Redis and ClickHouse servers, the product under gunicorn with
 ``deploy/gunicorn.conf.py`` plus its writer, and a bare Flask app returning the 43-byte GIF under
 the same gunicorn settings; drives them with wrk; prints a table and writes ``docs/benchmarks.md``.
 The load generator shares the machine's cores with the servers: compare ratios, not raw figures.
+``--cluster`` (``make bench-cluster``) measures scaling instead: writer partitions and cluster mode
+against single-node, on a throw-away loopback cluster (``scripts/benchlib/cluster.py``, ``docs/scaling.md``).
+``--quick`` is a smoke run of either (seconds, not minutes; the tests use it).
 
 What the requests look like, and why:
 
@@ -32,11 +35,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import replace
@@ -44,9 +45,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from scripts.benchlib.loadgen import closed_loop, fixed_rate
-from scripts.benchlib.report import kept_notes, median_run, render, source_state
-from scripts.benchlib.stack import PY, ROOT, Stack, clickhouse
+from scripts.benchlib.cluster import cluster_mode
+from scripts.benchlib.cluster import server_pids as cluster_pids
+from scripts.benchlib.lag import end_to_end_lag
+from scripts.benchlib.loadgen import fixed_rate
+from scripts.benchlib.product import bench_settings, seed_profiles, start_product
+from scripts.benchlib.report import median_run, publish, render, source_state
+from scripts.benchlib.stack import PY, ROOT, Stack
+from scripts.benchlib.targets import round_ratios
 from scripts.benchlib.traffic import (
     as_loadgen,
     click_requests,
@@ -59,45 +65,6 @@ from scripts.benchlib.web import USER_AGENT, free_port, wait_http, wrk
 from scripts.benchlib.writer import writer_throughput
 
 AD_SIZES = ("300x250", "728x90", "160x600", "320x50", "320x100", "responsive")
-
-
-def end_to_end_lag(stack: Stack, base: str, hits: int = 300) -> dict:
-    """Pixel answered -> row visible in ClickHouse, per hit (p50/p99), with the real writer running.
-
-    ClickHouse is polled every 20 ms from before the first hit, in a thread of its own: polling only
-    once every hit was sent (~2 s) would count that sending time into the early hits' lag.
-    """
-    ch = clickhouse(stack.env)
-    marker = "lag" + secrets.token_hex(3)
-    sent: dict[int, float] = {}
-    visible: dict[int, float] = {}
-    done = threading.Event()
-
-    def poll() -> None:
-        deadline = time.monotonic() + 60
-        while len(visible) < hits and time.monotonic() < deadline and not done.is_set():
-            # A row in the answer was visible when the query started: that moment is its visibility
-            # time (taking the time after the answer would add the query's own duration to every lag).
-            now = time.monotonic()
-            rows = ch.execute("SELECT sku FROM events WHERE event = 'view_item' AND sku LIKE %(m)s",
-                              {"m": marker + "-%"})
-            for (sku,) in rows:
-                visible.setdefault(int(sku.rsplit("-", 1)[1]), now)
-            time.sleep(0.02)
-
-    poller = threading.Thread(target=poll, name="lag-poller", daemon=True)
-    poller.start()
-    for n in range(hits):
-        urllib.request.urlopen(urllib.request.Request(f"{base}/px.gif?a=demo&e=view_item&sku={marker}-{n}",
-                                                      headers={"User-Agent": USER_AGENT})).read()
-        sent[n] = time.monotonic()
-        time.sleep(0.005)
-    poller.join(timeout=70)
-    done.set()
-    visible = {n: t for n, t in visible.items() if n in sent}
-    lags = sorted(visible[n] - sent[n] for n in visible)
-    pick = lambda q: round(lags[min(len(lags) - 1, int(q * len(lags)))], 3) if lags else None  # noqa: E731
-    return {"hits": hits, "seen": len(lags), "p50_s": pick(0.5), "p99_s": pick(0.99)}
 
 
 def ad_bytes(base: str, cookie: str) -> dict:
@@ -190,39 +157,94 @@ def main() -> int:
     parser.add_argument("--report-runs", type=int, default=5)
     parser.add_argument("--skip-reports", action="store_true", help="no report latency (saves ~20 minutes)")
     parser.add_argument("--skip-writer", action="store_true", help="no writer throughput")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--cluster", action="store_true",
+                        help="scaling instead: writer partitions and cluster mode against single-node "
+                             "(scripts/benchlib/cluster.py; writes docs/scaling.md)")
+    parser.add_argument("--writer-shapes", default="1,2,4",
+                        help="--cluster: stream partitions measured, each with as many writer processes")
+    parser.add_argument("--web-partitions", type=int, default=6,
+                        help="--cluster: stream partitions of the web comparison (a multiple of the 3 primaries)")
+    parser.add_argument("--single-only", action="store_true",
+                        help="no cluster-mode column in the targets (no loopback cluster started)")
+    parser.add_argument("--p99-runs", type=int, default=5, help="open-loop runs of the ad at half its maximum rate, "
+                                                                "per setup (the target holds in every run)")
+    parser.add_argument("--target-writers", type=int, default=2,
+                        help="writer processes (and stream partitions) of the targets' writer figure")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 2 s per run, one run, few visitors and events, no reports")
+    parser.add_argument("--json", help="also write the figures as JSON to this file")
+    parser.add_argument("--out", help="the Markdown written (default docs/benchmarks.md; docs/scaling.md with "
+                                      "--cluster)")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.runs, args.visitors, args.click_impressions = 2, 1, 300, 20
+        args.writer_events, args.report_runs, args.skip_reports, args.p99_runs = 3000, 1, True, 1
+    args.out = args.out or str(ROOT / "docs" / ("scaling.md" if args.cluster else "benchmarks.md"))
     if not subprocess.run(["which", "wrk"], capture_output=True).returncode == 0:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
+    if args.cluster:
+        from scripts.benchlib.cluster import run_cluster_bench
+
+        return run_cluster_bench(args)
     workdir = Path(os.environ.get("ADSERVER_BENCH_DIR") or f"/tmp/adserver-bench-{os.getpid()}")
+    results: dict = {"started": time.monotonic(), "commit": source_state(), "targets": {}}  # the tree at start
+    # One setup at a time, each against the bare app in its own rounds: the cluster's dozen idle servers
+    # (replication, ZooKeeper sessions, merges) would otherwise take the shared cores from the single-node runs.
+    measure_single(args, workdir / "single", results)
+    if not args.single_only:
+        measure_cluster(args, workdir / "cluster", results)
+    results["total_seconds"] = round(time.monotonic() - results["started"])
+    publish(render, results, args)
+    return 0
+
+
+def web_rounds(args, urls: dict[str, str], files: dict[str, Path]) -> dict[str, list[dict]]:
+    """``args.runs`` wrk rounds over ``urls``, interleaved so drift of the shared machine spreads over every endpoint."""
+    runs: dict[str, list[dict]] = {name: [] for name in urls}
+    for n in range(args.runs):
+        for name, url in urls.items():
+            print(f"run {n + 1}/{args.runs}: {name} ...", flush=True)
+            runs[name].append(wrk(url, args.seconds, args.connections, requests=files.get(name)))
+    return runs
+
+
+def ad_half_runs(args, base: str, visitors: list[str], rate: int) -> list[dict]:
+    """``args.p99_runs`` open-loop runs of the ad at ``rate`` (half its maximum)."""
+    ad_rows = as_loadgen([("/ad?p=demo-feed&size=300x250", c) for c in visitors])
+    out = []
+    for n in range(args.p99_runs):
+        print(f"fixed rate {n + 1}/{args.p99_runs}: the ad at {rate} req/s ...", flush=True)
+        out.append(fixed_rate(base, ad_rows, rate, args.seconds))
+        print(out[-1], flush=True)
+    return out
+
+
+def start_setup(stack: Stack, workdir: Path, cluster: bool, partitions: int = 1) -> tuple[str, str, dict]:
+    """Servers (``cluster``: the loopback cluster too, the product in cluster mode on it), the product and a bare
+    app under the same gunicorn settings; their base URLs and the product's settings over the stack's."""
     workdir.mkdir(parents=True, exist_ok=True)
+    stack.start_servers(cluster=cluster)
+    bench_settings(stack)
+    mode = {**cluster_mode(stack.servers, partitions), "ADSERVER_DATA_DIR": str(workdir / "var")} if cluster else {}
+    bare_port = free_port()
+    base, _, _ = start_product(stack, free_port(), "product", **mode)
+    stack.gunicorn("scripts.bare_app:create_app()", bare_port, "bare.log")
+    bare_url = f"http://127.0.0.1:{bare_port}"
+    wait_http(f"{bare_url}/px.gif")
+    return base, bare_url, mode
+
+
+def measure_single(args, workdir: Path, results: dict) -> None:
+    """The product on single-node servers: every endpoint, the targets, the writer, the reports."""
     stack = Stack(workdir, args.workers)
-    results: dict = {"started": time.monotonic(), "commit": source_state()}  # what is measured: the tree at start
     rng = random.Random(1)
+    targets = results["targets"]["single"] = {}
     try:
-        stack.start_servers()
-        product_port, bare_port = free_port(), free_port()
-        base = f"http://127.0.0.1:{product_port}"
-        bare_url = f"http://127.0.0.1:{bare_port}"
-        stack.env["ADSERVER_PUBLIC_URL"] = base
-        stack.env["ADSERVER_COOKIE_SECURE"] = "0"
-        # The whole bench comes from one address: the click-flood limits would mark nearly every click.
-        stack.env["ADSERVER_CLICK_LIMIT_VISITOR"] = stack.env["ADSERVER_CLICK_LIMIT_ADDRESS"] = "1000000000"
-        stack.cli("migrate")
-        print(stack.cli("demo", "--base-url", base).strip())
-        for campaign in ("demo-retargeting", "outdoor-retargeting"):  # not spent out mid-bench
-            stack.cli("create-campaign", campaign, "--daily-budget", "100000000")
-        stack.gunicorn("adserver:create_app()", product_port, "product.log")
-        stack.gunicorn("scripts.bare_app:create_app()", bare_port, "bare.log")
-        stack.spawn([PY, "-m", "tracker.writer"], "writer.log")
-        wait_http(f"{base}/healthz")
-        wait_http(f"{bare_url}/px.gif")
+        base, bare_url, _ = start_setup(stack, workdir, cluster=False)
 
         visitors = mint_visitors(stack.env, args.visitors)
-        seed = pixel_requests(visitors, rng)
-        print(f"seeding {len(visitors):,} visitor profiles with {len(seed):,} pixel hits ...", flush=True)
-        results["seed"] = closed_loop(base, as_loadgen(seed), len(seed), connections=16)
+        results["seed"] = seed_profiles(base, visitors, rng)
         sample = rng.sample(visitors, min(300, len(visitors)))
         results["mix_before"] = path_mix(base, sample)
         print("ad paths before the runs:", results["mix_before"], flush=True)
@@ -233,47 +255,77 @@ def main() -> int:
             "click": write_requests(workdir / "click.txt", clicks),
         }
         urls = {"bare": f"{bare_url}/px.gif", "pixel": f"{base}/px.gif", "ad": f"{base}/ad", "click": f"{base}/c/"}
-        runs: dict[str, list[dict]] = {name: [] for name in urls}
-        for n in range(args.runs):  # interleaved, so drift of the shared machine spreads over every endpoint
-            for name, url in urls.items():
-                print(f"run {n + 1}/{args.runs}: {name} ...", flush=True)
-                runs[name].append(wrk(url, args.seconds, args.connections, requests=files.get(name)))
+        runs = web_rounds(args, urls, files)
         for name, measured in runs.items():
             results[name] = median_run(measured)
             print(name, results[name], flush=True)
+        targets["pixel_ratios"] = round_ratios(runs, "pixel")
+        targets["ad_ratios"] = round_ratios(runs, "ad")
         results["click"]["links"] = len(clicks)
         results["mix_after"] = path_mix(base, sample)
         print("ad paths after the runs:", results["mix_after"], flush=True)
 
-        rate = round(results["ad"]["rps"] / 2)
-        ad_rows = as_loadgen([("/ad?p=demo-feed&size=300x250", c) for c in visitors])
-        print(f"fixed rate: the ad and the bare app at {rate} req/s ...", flush=True)
-        results["ad_half"] = fixed_rate(base, ad_rows, rate, args.seconds)
+        targets["ad_half_runs"] = ad_half_runs(args, base, visitors, round(results["ad"]["rps"] / 2))
+        half_runs = sorted(targets["ad_half_runs"], key=lambda run: run["p99_ms"] or 0)
+        results["ad_half"] = half_runs[len(half_runs) // 2]
+        rate = results["ad_half"]["target_rps"]
+        print(f"fixed rate: the bare app at {rate} req/s ...", flush=True)
         results["bare_half"] = fixed_rate(bare_url, as_loadgen([("/px.gif", "")]), rate, args.seconds)
-        print(results["ad_half"], results["bare_half"], flush=True)
+        print(results["bare_half"], flush=True)
 
-        print("measuring end-to-end lag ...")
-        results["lag"] = end_to_end_lag(stack, base)
+        print("measuring end-to-end lag ...", flush=True)
+        results["lag"] = targets["lag"] = end_to_end_lag(stack.env, base)
         results["ad_bytes"] = ad_bytes(base, visitors[-1])
         results["web_seconds"] = round(time.monotonic() - results["started"])
         if not args.skip_writer:
-            print("measuring the writer ...")
+            print("measuring the writer ...", flush=True)
             results["writer"] = writer_throughput(stack, args.writer_events, args.writers)
+            n = args.target_writers
+            print(f"measuring {n} writers on {n} partitions ...", flush=True)
+            targets["writer"] = writer_throughput(stack, args.writer_events, n, partitions=n)
+            print(targets["writer"], flush=True)
         if not args.skip_reports:
             volumes = [int(v) for v in args.report_events.split(",") if v.strip()]
             started = time.monotonic()
             results["reports"] = report_latency(stack, volumes, args.report_runs)
             results["reports_seconds"] = round(time.monotonic() - started)
-        results["total_seconds"] = round(time.monotonic() - results["started"])
     finally:
         stack.close()
-    out = Path(args.out)
-    report = render(results, args, kept_notes(out))
-    print(report)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report)
-    print(f"written to {out}")
-    return 0
+
+
+def measure_cluster(args, workdir: Path, results: dict) -> None:
+    """The same product in cluster mode on a loopback cluster: the pixel, the ad and the targets."""
+    stack = Stack(workdir, args.workers)
+    rng = random.Random(1)
+    targets = results["targets"]["cluster"] = {}
+    try:
+        base, bare_url, mode = start_setup(stack, workdir, cluster=True, partitions=args.web_partitions)
+
+        visitors = mint_visitors(stack.env, args.visitors)
+        results["seed_cluster"] = seed_profiles(base, visitors, rng)
+        files = {
+            "pixel": write_requests(workdir / "pixel.txt", pixel_requests(visitors, rng)),
+            "ad": write_requests(workdir / "ad.txt", [("/ad?p=demo-feed&size=300x250", c) for c in visitors]),
+        }
+        runs = web_rounds(args, {"bare": f"{bare_url}/px.gif", "pixel": f"{base}/px.gif", "ad": f"{base}/ad"}, files)
+        results["bare@cluster"] = median_run(runs["bare"])
+        for name in ("pixel", "ad"):
+            results[f"{name}@cluster"] = median_run(runs[name])
+            print(f"{name}@cluster", results[f"{name}@cluster"], flush=True)
+        targets["pixel_ratios"] = round_ratios(runs, "pixel")
+        targets["ad_ratios"] = round_ratios(runs, "ad")
+        targets["ad_half_runs"] = ad_half_runs(args, base, visitors, round(results["ad@cluster"]["rps"] / 2))
+        print("measuring end-to-end lag ...", flush=True)
+        targets["lag"] = end_to_end_lag({**stack.env, **mode}, base)
+        if not args.skip_writer:
+            n = args.target_writers
+            print(f"measuring {n} writers on {n} partitions ...", flush=True)
+            targets["writer"] = writer_throughput(stack, args.writer_events, n, partitions=n,
+                                                  servers=cluster_pids(stack.servers)["cluster"],
+                                                  mode=cluster_mode(stack.servers, n))
+            print(targets["writer"], flush=True)
+    finally:
+        stack.close()
 
 
 if __name__ == "__main__":

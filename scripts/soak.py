@@ -100,7 +100,11 @@ def worker_boots(log: Path) -> list[str]:
 
 def counters(stack: Stack) -> dict[str, int]:
     """The product's shared counters (``/metrics``): what the web processes recorded into the stream."""
-    return {k.decode(): int(v) for k, v in redis_client(stack.env).hgetall("adserver:metrics").items()}
+    from tracker.stream import EventStream
+
+    stream = EventStream(redis_client(stack.env), stack.env.get("ADSERVER_STREAM_KEY", "adserver:events"),
+                         partitions=int(stack.env.get("ADSERVER_STREAM_PARTITIONS", "1")))
+    return stream.counters()  # each partition's share and the older unpartitioned hash, summed
 
 
 def event_counts(ch) -> dict[str, int]:

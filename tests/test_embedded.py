@@ -25,6 +25,7 @@ SCRIPT = textwrap.dedent("""
     client = app.test_client()
     for sku in ("D1002", "D1012"):
         assert client.get("/px.gif?a=demo&e=view_item&sku=" + sku).status_code == 200
+    app.extensions["adserver"].linger.flush()  # the pixel's writes wait a few ms to go out together
     ad = client.get("/ad.json?p=demo-feed&size=300x250").get_json()
     health = client.get("/healthz")
     demo_pages = [client.get(path).status_code for path in ("/demo/store", "/demo/feed")]

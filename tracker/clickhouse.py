@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,6 +89,11 @@ class DriverClickHouse:
     With ``cluster`` (cluster mode) the session has ``CLUSTER_SETTINGS``. The writer relies on
     synchronous inserts: an insert that returned is stored, and one that failed may have reached
     some shards, which its recovery check finds on the replicas (tracker/writer/batch.py).
+
+    A URL naming several nodes gives the driver the others as ``alt_hosts``: a connection goes to the
+    first node that accepts it, in the URL's order, and stays there until that node fails. Any node
+    of a cluster serves any statement (inserts and reads go through ``Distributed`` tables), so a
+    stopped node costs a connection attempt, not the service.
     """
 
     def __init__(self, url: ClickHouseURL, connect_timeout: float, timeout: float, retries: int = 2,
@@ -98,12 +102,14 @@ class DriverClickHouse:
 
         self.database = url.database
         self.cluster = cluster
+        self.shard = 0  # on a client from ``replicas()``: the shard its node holds (system.clusters' shard_num)
         self._url = url
         self._retries = retries
         self._lock = threading.Lock()
         self._client = Client(
             host=url.host,
             port=url.port,
+            alt_hosts=_alt_hosts(url),
             database=url.database,
             user=url.user,
             password=url.password,
@@ -129,7 +135,7 @@ class DriverClickHouse:
                 self._client.disconnect()
                 attempt += 1
                 if attempt > retries:
-                    raise StoreUnavailable(f"ClickHouse at {self._url.host}:{self._url.port}: {exc}") from exc
+                    raise StoreUnavailable(f"ClickHouse at {_described(self._url)}: {exc}") from exc
                 time.sleep(0.1 * 2**attempt)
             except ch_errors.Error as exc:
                 if getattr(exc, "code", None) == 81:  # UNKNOWN_DATABASE
@@ -174,7 +180,8 @@ class DriverClickHouse:
 
         url = self._url
         client = Client(
-            host=url.host, port=url.port, user=url.user, password=url.password, secure=url.secure,
+            host=url.host, port=url.port, alt_hosts=_alt_hosts(url), user=url.user, password=url.password,
+            secure=url.secure,
             connect_timeout=self._client.connection.connect_timeout,
             send_receive_timeout=self._client.connection.send_receive_timeout,
         )
@@ -184,24 +191,42 @@ class DriverClickHouse:
                 sql += " ON CLUSTER " + _check_identifier(self.cluster)
             client.execute(sql)
         except Exception as exc:  # noqa: BLE001 - mapped to the project's error
-            raise StoreUnavailable(f"ClickHouse at {url.host}:{url.port}: {exc}") from exc
+            raise StoreUnavailable(f"ClickHouse at {_described(url)}: {exc}") from exc
         finally:
             client.disconnect()
 
     def replicas(self) -> list[DriverClickHouse]:
         """A client for each replica of each shard of the cluster, as ``system.clusters`` lists them
-        (same account and database); the caller closes them."""
+        (same account and database, no failover: each reads its own node; ``shard`` says which shard it
+        holds); the caller closes them."""
         if not self.cluster:
             return []
-        rows = self.execute("SELECT host_name, port FROM system.clusters WHERE cluster = %(cluster)s "
+        rows = self.execute("SELECT shard_num, host_name, port FROM system.clusters WHERE cluster = %(cluster)s "
                             "ORDER BY shard_num, replica_num", {"cluster": self.cluster})
         connection = self._client.connection
-        return [DriverClickHouse(replace(self._url, host=host, port=port), connect_timeout=connection.connect_timeout, timeout=connection.send_receive_timeout,
-                                 retries=self._retries)
-                for host, port in rows]
+        nodes = []
+        for shard, host, port in rows:
+            node = DriverClickHouse(self._url.node(host, port), connect_timeout=connection.connect_timeout,
+                                    timeout=connection.send_receive_timeout, retries=self._retries)
+            node.shard = int(shard)
+            nodes.append(node)
+        return nodes
+
+    def describe(self) -> str:
+        """The nodes this client talks to, as ``host:port,...`` (for messages)."""
+        return _described(self._url)
 
     def close(self) -> None:
         self._client.disconnect()
+
+
+def _alt_hosts(url: ClickHouseURL) -> str | None:
+    """The URL's other nodes as clickhouse-driver reads them (``host:port,[v6]:port``), or None."""
+    return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in url.alt_hosts) or None
+
+
+def _described(url: ClickHouseURL) -> str:
+    return ",".join(f"{h}:{p}" for h, p in url.hosts)
 
 
 def _convert(value: Any, type_name: str) -> Any:

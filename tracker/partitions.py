@@ -76,6 +76,10 @@ class Partitions:
     def streams(self) -> list[str]:
         return [self.stream(p) for p in range(self.count)]
 
+    def once(self, partition: int, caller: str) -> str:
+        """The calls of one process (``caller``) applied to the partition recently (``EventStream.send``)."""
+        return "adserver:once:{%s}:%s" % (self.tag(partition), caller)
+
     def metrics(self, partition: int) -> str:
         """The partition's share of the shared counters (summed where they are read)."""
         return "adserver:metrics:{%s}" % self.tag(partition)

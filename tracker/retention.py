@@ -7,9 +7,8 @@ added later (aggregates keyed by visitor) are covered without a list to keep in 
 rewrite whole tables, so visitors are removed in batches: requests wait in ``tracker.forget``'s queue.
 
 On a cluster the rows live in each shard's ``<table>_local``: rows are counted through the public
-(``Distributed``) table, which reads every shard, and removed with ``schema.stored_table``, which
-names the local table ``ON CLUSTER`` so every shard deletes its own (replication carries it to the
-other replica). Partitions are listed on every replica, since each shard holds its own months.
+(``Distributed``) table, which reads every shard, and removed with ``schema.alter_stored``, which
+alters each shard's local table on one of its replicas (replication carries it to the other). Partitions are listed on every replica, since each shard holds its own months.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ def forget_visitors(ch: ClickHouse, uids: Sequence[str]) -> dict[str, int]:
     for table in visitor_tables(ch):
         count = ch.execute("SELECT count() FROM " + table + " WHERE uid IN %(uids)s", params)[0][0]
         if count:
-            ch.execute("ALTER TABLE " + schema.stored_table(ch, table) + " DELETE WHERE uid IN %(uids)s", params)
+            schema.alter_stored(ch, table, "DELETE WHERE uid IN %(uids)s", params)
         found[table] = int(count)
     return found
 
@@ -83,7 +82,6 @@ def drop_expired(ch: ClickHouse, days: int, now: datetime | None = None) -> dict
     for table in RAW_TABLES:
         parts = expired_partitions(ch, table, days, now)
         for partition in parts:
-            ch.execute("ALTER TABLE " + schema.stored_table(ch, table) + " DROP PARTITION %(p)s",
-                       {"p": int(partition)})
+            schema.alter_stored(ch, table, "DROP PARTITION %(p)s", {"p": int(partition)})
         dropped[table] = parts
     return dropped

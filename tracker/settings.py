@@ -51,6 +51,7 @@ class Settings:
     profile_ttl_days: int
     new_visitor_ttl_minutes: int
     spool_max_mb: int
+    pixel_linger_ms: float
     click_ttl_days: int
     click_limit_visitor: int
     click_limit_address: int
@@ -61,6 +62,7 @@ class Settings:
     stream_key: str
     stream_partitions: int
     writer_name: str
+    writer_lease_seconds: float
     writer_batch_size: int
     writer_batch_seconds: float
     embedded_writer: bool
@@ -121,6 +123,23 @@ class Var:
         return self.shown_default or f"`{self.default}`"
 
 
+def _writer_lease_seconds(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> float:
+    """A lease (``--partitions auto``) at least twice ``ADSERVER_CLICKHOUSE_TIMEOUT`` (read before it).
+
+    A writer starts an insert only while its lease has a ClickHouse timeout left, and renews it every
+    third of its length: with twice the timeout, two thirds of a lease still cover an insert and leave
+    a sixth for the renewal's round trip, so a healthy writer never waits on its own lease.
+    """
+    timeout = done["clickhouse_timeout"]
+    if not raw:
+        return 2 * timeout
+    value = p.number(raw, name, var, done)
+    if value < 2 * timeout:
+        raise SettingsError(f"{name}={raw} must be at least twice ADSERVER_CLICKHOUSE_TIMEOUT ({timeout:g} s): a "
+                            "writer inserts only while its lease outlasts an insert's timeout (tracker/writer/leases.py)")
+    return value
+
+
 # --- The variables ---------------------------------------------------------------------------------
 # In an order where a parser finds what it depends on already parsed (the URLs and the data directory
 # before the key) and the README's table starts with what a production server must set.
@@ -177,6 +196,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("ADSERVER_SPOOL_MAX_MB", "spool_max_mb", p.integer, "1024",
         "megabytes of events the local spool keeps while Redis is unavailable; beyond, events are dropped and "
         "counted (`adserver_spool_dropped_total`)", minimum=1),
+    Var("ADSERVER_PIXEL_LINGER_MS", "pixel_linger_ms", p.number, "2",
+        "milliseconds a web process gathers pixel hits before writing them to Redis in one call; `0`: each hit "
+        "is written before its answer (README: pixel writes)", minimum=0, maximum=100),
     Var("ADSERVER_CLICK_TTL_DAYS", "click_ttl_days", p.integer, "7", "validity of click links in days", minimum=1),
     Var("ADSERVER_CLICK_LIMIT_VISITOR", "click_limit_visitor", p.integer, "10",
         "clicks per minute per visitor; beyond, clicks are redirected but marked invalid (`click_flood`)", minimum=1),
@@ -202,14 +224,19 @@ VARIABLES: tuple[Var, ...] = (
                                                          "or '-'"), "writer-1",
         "the writer's consumer name, one per writer process; a restarted writer with the same name recovers what "
         "its predecessor left unacknowledged"),
+    Var("ADSERVER_WRITER_LEASE_SECONDS", "writer_lease_seconds", _writer_lease_seconds, "",
+        "writers with `--partitions auto`: seconds a writer's lease on a partition lasts unless renewed (every "
+        "third of it); a dead writer's partitions are taken over after one to two leases. At least twice "
+        "`ADSERVER_CLICKHOUSE_TIMEOUT`", shown_default="twice `ADSERVER_CLICKHOUSE_TIMEOUT`"),
     Var("ADSERVER_WRITER_BATCH_SIZE", "writer_batch_size", p.integer, "5000",
         "rows at most per writer batch", minimum=1),
     # Bounds the lag from pixel to row at low traffic. Each batch makes a part in ClickHouse (and one per
     # report view): 1 s rather than 0.5 halves the parts to merge and kept ClickHouse's memory flat in
-    # the soak (docs/soak.md) for a lag p99 still about half of the 2 s target.
+    # the soak (docs/soak.md). The writer reads for this long less what its inserts take, so that the
+    # insert falls within it (tracker/writer/pipeline.py, BatchWriter._window).
     Var("ADSERVER_WRITER_BATCH_SECONDS", "writer_batch_seconds", p.number, "1.0",
-        "age in seconds at which a writer batch is written even if not full: the lag from pixel to row at low "
-        "traffic", minimum=0.01),
+        "seconds from a writer batch's first read to its rows visible in ClickHouse, if not full before: the lag "
+        "from pixel to row at low traffic", minimum=0.01),
     Var("ADSERVER_EMBEDDED_WRITER", "embedded_writer", p.boolean, "1",
         "in embedded mode, the web process writes the event stream into ClickHouse itself"),
     # Each run that finds queued visitors rewrites the tables holding their rows (one mutation each):

@@ -14,7 +14,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -36,7 +36,12 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
 @dataclass(frozen=True)
 class ClickHouseURL:
-    """Parsed ``clickhouse://user:password@host:port/database?secure=1``."""
+    """Parsed ``clickhouse://user:password@host:port[,host:port...]/database?secure=1``.
+
+    ``host`` and ``port`` name the first node, the one tried first; ``alt_hosts`` the others, tried
+    in order when it does not answer (clickhouse-driver's ``alt_hosts``), so that a client outlives
+    the loss of a node whose replica is up.
+    """
 
     host: str
     port: int
@@ -44,6 +49,17 @@ class ClickHouseURL:
     user: str = "default"
     password: str = ""
     secure: bool = False
+    alt_hosts: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def hosts(self) -> tuple[tuple[str, int], ...]:
+        """Every node the URL names, the first one first."""
+        return ((self.host, self.port), *self.alt_hosts)
+
+    def node(self, host: str, port: int) -> ClickHouseURL:
+        """The same account and database on the one node ``host:port``, without failover (a client
+        that must read that very node, such as the writer's check of each replica)."""
+        return replace(self, host=host, port=port, alt_hosts=())
 
 
 def _bounded(value: float, raw: str, name: str, var: Var) -> None:
@@ -136,6 +152,7 @@ class RedisClusterURL:
 
 REDIS_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 _NODE = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]{1,253})):(\d{1,5})")
+_CLICKHOUSE_NODE = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]{1,253}))(?::(\d{1,5}))?")
 
 
 def is_redis_cluster_url(url: str | None) -> bool:
@@ -172,7 +189,10 @@ def redis_url(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> str | N
     if is_redis_cluster_url(raw):
         parse_redis_cluster_url(raw, name)
         return raw
-    parts = urlparse(raw)
+    try:
+        parts = urlparse(raw)
+    except ValueError:  # an unclosed "[" of an IPv6 address
+        raise SettingsError(f"{name} must look like redis://host:6379/0, got {raw!r}") from None
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(f"{name} must look like redis://host:6379/0, got {raw!r}")
     if parts.scheme != "unix" and not parts.hostname:
@@ -181,8 +201,20 @@ def redis_url(raw: str, name: str, var: Var, done: Mapping[str, Any]) -> str | N
 
 
 def parse_clickhouse_url(raw: str, name: str = "ADSERVER_CLICKHOUSE_URL") -> ClickHouseURL:
-    """Parse and check a ClickHouse URL; the database name must be a plain identifier."""
-    parts = urlparse(raw)
+    """Parse and check a ClickHouse URL; the database name must be a plain identifier.
+
+    Several nodes may be listed, comma-separated (``clickhouse://h1:9000,h2:9000/db``): each needs a
+    host and takes the first node's default port when it gives none. A node listed twice is refused,
+    since it would only make a dead node cost two connection timeouts.
+    """
+    try:
+        parts = urlparse(raw)
+        userinfo, at, nodes = parts.netloc.rpartition("@")
+        first, *others = nodes.split(",")
+        if others:  # urlparse reads one host: give it the first, check the others here
+            parts = urlparse(parts._replace(netloc=userinfo + at + first).geturl())
+    except ValueError:  # an unclosed "[" of an IPv6 address
+        raise SettingsError(f"{name} must look like clickhouse://host:9000/adserver, got {raw!r}") from None
     if parts.scheme not in ("clickhouse", "clickhouses"):
         raise SettingsError(f"{name} must look like clickhouse://host:9000/adserver, got {raw!r}")
     if not parts.hostname:
@@ -192,10 +224,20 @@ def parse_clickhouse_url(raw: str, name: str = "ADSERVER_CLICKHOUSE_URL") -> Cli
         raise SettingsError(f"{name}: database name {database!r} must be a plain identifier")
     query = parse_qs(parts.query)
     secure = parts.scheme == "clickhouses" or query.get("secure", ["0"])[0] in ("1", "true")
+    default_port = 9440 if secure else 9000
     try:
-        port = parts.port or (9440 if secure else 9000)
+        port = parts.port or default_port
     except ValueError:
         raise SettingsError(f"{name} has an invalid port: {raw!r}") from None
+    alt_hosts = []
+    for other in others:
+        node = _CLICKHOUSE_NODE.fullmatch(other.strip())
+        if not node or not 1 <= int(node.group(3) or default_port) <= 65535:
+            raise SettingsError(f"{name} must list its nodes as host:port,host:port,..., got {other.strip()!r}")
+        address = ((node.group(1) or node.group(2)).lower(), int(node.group(3) or default_port))
+        if address in ((parts.hostname, port), *alt_hosts):
+            raise SettingsError(f"{name} lists the node {other.strip()!r} twice")
+        alt_hosts.append(address)
     return ClickHouseURL(
         host=parts.hostname,
         port=port,
@@ -203,6 +245,7 @@ def parse_clickhouse_url(raw: str, name: str = "ADSERVER_CLICKHOUSE_URL") -> Cli
         user=parts.username or "default",
         password=parts.password or "",
         secure=secure,
+        alt_hosts=tuple(alt_hosts),
     )
 
 

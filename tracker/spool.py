@@ -49,7 +49,9 @@ class Spool:
         self._logged = 0.0  # monotonic time of the last "spool is full" log line
 
     def append(self, record: dict) -> bool:
-        """Keep one record (``{"kind", "row", "uid", ...}``) until Redis is back; False if dropped (full)."""
+        """Keep one record (``{"kind", "row", "uid", ...}``, or a batch of them: ``{"kind": "batch", "records":
+        [...], ...}``) until Redis is back; False if dropped (full)."""
+        events = len(record.get("records") or ()) or 1
         data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         with self._lock:
             now = time.monotonic()
@@ -57,7 +59,7 @@ class Spool:
                 self._size = self.pending_bytes()
                 self._scanned = now
             if self._size + len(data) > self.max_bytes:
-                self._drop(now, f"{self._size} bytes of at most {self.max_bytes}")
+                self._drop(now, f"{self._size} bytes of at most {self.max_bytes}", events)
                 return False
             try:
                 if self._file is None:
@@ -66,15 +68,15 @@ class Spool:
                 self._file.write(data)
                 self._file.flush()
             except OSError as exc:  # a full disk before the cap: the same drop (a torn line is skipped at replay)
-                self._drop(now, str(exc))
+                self._drop(now, str(exc), events)
                 return False
             self._size += len(data)
         return True
 
-    def _drop(self, now: float, why: str) -> None:
-        """Count a dropped event in the folder's shared count; log now and then (the lock is held)."""
+    def _drop(self, now: float, why: str, events: int) -> None:
+        """Count dropped events in the folder's shared count; log now and then (the lock is held)."""
         try:
-            total = self._count_drop()
+            total = self._count_drop(events)
         except OSError:  # the disk that filled up may refuse the count too: the log still says it
             total = None
         if now - self._logged >= LOG_EVERY_SECONDS or not self._logged:
@@ -82,12 +84,12 @@ class Spool:
             log.error("event spool is full (%s, in %s): dropping events while Redis is unavailable; "
                       "%s dropped so far", why, self.folder, "?" if total is None else total)
 
-    def _count_drop(self) -> int:
+    def _count_drop(self, events: int) -> int:
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.folder / DROPPED_FILE, os.O_RDWR | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close: every process of the folder counts here
-            total = _read_count(fd) + 1
+            total = _read_count(fd) + events
             os.lseek(fd, 0, os.SEEK_SET)
             os.write(fd, b"%d\n" % total)
             os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))
@@ -124,11 +126,13 @@ class Spool:
             return []
 
     def pending_records(self) -> int:
+        """Events waiting: a line each, or each record of a batch line (a key ``"row":`` per event; JSON
+        escapes the quotes of any such text inside a value)."""
         total = 0
         for path in self.pending_files():
             try:
                 with open(path, "rb") as fh:
-                    total += sum(1 for _ in fh)
+                    total += sum(line.count(b'"row":') or 1 for line in fh)
             except FileNotFoundError:
                 continue
         return total

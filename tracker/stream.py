@@ -1,7 +1,8 @@
 """The Redis side of tracking: the event stream and each visitor's profile.
 
-A pixel hit costs one Redis round trip: the event is appended to the stream (which the writer
-drains into ClickHouse) and the visitor's profile is updated in the same call (one script). An ad decision
+A pixel hit costs one script call, or a share of one (``tracker.linger`` batches a web process's hits): the
+event is appended to the stream (which the writer drains into ClickHouse) and the visitor's profile is
+updated in the same call. An ad decision
 also costs one round trip: a server-side script reads the advertisers the visitor engaged with most
 recently, their recently viewed products and purchases there, and what they were shown (``interests``).
 
@@ -71,13 +72,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 import redis
 from redis.cluster import RedisCluster
 
 from tracker.events import INTEREST_EVENTS, INTEREST_WEIGHTS
+from tracker.once import new_once, once_args
 from tracker.partitions import Partitions
-from tracker.stream_scripts import POPULAR, READ_INTERESTS, RUN
+from tracker.stream_scripts import POPULAR, READ_INTERESTS, RUN, RUN_CLUSTER, popular_script_args
 
 try:
     from orjson import dumps as _orjson_dumps
@@ -92,8 +95,6 @@ FREQUENCY_FIELDS_MAX = 256  # a frequency hash beyond this (more campaigns than 
 HIDES_MAX = 200  # products and stores a visitor dismissed, remembered at once (tracker/hides.py)
 NEW_VISITOR_TTL = 3600  # seconds a first visit's profile lives until the cookie comes back
 PROFILE_EVENTS = INTEREST_EVENTS | {"purchase"}  # events whose skus enter the profile and popularity
-
-
 def encode_row(row: dict) -> bytes | str:
     """A stream entry's JSON (compact, UTF-8): orjson, ~10x faster than ``json`` on a pixel's row.
 
@@ -114,6 +115,30 @@ def encode_row(row: dict) -> bytes | str:
 
 def popular_key(advertiser: str, day: str) -> str:
     return "pop:{%s}:%s" % (advertiser, day)
+
+
+class Call(NamedTuple):
+    """One event's writes, prepared: the ``RUN`` script's KEYS and ARGV in the partition's slot, and its
+    popularity (the day's key, the event's weight, the skus) for the ``POPULAR`` script, if any."""
+
+    partition: int
+    keys: list
+    args: list
+    popular: tuple[str, float, list[str]] | None
+
+
+def add_popularity(weights: dict[str, dict[str, float]], call: Call) -> None:
+    """Add a prepared event's popularity to ``weights`` (day key -> sku -> weight), summing repeats."""
+    if call.popular is not None:
+        key, weight, skus = call.popular
+        day = weights.setdefault(key, {})
+        for sku in skus:
+            day[sku] = day.get(sku, 0.0) + weight
+
+
+def popular_args(weights: dict[str, dict[str, float]]) -> tuple[list, list]:
+    """The ``POPULAR`` script's KEYS and ARGV adding ``weights`` (day key -> sku -> weight)."""
+    return popular_script_args(weights, (POPULAR_DAYS + 1) * 86400)
 
 
 def utc_day(ts: float) -> str:
@@ -160,8 +185,8 @@ class EventStream:
         self.profile_ttl = profile_ttl_days * 86400
         self.new_visitor_ttl = min(new_visitor_ttl, self.profile_ttl)
         self._read_interests = client.register_script(READ_INTERESTS)
-        self._run = client.register_script(RUN)
-        self._popular = client.register_script(POPULAR)
+        self.run_script = client.register_script(RUN_CLUSTER if isinstance(client, RedisCluster) else RUN)
+        self.popular_script = client.register_script(POPULAR)
 
     def prefix(self, uid: str) -> str:
         """Prefix of the visitor's profile keys (see the module's docstring)."""
@@ -176,6 +201,12 @@ class EventStream:
         advertiser's catalog); None takes the row's. ``first_visit``: the uid was made for this hit,
         so its profile keys get the short ``new_visitor_ttl``; any other event of a uid extends them.
         """
+        call = self.prepare(row, uid, counter, profile_skus, first_visit)
+        self.send(call, self.once(call.partition))
+
+    def prepare(self, row: dict, uid: str | None = None, counter: str | None = None,
+                profile_skus: list[str] | None = None, first_visit: bool = False) -> Call:
+        """The writes of ``record`` (same arguments), not sent: ``send`` sends one, ``tracker.linger`` several."""
         partition = self.partitions.of(uid or row.get("uid"))  # a visitor's events stay in order
         stream = self.partitions.stream(partition)
         keys = [stream]
@@ -188,10 +219,11 @@ class EventStream:
         skus = (row.get("skus") or []) if profile_skus is None else profile_skus
         now = row.get("ts") or time.time()
         prefix = self.partitions.profile(uid) if uid else ""
-        popular: list | None = None
+        popular: tuple | None = None
         ttl = self.new_visitor_ttl if first_visit else self.profile_ttl
         expire = "@EXPIREMAX" if first_visit else "EXPIRE"
         if uid and not first_visit and not row.get("invalid"):
+            keys += (f"{prefix}:adv", f"{prefix}:advbuy")  # RUN: every key a step writes is named
             cmds += (4, "@PROMOTE", prefix, self.profile_ttl, self.new_visitor_ttl)
         if uid and skus and event in PROFILE_EVENTS:
             us = int(now * 1_000_000)  # microseconds: two hits in the same millisecond keep their order
@@ -208,17 +240,58 @@ class EventStream:
             cmds += (4, "ZREMRANGEBYRANK", key, 0, -keep - 1, 3, expire, key, ttl,
                      4, "ZADD", index, us, advertiser, 5, "@CAPINDEX", index, ADVERTISERS_MAX, prefix, kind,
                      3, expire, index, ttl)
-            popular = [popular_key(advertiser, utc_day(now)), INTEREST_WEIGHTS[event], (POPULAR_DAYS + 1) * 86400,
-                       *skus]
+            popular = (popular_key(advertiser, utc_day(now)), INTEREST_WEIGHTS[event], skus)
         if uid and event in ("impression", "click") and not row.get("invalid"):
-            keys.append(self._frequency(cmds, prefix, row, now))
-        if popular is None:
-            self._run(keys=keys, args=cmds)
-        else:
-            self._record_with_popularity(keys, cmds, popular)
+            keys += self._frequency(cmds, prefix, row, now)
+        return Call(partition, keys, cmds, popular)
 
-    def _record_with_popularity(self, keys: list, cmds: list, popular: list) -> None:
-        """The hit's script, then its popularity script.
+    def once(self, partition: int) -> tuple[str, int]:
+        """A fresh call id for ``send`` (see ``@ONCE`` in tracker/stream_scripts.py)."""
+        return new_once(self.partitions, partition)
+
+    def send(self, call: Call, once: tuple[str, int]) -> bool:
+        """Run one prepared event's writes (see ``_record_with_popularity``) as the call ``once``.
+
+        A call sent again with the ``once`` of an earlier try that did run (its answer lost) writes
+        nothing and returns False; True when it wrote now.
+        """
+        keys, args = [*call.keys, once[0]], [*once_args(once), *call.args]
+        if call.popular is None:
+            return self.run_script(keys=keys, args=args) != -1
+        weights: dict[str, dict[str, float]] = {}
+        add_popularity(weights, call)
+        return self._record_with_popularity(keys, args, popular_args(weights))
+
+    def send_all(self, calls: list[Call], once: tuple[str, int]) -> bool:
+        """Run several prepared events' writes (all in one slot) as one atomic call ``once``, then their
+        popularity if it wrote now: how a batch of ``tracker.linger`` that failed is replayed. Returns
+        False if an earlier try of the same call had written it."""
+        keys = list(dict.fromkeys([k for call in calls for k in call.keys] + [once[0]]))
+        args = once_args(once) + [a for call in calls for a in call.args]
+        if self.run_script(keys=keys, args=args) == -1:
+            return False
+        weights: dict[str, dict[str, float]] = {}
+        for call in calls:
+            add_popularity(weights, call)
+        if weights:
+            try:
+                for pop_keys, pop_args in self.popular_calls(weights):
+                    self.popular_script(keys=pop_keys, args=pop_args)
+            except redis.RedisError:  # a lost weight in a cache; the events themselves are written
+                pass
+        return True
+
+    def popular_calls(self, weights: dict[str, dict[str, float]]) -> list[tuple[list, list]]:
+        """``POPULAR``'s KEYS and ARGV for ``weights``: one call, or one per slot on a cluster."""
+        if not isinstance(self.client, RedisCluster):
+            return [popular_args(weights)]
+        by_slot: dict[int, dict] = {}
+        for key, skus in weights.items():
+            by_slot.setdefault(self.client.keyslot(key), {})[key] = skus
+        return [popular_args(w) for w in by_slot.values()]
+
+    def _record_with_popularity(self, keys: list, cmds: list, popular: tuple[list, list]) -> bool:
+        """The hit's script, then its popularity script (``popular``: its KEYS and ARGV).
 
         Popularity is in the advertiser's slot, not the visitor's, so it cannot join the hit's
         atomic script on a cluster. Only the hit's script decides the outcome: if it failed, the
@@ -228,52 +301,62 @@ class EventStream:
         they are pipelined (one round trip), called by hash (a pipeline given ``Script`` objects
         would ask the server for them on every call) and loaded on the rare ``NOSCRIPT``.
         """
+        pop_keys, pop_args = popular
         if isinstance(self.client, RedisCluster):
-            self._run(keys=keys, args=cmds)
+            if self.run_script(keys=keys, args=cmds) == -1:
+                return False  # written by an earlier try, its popularity with it
             try:
-                self._popular(keys=popular[:1], args=popular[1:])
+                self.popular_script(keys=pop_keys, args=pop_args)
             except redis.RedisError:  # see above: the hit itself is recorded
                 pass
-            return
+            return True
         pipe = self.client.pipeline(transaction=False)
-        pipe.evalsha(self._run.sha, len(keys), *keys, *cmds)
-        pipe.evalsha(self._popular.sha, 1, popular[0], *popular[1:])
+        pipe.evalsha(self.run_script.sha, len(keys), *keys, *cmds)
+        pipe.evalsha(self.popular_script.sha, len(pop_keys), *pop_keys, *pop_args)
         hit, pop = pipe.execute(raise_on_error=False)
         if isinstance(hit, redis.exceptions.NoScriptError):
-            self._run(keys=keys, args=cmds)
+            hit = self.run_script(keys=keys, args=cmds)
         elif isinstance(hit, Exception):
             raise hit
         if isinstance(pop, redis.exceptions.NoScriptError):
             try:
-                self._popular(keys=popular[:1], args=popular[1:])
+                self.popular_script(keys=pop_keys, args=pop_args)
             except redis.RedisError:  # see above: the hit itself is recorded
                 pass
+        return hit != -1
 
-    def _frequency(self, cmds: list, prefix: str, row: dict, now: float) -> str:
-        """Frequency caps and fatigue: count the impression, or reset the streak on a click; returns the key."""
+    def _frequency(self, cmds: list, prefix: str, row: dict, now: float) -> list[str]:
+        """Frequency caps and fatigue: count the impression, or reset the streak on a click; returns the keys."""
         fq = f"{prefix}:fq"
         if row["event"] == "click":
             cmds += (3, "@CAPHASH", fq, FREQUENCY_FIELDS_MAX - 1, 4, "HSET", fq, f"u:{row['advertiser']}", 0)
-            return fq
+            return [fq]
         cmds += (3, "@CAPHASH", fq, FREQUENCY_FIELDS_MAX - 2)  # room for the (at most) two fields added below
         campaign = row.get("campaign") or ""
+        keys = [fq]
         if campaign:
             day = f"{fq}:{utc_day(now)}"
+            keys.append(day)
             cmds += (3, "@CAPHASH", day, FREQUENCY_FIELDS_MAX - 1, 4, "HINCRBY", day, campaign, 1,
                      3, "EXPIRE", day, 2 * 86400, 4, "HSET", fq, f"t:{campaign}", repr(round(now, 3)))
         cmds += (4, "HINCRBY", fq, f"u:{row['advertiser']}", 1, 3, "EXPIRE", fq, self.profile_ttl)
-        return fq
+        return keys
 
     def record_bad(self, row: dict, counter: str | None = None) -> None:
         """Append a rejected hit (to any partition); the writer stores it in ``bad_events``."""
-        partition = self.partitions.of(None)
+        call = self.prepare_bad(row, counter)
+        self.send(call, self.once(call.partition))
+
+    def prepare_bad(self, row: dict, counter: str | None = None, partition: int | None = None) -> Call:
+        """The writes of ``record_bad``, not sent (to ``partition``, or any)."""
+        partition = self.partitions.of(None) if partition is None else partition
         keys = [self.partitions.stream(partition)]
         cmds: list = []
         if counter:
             keys.append(self.partitions.metrics(partition))
             cmds += (4, "HINCRBY", keys[-1], counter, 1)
         cmds += (7, "XADD", keys[0], "*", "t", "bad", "d", encode_row(row))
-        self._run(keys=keys, args=cmds)
+        return Call(partition, keys, cmds, None)
 
     def counters(self) -> dict[str, int]:
         """Counters shared by every process (kept in Redis, so gunicorn workers add up): every

@@ -42,12 +42,65 @@ return {out, fields(KEYS[3]), fields(KEYS[4]), hidden}
 # back; ``@EXPIREMAX key ttl`` sets a TTL unless the key already lives longer; ``@CAPINDEX index
 # keep prefix kind`` keeps the newest advertisers of an index and deletes the per-advertiser keys of
 # the others; ``@CAPHASH key max`` starts a frequency hash over.
-# Nothing here can fail once the first write passed: a failed call is spooled and replayed whole,
-# which would append its stream entry twice.
-RUN = """
+# ARGV may hold several hits' commands one after the other (a batch, ``tracker.linger``): each runs
+# exactly as it would alone, in order, within one atomic call.
+# ``@ONCE key id keep ttl`` comes first: the call's id is added to its sender's set of recently applied
+# calls, or, if it is there already, the call returns -1 and writes nothing. A call whose answer was
+# lost (the connection dropped, a primary killed after it ran and replicated) is sent again with the
+# same id, by redis-py's retry or from the spool, and applies once; the set is replicated with the
+# writes, so a promoted replica knows what it holds.
+# Nothing here may fail once the first write passed: a failed call is spooled and replayed whole,
+# which would append its stream entries twice. On a Redis Cluster one failure can come mid-script: a
+# key refused because its slot is being moved to another primary (a key missing from a MIGRATING slot
+# belongs to the target: "Script attempted to access a non local key"). KEYS names every key the
+# commands write, so Redis refuses such a call before it starts (TRYAGAIN or ASK); ``RUN_CLUSTER``
+# also reads the keys that ``@PROMOTE`` and ``@CAPINDEX`` will find in an index, in a probe before
+# any write, so a refusal of one of them leaves nothing written either. The probe reads what the steps
+# will touch: an index's members while its TTL is in the young window (within a call a TTL only grows,
+# or the index is new and its members written by this call), and as many of an index's oldest members
+# as the call's ``@CAPINDEX`` steps on it may evict (each follows one ZADD). A single server moves no
+# slot, so ``RUN`` skips the probe (about 2 µs of Redis CPU per hit).
+_RUN_HEAD = """
 if redis.replicate_commands then redis.replicate_commands() end
+local INDEXES = {{':adv', ':rv:'}, {':advbuy', ':bought:'}}
+"""
+
+_RUN_PROBE = """
+local function probe(argv)
+  local capped = {}
+  local i, n = 1, #argv
+  while i <= n do
+    local name = argv[i + 1]
+    if name == '@PROMOTE' then
+      local prefix, young = argv[i + 2], tonumber(argv[i + 4])
+      for _, index in ipairs(INDEXES) do
+        local left = redis.call('TTL', prefix .. index[1])
+        if left > 0 and left <= young then
+          for _, adv in ipairs(redis.call('ZRANGE', prefix .. index[1], 0, -1)) do
+            redis.call('EXISTS', prefix .. index[2] .. adv)
+          end
+        end
+      end
+    elseif name == '@CAPINDEX' then
+      local step = capped[argv[i + 2]]
+      if step then step[1] = step[1] + 1
+      else capped[argv[i + 2]] = {1, tonumber(argv[i + 3]), argv[i + 4] .. argv[i + 5]} end
+    end
+    i = i + tonumber(argv[i]) + 1
+  end
+  for key, step in pairs(capped) do
+    local evicted = redis.call('ZCARD', key) + step[1] - step[2]
+    if evicted > 0 then
+      for _, adv in ipairs(redis.call('ZRANGE', key, 0, evicted - 1)) do redis.call('EXISTS', step[3] .. adv) end
+    end
+  end
+end
+probe(ARGV)
+"""
+
+_RUN_BODY = """
 local function promote(prefix, ttl, young)
-  for _, index in ipairs({{':adv', ':rv:'}, {':advbuy', ':bought:'}}) do
+  for _, index in ipairs(INDEXES) do
     local key = prefix .. index[1]
     local left = redis.call('TTL', key)
     if left > 0 and left <= young then
@@ -69,7 +122,13 @@ local i, n = 1, #ARGV
 while i <= n do
   local c = tonumber(ARGV[i])
   local name = ARGV[i + 1]
-  if name == '@PROMOTE' then
+  if name == '@ONCE' then
+    if redis.call('ZADD', ARGV[i + 2], 'NX', ARGV[i + 3], ARGV[i + 3]) == 0 then return -1 end
+    if tonumber(ARGV[i + 3]) % 64 == 0 or redis.call('ZCARD', ARGV[i + 2]) == 1 then  -- now and then, and when new
+      redis.call('ZREMRANGEBYRANK', ARGV[i + 2], 0, -tonumber(ARGV[i + 4]) - 1)
+      redis.call('EXPIRE', ARGV[i + 2], ARGV[i + 5])
+    end
+  elseif name == '@PROMOTE' then
     promote(ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]))
   elseif name == '@CAPINDEX' then
     cap_index(ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5])
@@ -85,9 +144,30 @@ end
 return n
 """
 
-# A hit's popularity, in the advertiser's slot: KEYS the day's key; ARGV weight, TTL, skus.
+RUN = _RUN_HEAD + _RUN_BODY
+RUN_CLUSTER = _RUN_HEAD + _RUN_PROBE + _RUN_BODY
+
+
+# Popularity, in the advertisers' slots: KEYS day keys (one on a cluster, or several sharing a slot);
+# ARGV the TTL, then for each key the count of its skus followed by that many (weight, sku) pairs.
+# One hit adds its weight to each of its skus; a batch (``tracker.linger``) adds its hits' sums.
 POPULAR = """
-for i = 3, #ARGV do redis.call('ZINCRBY', KEYS[1], ARGV[1], ARGV[i]) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return #ARGV - 2
+local i = 2
+for k = 1, #KEYS do
+  local last = i + 2 * tonumber(ARGV[i])
+  for j = i + 1, last, 2 do redis.call('ZINCRBY', KEYS[k], ARGV[j], ARGV[j + 1]) end
+  redis.call('EXPIRE', KEYS[k], ARGV[1])
+  i = last + 1
+end
+return #KEYS
 """
+
+
+def popular_script_args(weights: dict[str, dict[str, float]], ttl: int) -> tuple[list, list]:
+    """``POPULAR``'s KEYS and ARGV adding ``weights`` (day key -> sku -> weight), each key kept ``ttl`` seconds."""
+    args: list = [ttl]
+    for skus in weights.values():
+        args.append(len(skus))
+        for sku, weight in skus.items():
+            args += (weight, sku)
+    return list(weights), args

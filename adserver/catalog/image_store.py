@@ -123,9 +123,22 @@ class VariantCache:
         return item
 
 
-def _images_with_variants(ch: ClickHouse, advertiser: str) -> dict[str, tuple[Variant, ...]]:
-    return {url: image.variants for url, image in load_images(ch, advertiser).items()
-            if image.status == OK and image.variants}
+class VariantIndex(dict):
+    """One advertiser's image URL -> variants, with the pictures already chosen from them for a slot
+    (``chosen``, filled by :func:`~adserver.catalog.images.image_choices`): every ad of the advertiser
+    would otherwise choose the same pictures again, sorting variants and formatting their URLs. The
+    choices live and go with this snapshot of the index (a reload makes a new one)."""
+
+    __slots__ = ("chosen",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.chosen: dict = {}
+
+
+def _images_with_variants(ch: ClickHouse, advertiser: str) -> VariantIndex:
+    return VariantIndex({url: image.variants for url, image in load_images(ch, advertiser).items()
+                         if image.status == OK and image.variants})
 
 
 class ImageIndex(CatalogVersioned[dict[str, tuple[Variant, ...]]]):

@@ -38,6 +38,7 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024
 FETCH_TIMEOUT = 15.0
 WORKERS = 4  # fetches in flight: stores' servers are slow, not our two cores
 SAVE_EVERY = 50  # images per write, so a long run shows progress and a crash loses little
+MAX_CHOSEN = 20_000  # pictures an index snapshot remembers (images x slot sizes x Save-Data)
 ACCEPT = "image/webp,image/jpeg,image/png,image/gif;q=0.9,*/*;q=0.1"
 
 
@@ -213,8 +214,17 @@ def image_choices(source: ImageIndex | ClickHouse | Mapping[str, tuple[Variant, 
     else:
         index = {url: image.variants for url, image in load_images(source, advertiser).items()
                  if image.status == OK}
-    return {p.sku: choose(index.get(p.image_link, ()), p.image_link, width, height, save_data, base)
-            for p in products}
+    chosen = getattr(index, "chosen", None)  # an ImageIndex snapshot remembers its choices
+    out = {}
+    for p in products:
+        key = (p.image_link, width, height, save_data, base)
+        choice = chosen.get(key) if chosen is not None else None
+        if choice is None:
+            choice = choose(index.get(p.image_link, ()), p.image_link, width, height, save_data, base)
+            if chosen is not None and len(chosen) < MAX_CHOSEN:  # bounded: ``base`` can come from a Host
+                chosen[key] = choice
+        out[p.sku] = choice
+    return out
 
 
 __all__ = ["BOXES", "ImageChoice", "ImageFailure", "ImageReport", "choose", "image_choices", "process_image",

@@ -20,6 +20,7 @@ import time
 from datetime import timedelta
 
 from flask import Flask, Response, abort, g, request, session
+from flask.sessions import SecureCookieSessionInterface
 
 from adserver.console import accounts
 from adserver.services import services
@@ -36,7 +37,20 @@ def _derive(key: str) -> str:
     return hmac.new(key.encode(), b"adserver reports session", hashlib.sha256).hexdigest()
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed cookie session, without building its signer for a request that has no session
+    cookie: Flask opens a session for every request, and the ads, clicks and pixels that never carry
+    one spent ~4 % of an ad's CPU on a serializer nothing used. A request with the cookie is read as
+    Flask reads it; saving is Flask's."""
+
+    def open_session(self, app: Flask, request):  # noqa: ANN201 - Flask's signature
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def configure(app: Flask, secret_keys: tuple[str, ...], cookie_secure: bool) -> None:
+    app.session_interface = CookieSessions()
     app.secret_key = _derive(secret_keys[0])
     app.config.update(
         SECRET_KEY_FALLBACKS=[_derive(k) for k in secret_keys[1:]],

@@ -16,7 +16,7 @@ def rebuild_reports(ch: ClickHouse, progress: Callable[[int, int], None] | None 
     resolve the attribution of every settled order. Returns the number of months processed."""
     tables = list(dict.fromkeys(t for t, _ in schema.REPORT_VIEWS)) + list(schema.REPORT_CACHES)
     for table in tables:
-        ch.execute("TRUNCATE TABLE IF EXISTS " + schema.stored_table(ch, table))  # a cluster's local tables
+        schema.truncate_stored(ch, table)  # on a cluster, each shard's local table
     months = [int(r[0]) for r in ch.execute("SELECT DISTINCT toYYYYMM(ts) AS m FROM events ORDER BY m")]
     for done, month in enumerate(months, 1):
         for table, select in schema.REPORT_VIEWS:

@@ -79,6 +79,26 @@ class ClickTokens:
         body += b64decode(impression_id) + "\x00".join((advertiser, placement, sku, campaign)).encode()
         return b64encode(body + self._signer.mac(body))
 
+    def issue_all(self, impression_id: str, advertiser: str, placement: str, products: Sequence[tuple[str, str]],
+                  now: float | None = None, campaign: str = "", consent: int = CONSENT_NOT_APPLICABLE) -> list[str]:
+        """The tokens of every ``(sku, reason)`` of one ad, as :meth:`issue` makes them one by one: what the
+        products share (expiry, impression, advertiser, placement, campaign) is packed once."""
+        if consent not in CONSENT_CODES:
+            raise ValueError(f"consent must be one of {CONSENT_CODES}")
+        if not products:  # an empty unit (nothing to show) has no advertiser to sign for
+            return []
+        expires = int((now or time.time()) + self.ttl)
+        impression = b64decode(impression_id)
+        head = (advertiser + "\x00" + placement + "\x00").encode()
+        tail = ("\x00" + campaign).encode()
+        mac = self._signer.mac
+        tokens = []
+        for sku, reason in products:
+            body = _HEAD.pack(TOKEN_VERSION, expires, consent << 4 | REASONS.index(reason)) + impression + head \
+                + sku.encode() + tail
+            tokens.append(b64encode(body + mac(body)))
+        return tokens
+
     def verify(self, token: str, now: float | None = None) -> Click:
         try:
             raw = b64decode(token)

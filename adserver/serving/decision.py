@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from adserver.catalog.product import Product
+from adserver.serving.candidates_cache import CACHE
 from models.feedback import demote, demote_pairs
-from models.policy import Neighbours, rank, similar_candidates
+from models.policy import Neighbours, rank, similar_candidates  # noqa: F401 - the policy's name, served from here
 
 
 @dataclass
@@ -46,7 +47,7 @@ def fill_unit(products: dict[str, Product], recent: Sequence[str], popular: Sequ
     holds every product not to show (bought, or dismissed by this visitor); ``hides``: readers' recent
     "not this product" answers per sku, which move similar and popular products back (``models.feedback``)."""
     in_catalog = [sku for sku in recent if sku in products]
-    similar = similar_candidates(model, in_catalog)
+    similar = CACHE.similar(model, in_catalog)
     if not hides:
         return fill_slots(products, in_catalog, popular, bought, count, similar)
     catalog = chain((s for s in products if not hides.get(s)), (s for s in products if hides.get(s)))
@@ -71,10 +72,6 @@ def fill_slots(products: dict[str, Product], recent: Sequence[str], popular: Seq
     return [Slot(products[p.item], p.reason, p.source) for p in picks]
 
 
-def popular_for(popular: Callable[[str], Sequence[str]], artifact, advertiser: str) -> list[str]:
-    """Live popularity (Redis, last days) first, then the trained model's longer view."""
-    live = list(popular(advertiser))
-    if artifact is not None:
-        seen = set(live)
-        live += [sku for sku in artifact.popular_ids(50) if sku not in seen]
-    return live
+def popular_for(popular: Callable[[str], Sequence[str]], artifact, advertiser: str) -> Sequence[str]:
+    """Live popularity (Redis, last days) first, then the trained model's longer view (shared: read only)."""
+    return CACHE.popular(artifact, popular(advertiser))

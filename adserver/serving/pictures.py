@@ -60,4 +60,4 @@ def add_pictures(items: list[dict], products: list[Product], advertiser: str, fm
         if html:
             item.update(image=choice.src, srcset=choice.srcset, webp_srcset=choice.webp_srcset)
         else:
-            item["images"] = choice.variants
+            item["images"] = [dict(v) for v in choice.variants]  # the choice is shared by later ads

@@ -189,6 +189,12 @@ def safe_srcset(value: str | None) -> str:
     they would split a candidate); ``""`` otherwise."""
     if not isinstance(value, str) or not value or len(value) > 2 * URL_MAX:
         return ""
+    return _checked_srcset(value)
+
+
+@lru_cache(maxsize=4096)
+def _checked_srcset(value: str) -> str:
+    """The check itself, remembered: an advertiser's ads show the same few pictures' srcsets again and again."""
     candidates = value.split(", ")
     if len(candidates) > 2:
         return ""

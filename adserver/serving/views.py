@@ -175,10 +175,11 @@ def _serve(as_json: bool, card: bool = False) -> Response:
     campaign_id = decision.campaign.id if decision.campaign else ""
     consent = request_consent().code  # signed into the click and hide tokens: their requests carry no gdpr
     items = []
-    for slot in decision.slots:
+    tokens = svc.clicks.issue_all(impression_id, decision.advertiser, placement_id,
+                                  [(slot.product.sku, slot.reason) for slot in decision.slots],
+                                  campaign=campaign_id, consent=consent)
+    for slot, token in zip(decision.slots, tokens, strict=True):
         p = slot.product
-        token = svc.clicks.issue(impression_id, decision.advertiser, placement_id, p.sku, slot.reason,
-                                 campaign=campaign_id, consent=consent)
         item = {"sku": p.sku, "title": p.title, "price": round(p.display_price, 2), "currency": p.currency,
                 "image": p.image_link, "click_url": f"{base}/c/{token}", "reason": slot.reason}
         if slot.source_sku:

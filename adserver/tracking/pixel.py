@@ -9,6 +9,9 @@ a prepared header list; the answer is the one the view gave (same bytes, same co
 events), which ``tests/adserver/tracking/test_pixel.py`` checks through the Flask test client, since the
 layer wraps ``app.wsgi_app``. Other methods on ``/px.gif`` and every other path go to Flask.
 
+The hit's Redis writes wait a few milliseconds to go out with other hits' in one call
+(``ADSERVER_PIXEL_LINGER_MS``, ``tracker.linger``: what that costs on a crash is said there).
+
 Whatever happens, the store page gets its 43-byte GIF: an exception is logged, never answered.
 """
 
@@ -179,7 +182,7 @@ def _hit(flask_app, environ: dict) -> str | None:
         svc.record({
             "ts": now, "advertiser": result.advertiser, "event": result.event, "uid": uid,
             "errors": result.errors, "raw": result.raw,
-        }, counter="pixel_rejected", bad=True)
+        }, counter="pixel_rejected", bad=True, linger=True)
         return set_cookie
     row = {
         "ts": now, "advertiser": result.advertiser, "event": result.event, "uid": uid,
@@ -192,5 +195,5 @@ def _hit(flask_app, environ: dict) -> str | None:
     invalid = invalid_fields(classify(request_headers, None))  # bots: no profile, no popularity (no flood count)
     row.update(invalid)
     svc.record(row, uid=None if invalid else uid, counter="pixel_invalid" if invalid else "pixel_accepted",
-               first_visit=first_visit)
+               first_visit=first_visit, linger=True)
     return set_cookie

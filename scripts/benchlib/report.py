@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .stack import ROOT
+from .targets import render_targets
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -18,6 +20,18 @@ def median_run(runs: list[dict]) -> dict:
 
 
 NOTES_MARK = "<!-- Written by hand below this line: make bench keeps it. -->"
+
+
+def publish(render_fn, results: dict, args) -> None:
+    """Render the figures over the hand-written notes of ``args.out``, print and write it (and ``args.json``)."""
+    out = Path(args.out)
+    report = render_fn(results, args, kept_notes(out))
+    print(report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    print(f"written to {out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
 
 
 def kept_notes(path: Path) -> str:
@@ -52,9 +66,28 @@ def render(r: dict, args, notes: str = "") -> str:
         f"(web {r['web_seconds']} s, reports {r.get('reports_seconds', 0)} s). The machine was shared with "
         "other work: load generator, servers, Redis and ClickHouse share the two cores, so the ratios to the "
         "bare app measured in the same run are the figures to compare.", "",
+    ]
+    if r.get("targets"):
+        modes = " and ".join(r["targets"])
+        lines += [
+            "## Cost per request: the targets", "",
+            f"Setups: {modes} (cluster: the product on the loopback cluster, ZooKeeper, ClickHouse 2 shards x 2 "
+            f"replicas, a Redis Cluster of 3 primaries with a replica each, {args.web_partitions} stream "
+            "partitions), measured one after the other, each with its own bare app and with the other's servers "
+            "stopped, under the same gunicorn settings, demo data and number of visitors. Ratios: in each of a "
+            f"setup's {args.runs} wrk rounds the bare app and the endpoints ran back to back; the median of the "
+            "rounds' ratios, each round's in the last column. Ad p99: "
+            f"{args.p99_runs} open-loop runs per setup at half of that setup's median ad req/s; the "
+            f"worst run counts. Writer: {args.target_writers} writer processes on as many stream partitions, "
+            f"{args.writer_events:,} events pre-filled, spawn to every row visible. Lag: 300 pixel hits, each to its "
+            "row visible through the setup's `events` table.", "",
+            *render_targets(r), "",
+        ]
+    lines += [
         "## Web: product against a bare Flask app", "",
         f"wrk -t1 -c{args.connections}, {args.seconds} s per run, {args.runs} runs per endpoint interleaved "
-        "(bare, pixel, ad, click, bare, ...); the table shows the run with the median req/s (all runs in the "
+        "(bare, pixel, ad, click, bare, ...; then, in cluster mode, bare, pixel, ad, bare, ... with the ratios to "
+        "that run's own bare app); the table shows the run with the median req/s (all runs in the "
         f"last column). gunicorn with `deploy/gunicorn.conf.py` ({args.workers} workers) for both apps. Every "
         "request sends a desktop Chrome `User-Agent`. Requests rotate (`scripts/rotate.lua`) over "
         f"{args.visitors:,} visitors whose profiles were filled by {seed['requests']:,} pixel hits first "
@@ -68,9 +101,12 @@ def render(r: dict, args, notes: str = "") -> str:
         "| endpoint | req/s | ratio to bare | p50 ms | p99 ms | non-2xx/3xx | req/s of each run |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in ("bare", "pixel", "ad", "click"):
+    for name in ("bare", "pixel", "ad", "click", "bare@cluster", "pixel@cluster", "ad@cluster"):
+        if name not in r:
+            continue
         x = r[name]
-        lines.append(f"| {name} | {x['rps']:,.0f} | {x['rps'] / bare:.2f} | {_ms(x['p50_ms'])} | {_ms(x['p99_ms'])} "
+        own_bare = r["bare@cluster"]["rps"] if name.endswith("@cluster") else bare
+        lines.append(f"| {name} | {x['rps']:,.0f} | {x['rps'] / own_bare:.2f} | {_ms(x['p50_ms'])} | {_ms(x['p99_ms'])} "
                      f"| {x['non_2xx']} | {', '.join(f'{v:,}' for v in x['all_rps'])} |")
     half, bare_half = r["ad_half"], r["bare_half"]
     lines += [

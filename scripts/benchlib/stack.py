@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
 
-def run_testservers(action: str, folder: Path, **kwargs) -> subprocess.CompletedProcess:
-    """``python -m scripts.testservers start|stop --dir folder``, from the checkout."""
-    return subprocess.run([PY, "-m", "scripts.testservers", action, "--dir", str(folder)], cwd=ROOT, **kwargs)
+def run_testservers(action: str, folder: Path, *options: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m scripts.testservers start|stop [options] --dir folder``, from the checkout."""
+    return subprocess.run([PY, "-m", "scripts.testservers", action, *options, "--dir", str(folder)], cwd=ROOT,
+                          **kwargs)
 
 
 class Stack:
@@ -27,11 +28,14 @@ class Stack:
         self.workers = workers
         self.procs: list[subprocess.Popen] = []
         self.env = dict(os.environ)
+        self.servers: dict = {}  # servers.json of scripts.testservers
 
-    def start_servers(self) -> None:
+    def start_servers(self, cluster: bool = False) -> None:
+        """Single-node Redis and ClickHouse (their settings go to ``env``); ``cluster`` also starts the loopback
+        cluster (``scripts.testservers start --cluster``), described in ``servers["cluster"]``."""
         servers = self.workdir / "servers"
-        run_testservers("start", servers, check=True)
-        info = json.loads((servers / "servers.json").read_text())
+        run_testservers("start", servers, *(["--cluster"] if cluster else []), check=True)
+        info = self.servers = json.loads((servers / "servers.json").read_text())
         self.env.update({
             "ADSERVER_REDIS_URL": info["env"]["ADSERVER_TEST_REDIS_URL"],
             "ADSERVER_CLICKHOUSE_URL": info["env"]["ADSERVER_TEST_CLICKHOUSE_URL"].rsplit("/", 1)[0] + "/adserver",
@@ -46,13 +50,15 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def gunicorn(self, app: str, port: int, log: str, *options: str) -> subprocess.Popen:
-        """``app`` under gunicorn with ``deploy/gunicorn.conf.py`` (``options`` added on its command line)."""
+    def gunicorn(self, app: str, port: int, log: str, *options: str, **env: str) -> subprocess.Popen:
+        """``app`` under gunicorn with ``deploy/gunicorn.conf.py`` (``options`` added on its command line,
+        ``env`` over the stack's environment)."""
         return self.spawn([PY, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), *options, app], log,
-                          ADSERVER_BIND=f"127.0.0.1:{port}", PYTHONPATH=str(ROOT))
+                          **{**env, "ADSERVER_BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT)})
 
-    def cli(self, *args: str) -> str:
-        return subprocess.run([PY, "-m", "adserver", *args], cwd=ROOT, env=self.env, check=True,
+    def cli(self, *args: str, **env: str) -> str:
+        """``python -m adserver <args>`` with ``env`` over the stack's environment; returns its output."""
+        return subprocess.run([PY, "-m", "adserver", *args], cwd=ROOT, env={**self.env, **env}, check=True,
                               capture_output=True, text=True).stdout
 
     def close(self) -> None:
@@ -77,13 +83,24 @@ def server_pids(servers_dir: Path) -> dict[str, int]:
 
 
 def redis_client(env: dict):
+    """A client of the Redis that ``env`` names: a server, or a Redis Cluster (``redis+cluster://``)."""
     import redis
 
-    return redis.Redis.from_url(env["ADSERVER_REDIS_URL"], socket_timeout=10)
+    from tracker.settings_parsers import is_redis_cluster_url, parse_redis_cluster_url
+
+    url = env["ADSERVER_REDIS_URL"]
+    if is_redis_cluster_url(url):
+        from redis.cluster import ClusterNode, RedisCluster
+
+        nodes = parse_redis_cluster_url(url).nodes
+        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes], socket_timeout=10)
+    return redis.Redis.from_url(url, socket_timeout=10)
 
 
 def clickhouse(env: dict):
+    """A client of the ClickHouse that ``env`` names, with the cluster's session settings in cluster mode."""
     from tracker.clickhouse import DriverClickHouse
     from tracker.settings import parse_clickhouse_url
 
-    return DriverClickHouse(parse_clickhouse_url(env["ADSERVER_CLICKHOUSE_URL"]), 5, 120)
+    return DriverClickHouse(parse_clickhouse_url(env["ADSERVER_CLICKHOUSE_URL"]), 5, 120,
+                            cluster=env.get("ADSERVER_CLICKHOUSE_CLUSTER") or None)

@@ -48,8 +48,9 @@ def parse_wrk(output: str) -> dict:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     lat = {p: seconds(v) * 1000 for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.M)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    answered = re.search(r"(\d+) requests in ", output)
     return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
-            "non_2xx": int(errors.group(1)) if errors else 0}
+            "non_2xx": int(errors.group(1)) if errors else 0, "requests": int(answered.group(1)) if answered else 0}
 
 
 def wrk(url: str, seconds: int, connections: int, headers: dict | None = None, requests: Path | None = None) -> dict:

@@ -3,72 +3,100 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import time
-from pathlib import Path
+from collections.abc import Mapping
 
+from tracker.partitions import Partitions
+
+from .cpu import cpu_seconds, total_cpu_seconds
 from .stack import PY, Stack, clickhouse, redis_client, server_pids
 
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux ``/proc``); 0.0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+__all__ = ["cpu_seconds", "partition_ranges", "writer_throughput"]
 
 
-def writer_throughput(stack: Stack, events: int, writers: int = 1, batch_size: int = 50_000,
-                      servers: dict[str, int] | None = None) -> dict:
-    """Events per second from the stream into ClickHouse, for a backlog of ``events``.
+def partition_ranges(partitions: int, writers: int) -> list[str]:
+    """``--partitions`` of each writer process: ``partitions`` split into ``writers`` contiguous ranges."""
+    if not 1 <= writers <= partitions:
+        raise ValueError(f"{writers} writers cannot share {partitions} partitions")
+    bounds = [-(-n * partitions // writers) for n in range(writers + 1)]  # the first writers take the spare ones
+    return [f"{lo}-{hi - 1}" for lo, hi in zip(bounds, bounds[1:], strict=False)]
 
-    The backlog is written to Redis before any writer starts; the clock runs from spawning the
-    writer processes (start-up and migration check included) until the stream is empty and every
-    row is visible in ClickHouse. ``writers`` processes share the stream as consumers of one group.
-    CPU time per event of the writers (start-up included) and of the ``servers`` (name -> pid) is
-    reported too: on a shared machine it varies far less than the wall-clock rate.
-    """
-    servers = servers if servers is not None else server_pids(stack.workdir / "servers")
-    client = redis_client(stack.env)
-    stream = "bench:writer:" + secrets.token_hex(3)
-    row = {"ts": time.time(), "advertiser": "demo", "event": "view_item", "uid": "u", "skus": ["D1001"]}
-    payload = json.dumps(row)
+
+def _fill(client, partitions: Partitions, events: int) -> None:
+    """``events`` pixel events of distinct visitors, each on its visitor's partition as the pixel puts it.
+
+    Distinct visitors spread the rows over every partition and, in ClickHouse, over every shard."""
+    now = time.time()
     pipe = client.pipeline(transaction=False)
     for n in range(events):
-        pipe.xadd(stream, {"t": "ev", "d": payload})
+        uid = f"bench-{n}"
+        row = {"ts": now, "advertiser": "demo", "event": "view_item", "uid": uid, "skus": ["D1001"]}
+        pipe.xadd(partitions.stream(partitions.of(uid)), {"t": "ev", "d": json.dumps(row)})
         if n % 10000 == 9999:
             pipe.execute()
     pipe.execute()
-    ch = clickhouse(stack.env)
+
+
+def writer_throughput(stack: Stack, events: int, writers: int = 1, batch_size: int = 50_000,
+                      servers: Mapping[str, int | list[int]] | None = None, partitions: int = 1,
+                      mode: Mapping[str, str] | None = None) -> dict:
+    """Events per second from the stream into ClickHouse, for a backlog of ``events``.
+
+    The backlog is written to Redis before any writer starts; the clock runs from spawning the
+    writer processes (start-up and migration check included) until every partition's stream is
+    empty and every row is visible in ClickHouse. The stream has ``partitions`` partitions; the
+    ``writers`` processes take contiguous ranges of them (``--partitions``), and with one partition
+    several writers share it as consumers of one group. ``mode`` holds settings over the stack's
+    (the cluster's, for cluster mode). CPU time per event of the writers (start-up included) and of
+    the ``servers`` (name -> pid or pids) is reported too: on a shared machine it varies far less
+    than the wall-clock rate.
+    """
+    mode = dict(mode or {})
+    env = {**stack.env, **mode}
+    servers = servers if servers is not None else server_pids(stack.workdir / "servers")
+    pids = {name: pid if isinstance(pid, list) else [pid] for name, pid in servers.items()}
+    client = redis_client(env)
+    layout = Partitions("bench:writer:" + secrets.token_hex(3), partitions)
+    _fill(client, layout, events)
+    ch = clickhouse(env)
     count = lambda: ch.execute("SELECT count() FROM events")[0][0]  # noqa: E731
+    backlog = lambda: sum(client.xlen(stream) for stream in layout.streams())  # noqa: E731
     before = count()
-    cpu_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
+    cpu_before = {name: total_cpu_seconds(p) for name, p in pids.items()}
+    ranges = partition_ranges(partitions, writers) if partitions > 1 else [None] * writers
     started = time.monotonic()
-    procs = [stack.spawn([PY, "-m", "tracker.writer"], f"writer-bench-{n}.log", ADSERVER_STREAM_KEY=stream,
-                         ADSERVER_WRITER_NAME=f"bench-{n}", ADSERVER_WRITER_BATCH_SIZE=str(batch_size))
-             for n in range(1, writers + 1)]
+    writer_env = {**mode, "ADSERVER_STREAM_KEY": layout.stream_key, "ADSERVER_STREAM_PARTITIONS": str(partitions),
+                  "ADSERVER_WRITER_BATCH_SIZE": str(batch_size)}
+    procs = [stack.spawn([PY, "-m", "tracker.writer", *(["--partitions", owned] if owned else [])],
+                         f"writer-bench-{n}.log", **writer_env, ADSERVER_WRITER_NAME=f"bench-{n}")
+             for n, owned in enumerate(ranges, 1)]
     logs = [stack.workdir / f"writer-bench-{n}.log" for n in range(1, writers + 1)]
     ready = None  # when the first writer finished start-up (imports, migrations check) and began reading
     while time.monotonic() - started < 600:
         if ready is None and any(b" draining " in log.read_bytes() for log in logs if log.exists()):
             ready = time.monotonic()
-        if not client.xlen(stream) and count() - before >= events:
+        if not backlog() and count() - before >= events:
             break
+        if any(proc.poll() is not None for proc in procs):
+            raise RuntimeError(f"a writer exited with status {[p.returncode for p in procs]}: see {logs}")
         time.sleep(0.02)
     done = time.monotonic()
     seconds = done - started
     ready = ready or started
-    cpu = {"writers": sum(cpu_seconds(proc.pid) for proc in procs)}
-    cpu.update({name: cpu_seconds(pid) - cpu_before[name] for name, pid in servers.items()})
+    cpu = {"writers": total_cpu_seconds(proc.pid for proc in procs)}
+    cpu.update({name: total_cpu_seconds(p) - cpu_before[name] for name, p in pids.items()})
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
     for proc in procs:
         proc.wait(timeout=30)
     written = count() - before
-    client.delete(stream)
+    for stream in layout.streams():
+        client.delete(stream)
+    client.close()
+    ch.close()
     return {"events": written, "seconds": round(seconds, 2), "events_per_s": round(written / seconds),
             "startup_s": round(ready - started, 2), "after_startup_per_s": round(written / max(done - ready, 1e-3)),
-            "writers": writers, "cpu_us_per_event": {k: round(v / max(written, 1) * 1e6, 2) for k, v in cpu.items()}}
+            "writers": writers, "partitions": partitions,
+            "cpu_us_per_event": {k: round(v / max(written, 1) * 1e6, 2) for k, v in cpu.items()}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
 import socket
 import sys
@@ -23,6 +24,7 @@ STOP_GRACE_S = 15.0
 # A free port can be taken by someone else between our probe and the server's
 # bind(); when that happens we simply try again with fresh ports.
 START_ATTEMPTS = 3
+PORTS_FROM = 20000  # servers' ports are chosen from here up to the kernel's ephemeral range
 
 EXIT_SETUP_FAILED = 2
 EXIT_NO_TESTS = 5  # pytest.ExitCode.NO_TESTS_COLLECTED
@@ -62,19 +64,40 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 def pick_free_ports(count: int) -> list[int]:
-    """Ask the kernel for ``count`` distinct free loopback TCP ports.
+    """``count`` distinct loopback TCP ports, free now, below the kernel's ephemeral range.
 
-    All probe sockets stay open until every port is chosen, so the kernel
-    cannot hand out the same port twice.  The ports are free *now*; a race
-    with another program is possible and handled by retrying the start.
+    Below it because a server may have to bind its port again: a drill stops a node and starts it
+    on the same ports, and while it is down the kernel may give a port of the ephemeral range
+    (``net.ipv4.ip_local_port_range``) to any outgoing connection as its source port, which makes
+    the restarted server's bind() fail. All probe sockets stay open until every port is chosen; a
+    race with another program is possible and handled by retrying the start.
     """
+    low = _ephemeral_low()
+    candidates = list(range(PORTS_FROM, low)) if low - PORTS_FROM >= 1000 else []
+    random.shuffle(candidates)  # concurrent runs rarely probe the same ports
     with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        for port in candidates:
+            if len(ports) == count:
+                break
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            ports.append(port)
+        while len(ports) < count:  # no room below the range: let the kernel choose
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind((LOOPBACK, 0))
             ports.append(sock.getsockname()[1])
         return ports
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return PORTS_FROM  # unknown: leave the choice to the kernel
 
 
 def no_proxy_opener() -> urllib.request.OpenerDirector:

@@ -17,7 +17,7 @@ from tracker.partitions import Partitions
 from tracker.writer.pipeline import partition_writers
 
 CLUSTER_PARTITIONS = "4"
-MODES = ["single", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))]
+MODES = ["single", "cluster"]
 
 
 @pytest.fixture

@@ -184,7 +184,7 @@ def test_metrics_answer_with_redis_down(tmp_path, clickhouse_url):
     settings = load_settings({
         "ADSERVER_SECRET_KEY": SECRET, "ADSERVER_REDIS_URL": "redis://127.0.0.1:1/0",
         "ADSERVER_CLICKHOUSE_URL": clickhouse_url, "ADSERVER_DATA_DIR": str(tmp_path / "var"),
-        "ADSERVER_REDIS_TIMEOUT": "0.2",
+        "ADSERVER_REDIS_TIMEOUT": "0.2", "ADSERVER_PIXEL_LINGER_MS": "0",  # spooled before the answer
     })
     app = create_app(settings)
     try:

@@ -83,6 +83,7 @@ def fault_app(tmp_path, own_redis, clickhouse_url, ch, demo_loaded):
         "ADSERVER_SECRET_KEY": SECRET, "ADSERVER_REDIS_URL": own_redis.url,
         "ADSERVER_CLICKHOUSE_URL": clickhouse_url, "ADSERVER_DATA_DIR": str(tmp_path / "var"),
         "ADSERVER_REDIS_TIMEOUT": "0.2",
+        "ADSERVER_PIXEL_LINGER_MS": "0",  # each hit spooled at once (with lingering: tests/tracker/test_linger.py)
     })
     app = create_app(settings)
     yield app

@@ -6,13 +6,21 @@ single-node servers), unless ``ADSERVER_TEST_REQUIRE_CLUSTER=1`` (``make test``)
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
+import redis
 
+from scripts.testservers.clickhouse import clickhouse_env
+from scripts.testservers.clickhouse_cluster import read_layout
+from scripts.testservers.common import tail
+from scripts.testservers.processes import find_our_servers, spawn, terminate
 from tests.conftest import SECRET
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
@@ -86,7 +94,7 @@ def cluster_ch(cluster: ClusterServers) -> Iterator[DriverClickHouse]:
 def truncate_cluster(ch: DriverClickHouse) -> None:
     """Empty every table holding rows on any replica, and wait until every replica has emptied it.
 
-    ``TRUNCATE ... ON CLUSTER`` of a replicated table runs on one replica of each shard; the other
+    A replicated table is emptied on one replica of each shard (``schema.truncate_stored``); the other
     applies it from the replication log a moment later, so each node is waited for."""
     nodes = ch.replicas()
     try:
@@ -98,7 +106,7 @@ def truncate_cluster(ch: DriverClickHouse) -> None:
         for table in schema.TABLES:
             stored = f"{table}_local" if schema.LAYOUTS[table] is not None else table
             if stored in filled:
-                ch.execute("TRUNCATE TABLE " + schema.stored_table(ch, table))
+                schema.truncate_stored(ch, table)
                 emptied.append(stored)
         for node in nodes:
             for stored in emptied:
@@ -113,3 +121,101 @@ def cluster_any_ch(cluster_ch: DriverClickHouse) -> DriverClickHouse:
     """The cluster as a store like the others, emptied (the ``cluster`` case of ``any_ch``)."""
     truncate_cluster(cluster_ch)
     return cluster_ch
+
+
+@dataclass(frozen=True)
+class ClickHouseNode:
+    """One ClickHouse server of the test cluster as ``servers.json`` records it, for drills that stop it
+    and start it again (from its recorded command and folder, with the variables its config reads)."""
+
+    host: str  # its replica name in remote_servers
+    shard: int
+    port: int  # native protocol
+    cmd: tuple[str, ...]
+    cwd: Path
+
+    def client(self, database: str) -> DriverClickHouse:
+        return DriverClickHouse(parse_clickhouse_url(f"clickhouse://127.0.0.1:{self.port}/{database}"),
+                                connect_timeout=2, timeout=60, retries=0)
+
+    def stop(self) -> None:
+        """SIGTERM, as an operator stops a server, and wait until it is gone."""
+        # by its folder, not the recorded pid: a node an earlier drill restarted has another one
+        pids = find_our_servers(self.cwd)
+        assert pids, f"ClickHouse {self.host} is not running"
+        terminate(pids, grace=30)
+
+    def start(self, timeout: float = 60) -> None:
+        """Start it again and wait until it answers and has its ZooKeeper session (replication works)."""
+        if not find_our_servers(self.cwd):
+            spawn(self.cmd, cwd=self.cwd, log_path=self.cwd / "clickhouse-stdout.log", detached=True,
+                  env=clickhouse_env(read_layout().node_env(self.host)))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ch = self.client("default")
+                try:
+                    ch.execute("SELECT count() FROM system.zookeeper WHERE path = '/'")
+                    return
+                finally:
+                    ch.close()
+            except Exception as exc:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline:
+                    logs = "\n".join(f"{path}:\n{tail(path, 15)}" for path in (
+                        self.cwd / "clickhouse-stdout.log", self.cwd / "clickhouse-log" / "clickhouse-server.err.log"))
+                    raise AssertionError(f"ClickHouse {self.host} did not come back within {timeout} s "
+                                         f"({exc}); its logs end:\n{logs}") from exc
+                time.sleep(0.2)
+
+
+def settle_ddl(nodes: list[ClickHouseNode], cluster: str, database: str) -> None:
+    """Wait until every node's DDL worker has worked through the cluster's DDL queue (a node started
+    again reads the whole queue first): a no-op ``ON CLUSTER`` statement returns only when every node
+    ran it, so the next test's migrations do not meet a node still catching up."""
+    ch = nodes[0].client("default")
+    try:
+        ch.execute(f"CREATE DATABASE IF NOT EXISTS {database} ON CLUSTER {cluster}")
+    finally:
+        ch.close()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_nodes(cluster: ClusterServers) -> list[ClickHouseNode]:
+    """The cluster's ClickHouse servers, shard by shard, replica by replica (as ``clickhouse_nodes`` URLs)."""
+    info = json.loads((Path(os.environ["ADSERVER_TEST_SERVERS_DIR"]) / "servers.json").read_text())
+    nodes = [ClickHouseNode(n["host"], n["shard"], n["tcp_port"], tuple(n["cmd"]), Path(n["cwd"]))
+             for n in info["cluster"]["clickhouse"]]
+    by_port = {n.port: n for n in nodes}
+    return [by_port[parse_clickhouse_url(url).port] for url in cluster.clickhouse_nodes]
+
+
+def wait_for(check, seconds: float, what: str, tolerate: tuple[type[Exception], ...] = (redis.RedisError,)):
+    """Poll ``check()`` until it returns something true and return that; an error of a ``tolerate`` kind
+    counts as "not yet" (a node restarting, a failover under way). Fails naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except tolerate:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(0.05)
+
+
+def drill_settings(cluster: ClusterServers, database: str, nodes: list[ClickHouseNode], partitions: int,
+                   data_dir: Path) -> Settings:
+    """The product's settings for a drill: the cluster's Redis, every ClickHouse node named in the URL (in
+    ``nodes``' order, so a client goes on through the next one when one stops), a stream of its own."""
+    every_node = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+    return load_settings({
+        "ADSERVER_REDIS_URL": cluster.redis_url,
+        "ADSERVER_CLICKHOUSE_URL": f"clickhouse://{every_node}/{database}",
+        "ADSERVER_CLICKHOUSE_CLUSTER": cluster.name,
+        "ADSERVER_STREAM_PARTITIONS": str(partitions),
+        "ADSERVER_STREAM_KEY": f"drill:events:{secrets.token_hex(4)}",
+        "ADSERVER_SECRET_KEY": SECRET,
+        "ADSERVER_DATA_DIR": str(data_dir),
+    })

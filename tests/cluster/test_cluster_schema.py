@@ -17,7 +17,7 @@ import pytest
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.settings_parsers import parse_clickhouse_url
-from tracker.writer.batch import already_stored
+from tracker.writer.recovery import already_stored
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +95,25 @@ def test_each_shard_aggregates_its_own_events_and_reports_read_them_all(cluster,
     assert per_node[second[0]][1] > 0
 
 
+def test_rows_of_a_visitor_share_a_shard_and_rows_without_one_spread_over_both(cluster, cluster_any_ch):
+    ch = cluster_any_ch
+    visitor = secrets.token_hex(8)
+    rows = [event(visitor, f"{n}-1") for n in range(50)] + [event("", f"{n}-2", "viewable") for n in range(200)]
+    ch.insert_columns("events", schema.EVENTS_COLUMNS, [list(column) for column in zip(*rows)])
+    per_shard = []
+    for url in (cluster.clickhouse_nodes[0], cluster.clickhouse_nodes[2]):  # one replica of each shard
+        replica = node(url, ch.database)
+        try:
+            (counts,) = replica.execute("SELECT countIf(uid = %(uid)s), countIf(uid = '') FROM events_local",
+                                        {"uid": visitor})
+        finally:
+            replica.close()
+        per_shard.append(counts)
+    assert sorted(visits for visits, _ in per_shard) == [0, 50]
+    anonymous = [count for _, count in per_shard]
+    assert sum(anonymous) == 200 and min(anonymous) > 40  # binomial(200, 1/2) below 41: eight standard deviations off
+
+
 def test_the_recovery_check_sees_a_row_only_one_replica_holds(cluster, cluster_any_ch):
     """The replica a Distributed read picks may not have fetched a part its twin stored: the check reads
     every replica, so a batch inserted before a crash is never inserted twice."""
@@ -165,3 +184,36 @@ def test_forgetting_removes_the_visitors_rows_on_every_shard_and_replica(cluster
     assert dropped["events"] == ["202611"]
     (left,), = ch.execute("SELECT count() FROM events")
     assert left == 0
+
+
+@pytest.mark.parametrize(("table", "stored", "insert"), [
+    ("advertisers", "advertisers",
+     "INSERT INTO {db}.advertisers (id, name, version) SELECT toString(number), 'shop', 1 "
+     "FROM system.numbers LIMIT %(rows)s"),
+    ("events", "events_local",
+     "INSERT INTO {db}.events_local (ts, advertiser, event, uid) SELECT toDateTime('2026-01-01 00:00:00') "
+     "+ number * 60, 'shop', 'view', toString(number) FROM system.numbers LIMIT %(rows)s"),
+])
+def test_a_cluster_table_is_emptied_while_its_replicas_fetch_a_new_part(cluster, cluster_any_ch, table, stored,
+                                                                       insert):
+    """A replicated TRUNCATE on ClickHouse 18.16 holds the table's lock while it waits for every replica,
+    and a replica fetching the part just inserted on that node waits for the same lock: both stall
+    until the fetch times out. The table is emptied right after a large insert, on the node that took it."""
+    ch = cluster_any_ch
+    first_of_each_shard = [cluster.clickhouse_nodes[0], cluster.clickhouse_nodes[2]]
+    for url in first_of_each_shard if stored.endswith("_local") else first_of_each_shard[:1]:
+        writer = node(url, ch.database)
+        try:
+            writer.execute(insert.format(db=ch.database), {"rows": 300_000})
+        finally:
+            writer.close()
+
+    schema.truncate_stored(ch, table)
+
+    sync(cluster, ch.database, stored)
+    for url in cluster.clickhouse_nodes:
+        replica = node(url, ch.database)
+        try:
+            assert replica.execute(f"SELECT count() FROM {stored}") == [(0,)], url
+        finally:
+            replica.close()

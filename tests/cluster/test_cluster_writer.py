@@ -12,7 +12,7 @@ from tracker.stream import EventStream
 from tracker.writer import BatchWriter
 
 
-@pytest.fixture(params=["server", pytest.param("cluster", marks=[pytest.mark.slow, pytest.mark.xdist_group("cluster")])])
+@pytest.fixture(params=["server", pytest.param("cluster", marks=pytest.mark.slow)])
 def store(request):
     return request.getfixturevalue("ch" if request.param == "server" else "cluster_any_ch")
 

@@ -16,6 +16,7 @@ from redis.cluster import RedisCluster
 
 from scripts.testservers.processes import find_our_servers
 from scripts.testservers.redis_cluster import cluster_problem
+from tests.cluster.conftest import wait_for
 from tracker.settings_parsers import parse_redis_cluster_url
 
 pytestmark = pytest.mark.slow
@@ -96,22 +97,6 @@ def test_keys_sharing_a_hash_tag_share_a_slot_and_a_pipeline(cluster_stores):
     assert client.delete(*keys) == len(keys)
 
 
-def _wait(check, seconds: float):
-    """Poll ``check()`` until it returns something true (or raises no error); return it."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except redis.RedisError:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {seconds} s: {check}")
-        time.sleep(0.2)
-
-
 def test_failover_drill_a_replica_takes_over_a_killed_primary(cluster, cluster_stores):
     """The test cluster's short cluster-node-timeout makes this take seconds: the drill later steps rely on."""
     info = json.loads((Path(os.environ["ADSERVER_TEST_SERVERS_DIR"]) / "servers.json").read_text())
@@ -130,14 +115,14 @@ def test_failover_drill_a_replica_takes_over_a_killed_primary(cluster, cluster_s
     os.kill(pid, signal.SIGKILL)
     started = time.monotonic()
     with node_client(replica.host, replica.port) as promoted:
-        _wait(lambda: promoted.info("replication")["role"] == "master", 30)
+        wait_for(lambda: promoted.info("replication")["role"] == "master", 30, "the replica took over")
     took = time.monotonic() - started
-    assert _wait(lambda: client.get(key), 15) == b"kept"
+    assert wait_for(lambda: client.get(key), 15, "the key read from the new primary") == b"kept"
 
     # back as a replica of the new primary, from its recorded command and folder (nodes.conf)
     subprocess.run([*victim["cmd"], "--daemonize", "yes", "--logfile", str(Path(victim["cwd"]) / "redis.log")],
                    cwd=victim["cwd"], check=True, timeout=30)
-    _wait(lambda: cluster_problem(list(nodes)) is None, 60)
+    wait_for(lambda: cluster_problem(list(nodes)) is None, 60, "the cluster whole again")
     with node_client(primary.host, primary.port) as returned:
         assert returned.info("replication")["role"] == "slave"
     client.delete(key)

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,21 @@ def processes() -> Iterator[list[subprocess.Popen]]:
     for proc in started:
         proc.kill()
         proc.wait()
+
+
+def _started(proc: subprocess.Popen, deadline_s: float = 10.0) -> subprocess.Popen:
+    """``proc`` once its command line and environment can be read.
+
+    ``Popen`` returns when the child's close-on-exec pipe closes, which the kernel does before it
+    lays out the new program's arguments and environment: for a moment ``/proc/<pid>/cmdline`` and
+    ``environ`` are empty, and a scan would judge the process on nothing.
+    """
+    deadline = time.monotonic() + deadline_s
+    while not procfs.cmdline(proc.pid):
+        assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"{proc.args}: no command line after {deadline_s} s"
+        time.sleep(0.001)
+    return proc
 
 
 def _fake_server(folder: Path, program: str = "sleep") -> str:
@@ -86,12 +102,12 @@ def test_a_server_merely_installed_in_the_folder_is_not_named(tmp_path, processe
     installed, elsewhere = tmp_path / "checkout", tmp_path / "elsewhere"
     installed.mkdir()
     elsewhere.mkdir()
-    processes.append(subprocess.Popen([_fake_server(installed), "60"], cwd=elsewhere))
+    processes.append(_started(subprocess.Popen([_fake_server(installed), "60"], cwd=elsewhere)))
     assert find_leftovers([installed]) == []
     shell = _fake_server(installed, "sh")
     # ``read``, a builtin: the shell waits on its stdin and forks nothing that could be found too
-    processes.append(subprocess.Popen([shell, "-c", "read line", str(installed / "data")], cwd=elsewhere,
-                                      stdin=subprocess.PIPE))
+    processes.append(_started(subprocess.Popen([shell, "-c", "read line", str(installed / "data")],
+                                               cwd=elsewhere, stdin=subprocess.PIPE)))
     assert [leftover.pid for leftover in find_leftovers([installed])] == [processes[-1].pid]
 
 
@@ -100,9 +116,10 @@ def test_in_the_shared_checkout_only_the_runs_own_servers_are_named(tmp_path, pr
     checkout.mkdir()
     fake = _fake_server(tmp_path)
     env = {"PATH": os.environ["PATH"]}
-    ours = subprocess.Popen([fake, "60"], cwd=checkout, env={**env, "ADSERVER_TEST_SERVERS_DIR": "/tmp/run-a"})
-    other_run = subprocess.Popen([fake, "60"], cwd=checkout, env={**env, "ADSERVER_TEST_SERVERS_DIR": "/tmp/run-b"})
-    unmarked = subprocess.Popen([fake, "60"], cwd=checkout, env=env)
+    ours = _started(subprocess.Popen([fake, "60"], cwd=checkout, env={**env, "ADSERVER_TEST_SERVERS_DIR": "/tmp/run-a"}))
+    other_run = _started(subprocess.Popen([fake, "60"], cwd=checkout,
+                                          env={**env, "ADSERVER_TEST_SERVERS_DIR": "/tmp/run-b"}))
+    unmarked = _started(subprocess.Popen([fake, "60"], cwd=checkout, env=env))
     processes.extend([ours, other_run, unmarked])
     mark = ("ADSERVER_TEST_SERVERS_DIR", "/tmp/run-a")
 

@@ -20,7 +20,7 @@ ROW = (datetime(2026, 11, 27, 8, 30, 1), "shop", "view_item", "uid1", "A1", ["A1
        "", 0.0, 0.0, 0, 0, 0, "", 0)
 
 
-@pytest.fixture(params=["server", "chdb", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
+@pytest.fixture(params=["server", "chdb", "cluster"])
 def any_ch(request):
     """Both backends and the cluster (skipped without one), emptied."""
     if request.param == "cluster":

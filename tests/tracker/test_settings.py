@@ -49,9 +49,9 @@ def test_defaults(tmp_path):
         "forwarded_allow_ips": (ipaddress.ip_network("127.0.0.1/32"),), "demo": True, "fetch_allow_loopback": False,
         "redis_timeout": 0.25,
         "clickhouse_timeout": 30.0, "profile_size": 50, "profile_ttl_days": 30, "click_ttl_days": 7,
-        "new_visitor_ttl_minutes": 60, "spool_max_mb": 1024,
+        "new_visitor_ttl_minutes": 60, "spool_max_mb": 1024, "pixel_linger_ms": 2.0,
         "click_limit_visitor": 10, "click_limit_address": 30, "currency": "CNY", "fatigue_free": 3,
-        "fatigue_decay": 0.6, "tcf_vendor_id": 0, "stream_key": "adserver:events", "stream_partitions": 1, "writer_name": "writer-1", "writer_batch_size": 5000,
+        "fatigue_decay": 0.6, "tcf_vendor_id": 0, "stream_key": "adserver:events", "stream_partitions": 1, "writer_name": "writer-1", "writer_lease_seconds": 60.0, "writer_batch_size": 5000,
         "writer_batch_seconds": 1.0, "embedded_writer": True, "forget_interval": 600.0, "writer_crash_at": "", "feed_max_drop": 0.5, "port": 8000,
         "bind": ("127.0.0.1:8000",), "workers": os.cpu_count(), "threads": 8, "max_requests": 0, "access_log": None,
     }
@@ -72,6 +72,7 @@ def test_every_settings_field_comes_from_one_variable():
 BAD_VALUES = [
     ("ADSERVER_REDIS_URL", "http://h:6379", "redis://host"),
     ("ADSERVER_REDIS_URL", "redis://", "no host"),
+    ("ADSERVER_REDIS_URL", "redis://[::1/0", "redis://host"),
     ("ADSERVER_REDIS_URL", "redis+cluster://", "no host"),
     ("ADSERVER_REDIS_URL", "redis+cluster://h1:7000,h2", "host:port,host:port"),
     ("ADSERVER_REDIS_URL", "redis+cluster://h1:7000,,h2:7001", "host:port,host:port"),
@@ -82,6 +83,17 @@ BAD_VALUES = [
     ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h:9000/bad-name;DROP", "plain identifier"),
     ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h:notaport/db", "invalid port"),
     ("ADSERVER_CLICKHOUSE_URL", "clickhouse:///db", "no host"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://,h2:9000/db", "no host"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h1:9000,/db", "host:port,host:port"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h1:9000,,h2:9000/db", "host:port,host:port"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h1:9000,h2:90000/db", "host:port,host:port"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h1:9000,h2:0/db", "host:port,host:port"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h1:9000,h2:port/db", "host:port,host:port"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h1:9000,h2;DROP/db", "host:port,host:port"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h1:9000,[::1:9000/db", "clickhouse://host"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://[::1/db", "clickhouse://host"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h1:9000,h2:9000,h1/db", "twice"),
+    ("ADSERVER_CLICKHOUSE_URL", "clickhouse://h1:99999,h2:9000/db", "invalid port"),
     ("ADSERVER_CLICKHOUSE_CLUSTER", "ads cluster", "plain identifier"),
     ("ADSERVER_CLICKHOUSE_CLUSTER", "c1' ON CLUSTER x", "plain identifier"),
     ("ADSERVER_CLICKHOUSE_CLUSTER", "adserver_cluster", "needs ADSERVER_CLICKHOUSE_URL"),
@@ -110,6 +122,9 @@ BAD_VALUES = [
     ("ADSERVER_NEW_VISITOR_TTL_MINUTES", "1441", "at most 1440"),
     ("ADSERVER_SPOOL_MAX_MB", "0", "at least 1"),
     ("ADSERVER_SPOOL_MAX_MB", "1e3", "integer"),
+    ("ADSERVER_PIXEL_LINGER_MS", "-1", "at least 0"),
+    ("ADSERVER_PIXEL_LINGER_MS", "1000", "at most 100"),
+    ("ADSERVER_PIXEL_LINGER_MS", "soon", "number"),
     ("ADSERVER_PROFILE_TTL_DAYS", "1.5", "integer"),
     ("ADSERVER_CLICK_TTL_DAYS", "0", "at least 1"),
     ("ADSERVER_CLICK_LIMIT_VISITOR", "0", "at least 1"),
@@ -130,6 +145,10 @@ BAD_VALUES = [
     ("ADSERVER_STREAM_PARTITIONS", "four", "integer"),
     ("ADSERVER_WRITER_NAME", "a b", "letters"),
     ("ADSERVER_WRITER_NAME", "w" * 65, "1-64"),
+    ("ADSERVER_WRITER_LEASE_SECONDS", "59", "at least twice ADSERVER_CLICKHOUSE_TIMEOUT (30 s)"),
+    ("ADSERVER_WRITER_LEASE_SECONDS", "-1", "at least twice"),
+    ("ADSERVER_WRITER_LEASE_SECONDS", "later", "must be a number"),
+    ("ADSERVER_WRITER_LEASE_SECONDS", "inf", "finite"),
     ("ADSERVER_WRITER_BATCH_SIZE", "0", "at least 1"),
     ("ADSERVER_WRITER_BATCH_SECONDS", "0", "at least 0.01"),
     ("ADSERVER_EMBEDDED_WRITER", "sometimes", "boolean"),
@@ -260,6 +279,17 @@ def test_clickhouse_url_parts():
     assert (url.host, url.port, url.database, url.user, url.password, url.secure) == (
         "db.internal", 9440, "ads", "u", "p", True)
     assert parse_clickhouse_url("clickhouse://h").port == 9000
+    assert parse_clickhouse_url("clickhouse://h").alt_hosts == ()
+
+
+def test_a_clickhouse_url_may_name_several_nodes_the_first_tried_first():
+    url = parse_clickhouse_url("clickhouse://u:p,w@h1:9001,h2,[::1]:9003/ads")
+    assert (url.host, url.port, url.database, url.user, url.password) == ("h1", 9001, "ads", "u", "p,w")
+    assert url.alt_hosts == (("h2", 9000), ("::1", 9003))  # a node without a port takes the default
+    assert url.hosts == (("h1", 9001), ("h2", 9000), ("::1", 9003))
+    assert parse_clickhouse_url("clickhouses://h1,h2/ads").alt_hosts == (("h2", 9440),)
+    one = url.node("h2", 9000)  # one node of them, without failover: a client that must read that node
+    assert (one.host, one.port, one.alt_hosts, one.user, one.database) == ("h2", 9000, (), "u", "ads")
 
 
 # --- The README's table and the example environment file --------------------------------------------

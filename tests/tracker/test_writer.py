@@ -104,6 +104,38 @@ def test_recovering_a_big_batch_already_stored_inserts_nothing(stream, writer, c
     assert _count(ch) == 12_000 and stream.client.xlen(stream.stream_key) == 0
 
 
+
+def _lose_group_progress(client: redis.Redis, key: str, entries: list) -> None:
+    """What a promoted replica that missed the last reads, acknowledgements and deletions holds: the
+    stored entries still in the stream, under their ids, and the group back before them."""
+    client.delete(key)
+    for entry_id, fields in entries:
+        client.xadd(key, fields, id=entry_id)
+    client.xgroup_create(key, GROUP, id="0")
+
+
+def test_entries_delivered_again_after_redis_lost_the_groups_progress_are_stored_once(stream, writer, ch):
+    _push(stream, 10)
+    entries = stream.client.xrange(stream.stream_key)
+    assert drain(writer) == 10 and _count(ch) == 10
+    _lose_group_progress(stream.client, stream.stream_key, entries)
+    _push(stream, 4)
+    batch = writer._gather()
+    assert len(batch) == 14 and batch.redelivered
+    writer.flush(writer._build(batch, recovered=batch.redelivered))
+    assert _count(ch) == 14
+    assert ch.execute("SELECT count(DISTINCT stream_id) FROM events")[0][0] == 14
+    _push(stream, 3)
+    batch = writer._gather()
+    assert len(batch) == 3 and not batch.redelivered  # new entries only: no check against ClickHouse
+
+
+def test_a_new_writer_does_not_check_what_it_reads_first(stream, writer, ch):
+    """Without a previous delivery there is nothing to compare: a batch is checked only if it goes back."""
+    _push(stream, 5)
+    batch = writer._gather()
+    assert len(batch) == 5 and not batch.redelivered
+
 def test_batches_are_bounded_by_size(stream, ch, settings, redis_client):
     small = BatchWriter(redis_client, ch, settings.stream_key, "w-small", batch_size=4, batch_seconds=5)
     small.ensure_group()
@@ -352,7 +384,7 @@ def test_several_writer_processes_store_each_event_once_even_when_one_is_killed(
 PARTITIONS = 4
 
 
-@pytest.fixture(params=["server", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
+@pytest.fixture(params=["server", "cluster"])
 def partitioned(request, redis_url) -> tuple[EventStream, str]:
     """A stream of four partitions of the test's own, and the Redis URL writer processes are given:
     on the Redis server and on the Redis Cluster (the same code path)."""
@@ -435,3 +467,20 @@ def test_partitions_are_named_like_0_3():
     for bad in ("4", "0-4", "3-1", "a-b", "-1", "", "0-"):
         with pytest.raises(ValueError):
             parse_range(bad, 4)
+
+
+def test_the_reading_window_leaves_room_for_the_insert_within_batch_seconds(stream, ch, settings, redis_client):
+    """An entry read as a window opens is visible about ``batch_seconds`` later: the window is shortened by
+    what building and inserting batches took, but never below half (a slow ClickHouse must not get more,
+    smaller batches)."""
+    writer = BatchWriter(redis_client, ch, settings.stream_key, "w-window", batch_seconds=1.0)
+    assert writer._window() == 1.0  # nothing measured yet
+    writer.ensure_group()
+    _push(stream, 50)
+    assert writer.run_once() == 50
+    tail = writer._build_seconds + writer._insert_seconds
+    assert 0 < tail < 0.5  # measured on the real insert, weighted in
+    assert writer._window() == pytest.approx(1.0 - tail)
+    for _ in range(40):
+        writer._note("_insert_seconds", 3.0)  # ClickHouse takes seconds per insert
+    assert writer._window() == 0.5

@@ -13,7 +13,8 @@ migration interrupted half-way can simply run again.
 - ``accounts``: API tokens, marketer accounts and memberships, advertiser prices;
 - ``migrations``: the numbered migrations (one module each), ``migrate``, the start-up check and ``TABLES``;
 - ``cluster``: the cluster form of each statement (replicated local tables, ``Distributed`` tables);
-- ``steps``: what migrations are made of (statements, ``AddColumn``).
+- ``steps``: what migrations are made of (statements, ``AddColumn``);
+- ``stored``: emptying and ``ALTER``-ing a table's rows where they are stored (each shard's local table).
 
 Importers use this package (``from tracker import schema``; ``schema.EVENTS_COLUMNS``,
 ``schema.migrate``): which module holds a name is this package's own business.
@@ -80,7 +81,6 @@ from tracker.schema.migrations import (
     pending,
     require_current,
     statements_for,
-    stored_table,
 )
 from tracker.schema.reports import (
     REPORT_ADS_DAILY_SELECT,
@@ -130,6 +130,7 @@ from tracker.schema.reports import (
     REPORT_VIEWS_V14,
     REPORT_VIEWS_V15,
 )
+from tracker.schema.stored import alter_stored, truncate_stored
 
 __all__ = [
     "ADVERTISERS_COLUMNS",
@@ -221,10 +222,11 @@ __all__ = [
     "UNUSED",
     "USERS_COLUMNS",
     "USERS_TABLE",
+    "alter_stored",
     "applied_versions",
     "migrate",
     "pending",
     "require_current",
     "statements_for",
-    "stored_table",
+    "truncate_stored",
 ]

@@ -8,7 +8,8 @@ With ``ADSERVER_CLICKHOUSE_CLUSTER`` each statement of a migration goes through 
   ``<table>_local``, a ``Replicated*MergeTree`` whose ZooKeeper path carries the ``{shard}`` macro, and
   ``<table>``, a ``Distributed`` table over them, so every query keeps reading and writing the public
   name. Rows with a visitor go to shard ``cityHash64(uid)``: all of a visitor's events, touches and
-  orders sit on one shard. The report aggregates have no visitor: the views write them on the shard
+  orders sit on one shard. Rows without one (viewability beacons, anonymous orders) go to any shard
+  (``rand()``): under one key they would all land on a single shard, as many rows as impressions. The report aggregates have no visitor: the views write them on the shard
   that holds the events, and a direct insert (``rebuild-reports``) may go anywhere (``rand()``),
   because reads merge the aggregation states of every shard.
 - **on every node**: the registries (catalog, campaigns, accounts, images, ``schema_migrations``):
@@ -30,7 +31,7 @@ from collections.abc import Iterable
 
 from tracker.schema.steps import AddColumn, Statement
 
-VISITOR_KEY = "cityHash64(uid)"
+VISITOR_KEY = "if(uid = '', toUInt64(rand()), cityHash64(uid))"
 ANY_SHARD_KEY = "rand()"
 
 _CREATE_TABLE = re.compile(r"^\s*CREATE TABLE IF NOT EXISTS (\w+) \(")
@@ -115,7 +116,50 @@ def _add_column(add: AddColumn, cluster: str, database: str,
         # ON CLUSTER would run it once per shard on that one table.
         return (AddColumn(f"{database}.{add.table}", add.column, add.definition),)
     _stored_in(add.table, layouts)
-    # The local tables (ALTER ON CLUSTER runs once per shard, replication carries it to the other
+    # The local tables (altered on one replica of each shard, replication carries it to the other
     # replica), then the Distributed table of every node, which must list the column to read it.
     return (AddColumn(f"{database}.{add.table}_local", add.column, add.definition, cluster),
             AddColumn(f"{database}.{add.table}", add.column, add.definition, each_node=True))
+
+
+def with_columns(create_table: str, added: Iterable[AddColumn]) -> str:
+    """``create_table`` declaring also the ``added`` columns, after its own ones in the order given
+    (where ``ALTER ... ADD COLUMN`` appends them)."""
+    added = list(added)
+    if not added:
+        return create_table
+    end = create_table.rindex(")", 0, create_table.index("ENGINE"))
+    extra = "".join(f",\n    {add.column} {add.definition}" for add in added)
+    return f"{create_table[:end].rstrip()}{extra}\n{create_table[end:]}"
+
+
+def current_schema(statements: Iterable[Statement], cluster: str, database: str,
+                   layouts: dict[str, str | None]) -> tuple[dict[str, str], tuple[AddColumn, ...]]:
+    """What ``statements`` (every migration's, in order) leave on each node of ``cluster``: each table
+    and view by name with the cluster-form statement that creates it as it is at the end, in an order
+    that creates a table before what reads it; and the cluster form of every added column.
+
+    A table's statement declares every column added to it later: ClickHouse refuses to create a
+    replica whose columns differ from those its shard keeps in ZooKeeper (a replaced node beside a
+    twin that has them), and the last form of a view may read them. A view dropped and created again
+    keeps its last SELECT.
+    """
+    creates: dict[str, str] = {}
+    added: dict[str, list[AddColumn]] = {}
+    for statement in statements:
+        if isinstance(statement, AddColumn):
+            added.setdefault(statement.table, []).append(statement)
+        elif match := _CREATE_TABLE.match(statement) or _CREATE_VIEW.match(statement):
+            creates.setdefault(match.group(1), statement)
+        elif match := _DROP.match(statement):
+            creates.pop(match.group(1), None)
+    created = re.compile(rf"^CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS {re.escape(database)}\.(\w+) ON CLUSTER ")
+    objects: dict[str, str] = {}
+    for name, statement in creates.items():
+        if _CREATE_TABLE.match(statement):
+            statement = with_columns(statement, added.get(name, ()))
+        for step in cluster_form(statement, cluster, database, layouts):
+            objects[created.match(step).group(1)] = step
+    columns = tuple(step for adds in added.values() for add in adds
+                    for step in _add_column(add, cluster, database, layouts))
+    return objects, columns

@@ -14,7 +14,9 @@ servers much of the time, so the waits overlap. Several writer processes may sha
 each under its own consumer name (``ADSERVER_WRITER_NAME``). A partitioned stream
 (``ADSERVER_STREAM_PARTITIONS``, ``tracker.partitions``) has a stream and a consumer group per
 partition; a process drains the partitions it is given (``--partitions``), with one ``BatchWriter``
-each (``pipeline.partition_writers``), so writers on disjoint partitions add up.
+each (``pipeline.partition_writers``), so writers on disjoint partitions add up. With
+``--partitions auto`` the processes share the partitions through leases in Redis instead (``leases``):
+a writer started later takes its share, and a dead writer's partitions move to the others.
 
 Run it as its own process in production (``python -m tracker.writer``); the embedded single-process
 mode runs it as a thread of the web app (``start_thread``). SIGTERM makes it flush what it holds
@@ -24,7 +26,9 @@ and exit.
 - ``columns``: the ``events`` columns of a whole batch;
 - ``batch``: a batch of raw stream entries and the building of its columns;
 - ``stream_io``: the consumer group, reads, acknowledgements and trimming of the stream;
+- ``recovery``: which entries of a batch read again ClickHouse already holds (with a replica down too);
 - ``pipeline``: ``BatchWriter``, its reading and inserting threads, retries and recovery;
+- ``leases``: partitions shared by writer processes through leases, and why each entry stays stored once;
 - ``__main__``: the writer process.
 """
 

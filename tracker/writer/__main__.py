@@ -1,4 +1,4 @@
-"""``python -m tracker.writer [--partitions 0-3]``: drain the stream until SIGTERM or SIGINT.
+"""``python -m tracker.writer [--partitions 0-3 | --partitions auto]``: drain the stream until SIGTERM or SIGINT.
 
 It refuses to start (exit status 3) while a migration is pending (run ``python -m adserver migrate``
 first), or while ClickHouse cannot be reached to tell.
@@ -6,6 +6,10 @@ first), or while ClickHouse cannot be reached to tell.
 ``--partitions`` names the stream partitions this process drains (``3``, ``0-3``, ``0-1,4-5``; all of
 ``ADSERVER_STREAM_PARTITIONS`` by default): run one process per range, the ranges disjoint and
 covering every partition; each partition's entries are then stored exactly once (``tracker.partitions``).
+``--partitions auto`` shares the partitions with the other ``auto`` writers through leases in Redis
+(``tracker.writer.leases``): start or stop writers at will, a dead writer's partitions move to the
+others after one to two ``ADSERVER_WRITER_LEASE_SECONDS``. Each process needs its own
+``ADSERVER_WRITER_NAME``: a writer refuses to start (exit status 2) while a namesake is alive.
 
 Beside the stream, it runs the forget job every ``ADSERVER_FORGET_INTERVAL`` seconds (tracker/forget.py).
 
@@ -20,12 +24,14 @@ import gc
 import logging
 import signal
 
-from tracker import schema
+from tracker import forget, schema
+from tracker.clickhouse import ClickHouse
 from tracker.errors import StoreError
 from tracker.partitions import Partitions, parse_range
-from tracker.settings import SettingsError, load_settings
+from tracker.settings import Settings, SettingsError, load_settings
 from tracker.stores import Stores
-from tracker.writer.pipeline import partition_writers, run_all, stop_all
+from tracker.writer.leases import LeaseManager, NameInUse
+from tracker.writer.pipeline import BatchWriter, partition_writers, run_all, stop_all
 
 log = logging.getLogger("tracker.writer")
 
@@ -34,16 +40,22 @@ def main(argv: list[str] | None = None) -> int:
     """Run one writer process; returns its exit status (2: invalid settings or arguments; 3: schema not current)."""
     parser = argparse.ArgumentParser(prog="python -m tracker.writer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--partitions", metavar="FIRST-LAST",
-                        help="stream partitions to drain, like 0-3 or 0-1,4-5 (default: all)")
+                        help="stream partitions to drain, like 0-3 or 0-1,4-5 (default: all), or auto: shared "
+                             "with the other auto writers through leases (each with its own ADSERVER_WRITER_NAME)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
         partitions = Partitions(settings.stream_key, settings.stream_partitions)
-        owned = (parse_range(args.partitions, partitions.count) if args.partitions
-                 else list(range(partitions.count)))
     except (SettingsError, ValueError) as exc:
         log.error("invalid settings: %s", exc)
+        return 2
+    auto = args.partitions == "auto"
+    try:
+        owned = (parse_range(args.partitions, partitions.count) if args.partitions and not auto
+                 else list(range(partitions.count)))
+    except ValueError as exc:
+        log.error("invalid --partitions: %s, or auto", exc)
         return 2
     stores = Stores(settings)
     ch = stores.clickhouse()
@@ -54,22 +66,73 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     # The forget job gets a connection of its own on a server (chdb has one per process).
     forget_ch = Stores(settings).clickhouse() if settings.clickhouse_url else ch
-    writers = partition_writers(
-        stores.redis("writer"), ch, partitions, owned, settings.writer_name,
-        settings.writer_batch_size, settings.writer_batch_seconds, crash_at=settings.writer_crash_at,
-        forget_interval=settings.forget_interval, forget_ch=forget_ch,
-    )
+    if auto:
+        return _run_auto(settings, stores, ch, forget_ch, partitions)
+    # One ClickHouse connection per partition on a server, as with leases: a connection serves one query
+    # at a time, and partitions sharing one would insert in turn, each batch's rows waiting for the others'.
+    client = stores.redis("writer")
+    writers = [
+        writer
+        for n, partition in enumerate(owned)
+        for writer in partition_writers(
+            client, (Stores(settings).clickhouse() if settings.clickhouse_url and n else ch), partitions,
+            [partition], settings.writer_name, settings.writer_batch_size, settings.writer_batch_seconds,
+            crash_at=settings.writer_crash_at, forget_interval=settings.forget_interval if n == 0 else 0.0,
+            forget_ch=forget_ch,
+        )
+    ]
     signal.signal(signal.SIGTERM, lambda *_: stop_all(writers))
     signal.signal(signal.SIGINT, lambda *_: stop_all(writers))
+    _tune_gc()
+    log.info("writer %s draining %s", settings.writer_name, ", ".join(w.stream_key for w in writers))
+    run_all(writers)
+    log.info("writer stopped after %d rows", sum(w.written for w in writers))
+    return 0
+
+
+def _tune_gc() -> None:
     # A batch allocates hundreds of thousands of small containers that live until its insert: with
     # the default thresholds the collector runs thousands of times per batch and its full passes
     # walk every one of them, which doubled the cost of reading and building. They hold no cycles;
     # collect rarely, and never walk what start-up loaded.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)  # plus a full collection every pipeline.FULL_COLLECTION_SECONDS
-    log.info("writer %s draining %s", settings.writer_name, ", ".join(w.stream_key for w in writers))
-    run_all(writers)
-    log.info("writer stopped after %d rows", sum(w.written for w in writers))
+
+
+def _run_auto(settings: Settings, stores: Stores, ch: ClickHouse, forget_ch: ClickHouse,
+              partitions: Partitions) -> int:
+    """``--partitions auto``: the partitions this process drains come and go with its leases."""
+    client = stores.redis("writer")
+    # One ClickHouse connection per partition on a server: an insert never waits behind another
+    # partition's, so the time it may take is the ClickHouse timeout the lease is checked against.
+    connections: dict[int, ClickHouse] = {}
+
+    def writers_for(partition: int, may_insert) -> list[BatchWriter]:
+        if partition not in connections:
+            connections[partition] = Stores(settings).clickhouse() if settings.clickhouse_url else ch
+        return partition_writers(client, connections[partition], partitions, [partition], settings.writer_name,
+                                 settings.writer_batch_size, settings.writer_batch_seconds,
+                                 crash_at=settings.writer_crash_at, may_insert=may_insert)
+
+    manager = LeaseManager(client, partitions, settings.writer_name, settings.writer_lease_seconds,
+                           settings.clickhouse_timeout, writers_for)
+    signal.signal(signal.SIGTERM, lambda *_: manager.stop())
+    signal.signal(signal.SIGINT, lambda *_: manager.stop())
+    if settings.forget_interval > 0:
+        forget.start_periodic(forget_ch, client, settings.forget_interval, manager.stop_event)
+    _tune_gc()
+    log.info("writer %s sharing the %d partitions of %s (leases of %g s)", settings.writer_name, partitions.count,
+             partitions.stream_key, settings.writer_lease_seconds)
+    try:
+        manager.run()
+    except NameInUse as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    finally:
+        for connection in connections.values():
+            if connection is not ch:
+                connection.close()
+    log.info("writer stopped after %d rows", manager.written())
     return 0
 
 

@@ -14,9 +14,8 @@ from operator import itemgetter
 from typing import Any
 
 from tracker import schema
-from tracker.clickhouse import ClickHouse
 from tracker.writer.columns import event_block, types_of
-from tracker.writer.rows import bad_row, utc_datetime
+from tracker.writer.rows import bad_row
 from tracker.writer.stream_io import pairs
 
 try:  # several times faster than json; ``_decode`` falls back to json for what orjson refuses
@@ -24,9 +23,6 @@ try:  # several times faster than json; ``_decode`` falls back to json for what 
 except ImportError:  # pragma: no cover - orjson is in requirements.txt
     _fast_loads = None
 
-RECOVERY_WINDOW = 3600  # seconds around a pending batch searched for rows already stored
-RECOVERY_CHUNK = 5_000  # stream ids per "already stored?" query (about 100 KB of SQL)
-STORED_TABLES = ("events", "bad_events")  # where a stream entry can land
 
 _HEAD = itemgetter(0, 1, 2)  # b"t", kind, b"d" of an entry's flat field list
 _PAYLOAD = itemgetter(3)
@@ -48,6 +44,8 @@ class Batch:
     bad: list[list] | None = None
     rows: int = 0
     skipped: int = 0
+    # Entries delivered again as new (see ``BatchWriter._gather``): checked against ClickHouse like a recovered batch.
+    redelivered: bool = False
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -55,46 +53,6 @@ class Batch:
     def live_ids(self) -> list[str]:
         """Stream ids of the entries still in the stream (not deleted while pending)."""
         return [i.decode() for i, f in zip(self.ids, self.fields) if f is not None]
-
-
-def already_stored(ch: ClickHouse, ids: list[str]) -> set[str]:
-    """Stream ids of a recovered batch that ClickHouse already has (crash after insert, before ack).
-
-    Exact on a single server: an insert that returned is visible to the next query. On a cluster it
-    reads ``events_local`` and ``bad_events_local`` on every replica of every shard, not the
-    ``Distributed`` tables: those read one replica per shard, and the replica they pick may not have
-    fetched yet the part its twin stored (replication is asynchronous). A row the writer inserted sits
-    on at least one replica (inserts are synchronous, ``insert_distributed_sync``, so nothing waits in
-    a node's send queue), and the union over all replicas is exactly what is stored. A replica that
-    cannot be reached fails the check: the batch stays pending and is retried until it answers, rather
-    than being inserted a second time.
-    """
-    if not ids:
-        return set()
-    ms = [int(i.rpartition("/")[2].split("-")[0]) / 1000 for i in ids]  # ``<partition>/<ms>-<seq>``
-    lo, hi = utc_datetime(min(ms) - RECOVERY_WINDOW), utc_datetime(max(ms) + RECOVERY_WINDOW)
-    if ch.cluster:
-        replicas = ch.replicas()
-        sources = [(replica, f"{table}_local") for replica in replicas for table in STORED_TABLES]
-    else:
-        replicas = []
-        sources = [(ch, table) for table in STORED_TABLES]
-    found: set[str] = set()
-    try:
-        # In chunks: a retried batch of 50,000 ids would be ~1 MB of SQL, over ClickHouse's max_query_size.
-        for start in range(0, len(ids), RECOVERY_CHUNK):
-            chunk = tuple(ids[start:start + RECOVERY_CHUNK])
-            for source, table in sources:
-                rows = source.execute(
-                    f"SELECT stream_id FROM {table} WHERE inserted_at >= %(lo)s AND inserted_at <= %(hi)s "
-                    "AND stream_id IN %(ids)s",
-                    {"lo": lo, "hi": hi, "ids": chunk},
-                )
-                found.update(r[0] for r in rows)
-    finally:
-        for replica in replicas:
-            replica.close()
-    return found
 
 
 def build(batch: Batch, skip: set[str]) -> Batch:

@@ -3,6 +3,7 @@
 One thread reads and builds batches while a second inserts and acknowledges them in order: both
 wait on servers much of the time, so the waits overlap. A failed insert is retried with back-off
 and never acknowledged; a batch read again after a crash leaves out what ClickHouse already holds.
+A writer under a lease (``tracker.writer.leases``) asks its ``may_insert`` fence before each insert.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -23,12 +25,24 @@ from tracker.clickhouse import ClickHouse
 from tracker.errors import StoreError
 from tracker.partitions import Partitions
 from tracker.writer import stream_io
-from tracker.writer.batch import Batch, already_stored, build
+from tracker.writer.batch import Batch, build
+from tracker.writer.recovery import already_stored
 
 log = logging.getLogger(__name__)
 
 FULL_COLLECTION_SECONDS = 30.0  # cyclic garbage (threads, queues, sockets) waits at most this long
 READ_PAUSE = 0.05  # after a read that drained the stream: at most ~20 reads/s under a trickle (see _gather)
+TAIL_WEIGHT = 0.2  # weight of the newest batch in the running estimate of building + inserting one
+MIN_WINDOW_SHARE = 0.5  # a slow ClickHouse shortens the reading window to half of batch_seconds at most
+
+
+class FencedOut(StoreError):
+    """The writer may not insert now: its partition's lease is not known to outlast an insert
+    (``tracker.writer.leases``). The batch stays pending, for this writer or the partition's next owner."""
+
+    def __init__(self, stream_key: str) -> None:
+        super().__init__(f"{stream_key}: the lease is not known valid for an insert; nothing inserted",
+                         code="fenced_out", retryable=True)
 
 
 class BatchWriter:
@@ -47,6 +61,7 @@ class BatchWriter:
         forget_interval: float = 0.0,
         forget_ch: ClickHouse | None = None,
         id_prefix: str = "",
+        may_insert: Callable[[], bool] | None = None,
     ) -> None:
         self.client = client
         self._raw = stream_io.raw_client(client)
@@ -68,6 +83,15 @@ class BatchWriter:
         # and two partitions' streams (on different Redis primaries) can issue the same id, which
         # the recovery check would otherwise take for this stream's row.
         self.id_prefix = id_prefix
+        # Asked before every insert (a writer under a lease: ``tracker.writer.leases``); False leaves
+        # the batch pending, unacknowledged, and raises ``FencedOut``.
+        self.may_insert = may_insert
+        # The highest stream id a read of new entries (">") has delivered to this writer, as (ms, seq).
+        self._delivered_up_to = (0, 0)
+        # Running estimates of the seconds a batch takes to build and to insert once its reading window
+        # has closed: the window is shortened by them (see _gather).
+        self._build_seconds = 0.0
+        self._insert_seconds = 0.0
 
     def _crash_point(self, name: str) -> None:
         """Die like a killed process at a named point (fault-injection tests of exactly-once)."""
@@ -83,41 +107,79 @@ class BatchWriter:
         return stream_io.read_into(self._raw, self.stream_key, self.consumer, batch.ids, batch.fields,
                                    last_id, count, block_ms)
 
+    def _window(self) -> float:
+        """Seconds to read entries for one batch: ``batch_seconds`` less what building and inserting the
+        batch are expected to take, so that an entry read at the window's start is visible in ClickHouse
+        about ``batch_seconds`` later (the lag from pixel to row at low traffic), not that plus the
+        insert (with the report views, ~10 % of a 1 s window). Never under half of ``batch_seconds``:
+        a ClickHouse slow to insert must not multiply the batches it is sent."""
+        tail = self._build_seconds + self._insert_seconds
+        return max(self.batch_seconds * MIN_WINDOW_SHARE, self.batch_seconds - tail)
+
+    def _note(self, estimate: str, seconds: float) -> None:
+        setattr(self, estimate, getattr(self, estimate) * (1 - TAIL_WEIGHT) + seconds * TAIL_WEIGHT)
+
     def _gather(self) -> Batch:
-        """Read one batch: up to ``batch_size`` new entries, waiting at most ``batch_seconds`` for them."""
+        """Read one batch: up to ``batch_size`` new entries, waiting at most the window for them."""
         batch = Batch()
-        deadline = time.monotonic() + self.batch_seconds
+        deadline = time.monotonic() + self._window()
         while len(batch) < self.batch_size and not self.stop_event.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             count = min(self.batch_size - len(batch), stream_io.COMMAND_CHUNK)
-            if self._read_into(batch, ">", count, max(1, int(remaining * 1000))) < count:
+            before = len(batch)
+            got = self._read_into(batch, ">", count, max(1, int(remaining * 1000)))
+            if got:
+                self._check_delivery(batch, before)
+            if got < count:
                 # The stream is drained: a blocking read would come back with the next single entry.
                 # Let entries gather first, so a steady trickle costs a few reads a second, not one each.
                 self.stop_event.wait(min(READ_PAUSE, max(0.0, deadline - time.monotonic())))
         return batch
 
+    def _check_delivery(self, batch: Batch, first: int) -> None:
+        """Mark the batch if a read of new entries delivered an id at or below one delivered before.
+
+        A read of new entries only ever moves forward, unless Redis lost the group's progress: a
+        replica promoted after its primary died may not have received the last reads, acknowledgements
+        and deletions (replication is asynchronous), and then delivers those entries again as new,
+        though they may be stored already. Such a batch is checked against ClickHouse like one
+        recovered after a crash. Two ids compared per read, not per entry.
+        """
+        head = stream_io.id_key(batch.ids[first])
+        if head <= self._delivered_up_to:
+            if not batch.redelivered:
+                log.warning("%s delivered %s again after %s (Redis lost the group's progress): checking "
+                            "the batch against ClickHouse", self.stream_key, batch.ids[first].decode(),
+                            "%d-%d" % self._delivered_up_to)
+            batch.redelivered = True
+        self._delivered_up_to = max(self._delivered_up_to, stream_io.id_key(batch.ids[-1]))
+
     # --- building ---------------------------------------------------------------------------------
 
     def _already_stored(self, ids: list[str]) -> set[str]:
-        """Stream ids of a recovered batch that ClickHouse already has (see ``batch.already_stored``)."""
+        """Stream ids of a recovered batch that ClickHouse already has (see ``tracker.writer.recovery``)."""
         prefix = self.id_prefix
         return {stored[len(prefix):] for stored in already_stored(self.ch, [prefix + i for i in ids])}
 
     def _build(self, batch: Batch, recovered: bool = False) -> Batch:
         """Fill the batch's columns; a recovered batch leaves out what ClickHouse already holds."""
+        started = time.monotonic()
         build(batch, self._already_stored(batch.live_ids()) if recovered else set())
         if self.id_prefix:
             for columns, names in ((batch.events, batch.event_names), (batch.bad, schema.BAD_EVENTS_COLUMNS)):
                 at = names.index("stream_id")
                 columns[at] = [self.id_prefix + i for i in columns[at]]
+        self._note("_build_seconds", time.monotonic() - started)
         return batch
 
     # --- writing ----------------------------------------------------------------------------------
 
     def _insert(self, table: str, columns: tuple[str, ...], data: list[list]) -> None:
         if data and data[0]:
+            if self.may_insert is not None and not self.may_insert():
+                raise FencedOut(self.stream_key)
             self.ch.insert_columns(table, columns, data)
 
     def _write(self, batch: Batch) -> int:
@@ -150,7 +212,9 @@ class BatchWriter:
         backoff = 0.2
         while True:
             try:
+                started = time.monotonic()
                 self.flush(batch, recovered)
+                self._note("_insert_seconds", time.monotonic() - started)
                 return
             except (StoreError, redis.RedisError) as exc:
                 self.failures += 1
@@ -178,7 +242,7 @@ class BatchWriter:
         """Gather one batch (bounded by size and time) and write it; returns its size."""
         batch = self._gather()
         if batch.ids:
-            self._flush_with_retry(self._build(batch))
+            self._flush_with_retry(self._build(batch, recovered=batch.redelivered))
         return len(batch)
 
     def _start(self) -> None:
@@ -226,7 +290,7 @@ class BatchWriter:
                         gc.collect()  # the raised thresholds make full passes rare: bound what waits for one
                         last_full_collection = time.monotonic()
                     if batch.ids:
-                        self._build(batch)
+                        self._build(batch, recovered=batch.redelivered)
                         _hand_over(built, batch, inserter)
                 except Exception as exc:  # noqa: BLE001 - the writer must outlive any single failure
                     if self.stop_event.is_set():
@@ -264,7 +328,8 @@ def _hand_over(built: queue.Queue, item: Batch | None, inserter: threading.Threa
 
 def partition_writers(client: redis.Redis, ch: ClickHouse, partitions: Partitions, owned: list[int], consumer: str,
                       batch_size: int = 5000, batch_seconds: float = 1.0, crash_at: str = "",
-                      forget_interval: float = 0.0, forget_ch: ClickHouse | None = None) -> list[BatchWriter]:
+                      forget_interval: float = 0.0, forget_ch: ClickHouse | None = None,
+                      may_insert: Callable[[], bool] | None = None) -> list[BatchWriter]:
     """One ``BatchWriter`` per owned partition, each on the partition's stream and consumer group.
 
     Exactly-once holds per partition as for a single stream: a partition's entries are acknowledged
@@ -272,12 +337,14 @@ def partition_writers(client: redis.Redis, ch: ClickHouse, partitions: Partition
     is ``<partition>/<id>`` (a bare id with one partition), unique across partitions. The forget job runs beside
     the first of them only. The owner of partition 0 of a partitioned stream also drains the
     unpartitioned stream an earlier single-partition deployment left (empty, it costs a blocked read).
+    ``may_insert``: see ``BatchWriter``.
     """
     streams = [(partitions.stream(p), f"{p}/" if partitions.count > 1 else "") for p in owned]
     if partitions.count > 1 and 0 in owned and _exists(client, partitions.stream_key):
         streams.append((partitions.stream_key, ""))
     return [BatchWriter(client, ch, stream, consumer, batch_size, batch_seconds, crash_at=crash_at,
-                        forget_interval=forget_interval if n == 0 else 0.0, forget_ch=forget_ch, id_prefix=prefix)
+                        forget_interval=forget_interval if n == 0 else 0.0, forget_ch=forget_ch, id_prefix=prefix,
+                        may_insert=may_insert)
             for n, (stream, prefix) in enumerate(streams)]
 
 

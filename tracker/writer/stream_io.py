@@ -80,7 +80,7 @@ def acknowledge(client: redis.Redis, stream_key: str, ids: list[bytes]) -> None:
     left = ids
     pipe = client.pipeline(transaction=False)
     if low is not None:
-        left = [] if _id_key(ids[-1]) < low else [i for i in ids if _id_key(i) >= low]
+        left = [] if id_key(ids[-1]) < low else [i for i in ids if id_key(i) >= low]
         pipe.xtrim(stream_key, minid=f"{low[0]}-{low[1]}", approximate=False)
     for start in range(0, len(left), COMMAND_CHUNK):
         pipe.xdel(stream_key, *left[start:start + COMMAND_CHUNK])
@@ -96,7 +96,7 @@ def pairs(fields: list) -> dict:
     return dict(zip(fields[::2], fields[1::2]))
 
 
-def _id_key(entry_id: bytes | str) -> tuple[int, int]:
+def id_key(entry_id: bytes | str) -> tuple[int, int]:
     ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
     return int(ms), int(seq or 0)
 
@@ -107,9 +107,9 @@ def _low_water(groups: list[dict], pending: dict) -> tuple[int, int] | None:
         name = group.get("name")
         if (name.decode() if isinstance(name, bytes) else name) != GROUP:
             continue
-        ms, seq = _id_key(group["last-delivered-id"])
+        ms, seq = id_key(group["last-delivered-id"])
         low = (ms, seq + 1)
         if pending.get("pending") and pending.get("min"):
-            low = min(low, _id_key(pending["min"]))
+            low = min(low, id_key(pending["min"]))
         return low
     return None

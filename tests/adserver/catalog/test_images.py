@@ -212,3 +212,19 @@ def test_image_choices_read_from_clickhouse(ch) -> None:
     choice = image_choices(ch, "shop", [product], 124, 124, False)["A1"]
     assert choice.width == 128 and [v["w"] for v in choice.variants] == [128, 128, 256, 256]
     assert image_choices(ch, "other", [product], 124, 124, False)["A1"].src == "https://shop.example/a.jpg"
+
+
+def test_an_index_snapshot_remembers_its_choices_per_slot_and_a_reload_forgets_them() -> None:
+    from adserver.catalog.image_store import VariantIndex
+
+    variants = tuple(variants_of(photo(300, 300))[0])
+    product = Product("A1", "A", "https://shop.example/p/1", "https://shop.example/a.jpg")
+    index = VariantIndex({product.image_link: variants})
+    first = image_choices(index, "shop", [product], 60, 60, False)["A1"]
+    assert first == choose(variants, product.image_link, 60, 60, False)
+    assert image_choices(index, "shop", [product], 60, 60, False)["A1"] is first  # remembered
+    assert image_choices(index, "shop", [product], 124, 124, False)["A1"].width == 128  # per slot
+    assert image_choices(index, "shop", [product], 60, 60, True)["A1"].srcset.count(",") == 0  # per Save-Data
+    assert len(index.chosen) == 3
+    reloaded = VariantIndex({product.image_link: variants[:1]})  # a resize made other variants
+    assert image_choices(reloaded, "shop", [product], 60, 60, False)["A1"] != first

@@ -19,7 +19,7 @@ from tracker import schema
 GROUPS = ["day", "hour", "placement", "sku", "reason"]
 
 
-@pytest.fixture(params=["server", "chdb", pytest.param("cluster", marks=pytest.mark.xdist_group("cluster"))])
+@pytest.fixture(params=["server", "chdb", "cluster"])
 def any_ch(request):
     """Both backends and the cluster (skipped without one), emptied."""
     if request.param == "cluster":
@@ -94,7 +94,7 @@ def test_rebuild_recomputes_the_same_tables(any_ch):
     generate(any_ch, days=2, impressions=4000)
     request = ReportRequest("shop", date(2026, 3, 1), date(2026, 3, 2), "reason", "Asia/Shanghai")
     before = snapshot(run_report(any_ch, request))
-    any_ch.execute("TRUNCATE TABLE " + schema.stored_table(any_ch, "report_reasons_hourly"))
+    schema.truncate_stored(any_ch, "report_reasons_hourly")
     assert snapshot(run_report(any_ch, request)) != before
     assert rebuild_reports(any_ch) == 1
     assert snapshot(run_report(any_ch, request)) == before

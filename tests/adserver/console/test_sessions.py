@@ -151,3 +151,18 @@ def test_generations_only_grow(ch):
     assert seen == sorted(set(seen)) and seen[0] > 0
     assert accounts.session_generation(ch, email) == seen[-1]
     assert accounts.session_generation(ch, "erin@d.example") == 0
+
+
+def test_the_session_is_read_only_from_its_cookie_and_otherwise_empty(app):
+    """Requests without the session cookie (ads, clicks) skip the signer; one with it is read as Flask
+    reads it, and a cookie signed with another key is an empty session."""
+    sessions = app.session_interface
+    name = sessions.get_cookie_name(app)
+    for cookie, expected in ((None, None), (forge_session(SECRET, "m@example.com"), "m@example.com"),
+                             (forge_session(OLD_EXAMPLE_KEY, "m@example.com"), None)):
+        headers = {"Cookie": f"{name}={cookie}"} if cookie else {}
+        with app.test_request_context("/ad", headers=headers):
+            from flask import request
+
+            opened = sessions.open_session(app, request)
+        assert opened is not None and opened.get("user") == expected and not opened.modified

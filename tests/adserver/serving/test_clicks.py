@@ -246,3 +246,16 @@ def test_refused_click_is_neither_logged_nor_charged(app, client, ch, redis_clie
     assert_rejected(response)
     drain(writer)
     assert ch.execute("SELECT count() FROM events WHERE event = 'click'") == [(0,)]
+
+
+def test_an_ads_tokens_issued_together_are_those_issued_one_by_one(settings):
+    tokens = ClickTokens(settings.secret_keys, 3600)
+    impression = b64encode(secrets.token_bytes(12))
+    products = [("D1004", "recent"), ("D1010", "similar"), ("中文-1", "popular")]
+    together = tokens.issue_all(impression, "demo", "demo-feed", products, now=1_800_000_000, campaign="c1", consent=2)
+    assert together == [tokens.issue(impression, "demo", "demo-feed", sku, reason, now=1_800_000_000, campaign="c1",
+                                     consent=2) for sku, reason in products]
+    clicks = [tokens.verify(token, now=1_800_000_000) for token in together]
+    assert [(c.sku, c.reason, c.campaign, c.consent) for c in clicks] == [(s, r, "c1", 2) for s, r in products]
+    with pytest.raises(ValueError):
+        tokens.issue_all(impression, "demo", "demo-feed", products, consent=7)

@@ -12,6 +12,12 @@ A database records every migration it applied in ``schema_migrations``. Each sta
 ClickHouse cluster (``ADSERVER_CLICKHOUSE_CLUSTER``) the same statements run in their cluster form
 (``tracker/schema/cluster.py``).
 
+On a cluster ``schema_migrations`` is one table replicated to every node, so a node that joins it (a
+new shard, a node replaced with an empty disk) reads every migration as applied without having any
+table. ``migrate`` therefore also checks every node against what the migrations leave there and
+creates what a node lacks (:func:`repair`), and :func:`require_current` refuses a node without the
+tables.
+
 Only ``python -m adserver migrate`` migrates a server; the web app, the writer and the other commands
 refuse to start while a migration is pending (:func:`require_current`). The embedded mode (chdb, one
 process) migrates itself at start.
@@ -24,10 +30,11 @@ import logging
 import pkgutil
 import re
 from datetime import UTC, datetime
+from functools import cache
 
 from tracker.clickhouse import ClickHouse
 from tracker.errors import StoreError
-from tracker.schema.cluster import cluster_form, table_layouts
+from tracker.schema.cluster import cluster_form, current_schema, table_layouts
 from tracker.schema.steps import AddColumn, Migration, Statement
 
 log = logging.getLogger(__name__)
@@ -69,13 +76,21 @@ TABLES = tuple(table for table in LAYOUTS if table != "schema_migrations")
 
 
 class SchemaNotCurrent(StoreError):
-    """The database lacks migrations: a server must not run on a schema older than its code."""
+    """The database lacks migrations, or this node of a cluster lacks tables (``missing_tables``): a
+    server must not run on a schema older than its code."""
 
-    def __init__(self, pending: list[Migration]) -> None:
-        numbers = ", ".join(str(m.version) for m in pending)
-        super().__init__(f"the ClickHouse schema lacks migration(s) {numbers}: run `python -m adserver migrate` "
-                         "(with the writers stopped), then start again", code="schema_not_current")
+    def __init__(self, pending: list[Migration], missing_tables: list[str] | None = None) -> None:
+        if pending:
+            numbers = ", ".join(str(m.version) for m in pending)
+            message = f"the ClickHouse schema lacks migration(s) {numbers}"
+        else:
+            names = ", ".join((missing_tables or [])[:5]) + (", ..." if len(missing_tables or []) > 5 else "")
+            message = (f"this ClickHouse node lacks {len(missing_tables or [])} table(s) of the schema ({names}), "
+                       "a node new to the cluster or emptied")
+        super().__init__(f"{message}: run `python -m adserver migrate` (with the writers stopped), then start again",
+                         code="schema_not_current")
         self.pending = pending
+        self.missing_tables = missing_tables or []
 
 
 def _cluster(ch: ClickHouse) -> str | None:
@@ -88,20 +103,6 @@ def statements_for(ch: ClickHouse, statement: Statement) -> tuple[Statement, ...
     if not cluster:
         return (statement,)
     return cluster_form(statement, cluster, ch.database, LAYOUTS)
-
-
-def stored_table(ch: ClickHouse, table: str) -> str:
-    """What a statement that changes stored rows (``TRUNCATE``, ``ALTER ... DELETE``, ``DROP PARTITION``)
-    names for ``table``: the table itself on one server; on a cluster ``db.<table>_local ON CLUSTER c``
-    for a sharded table (a Distributed table stores nothing; the statement runs once per shard and
-    replication carries it to the other replica), ``db.<table>`` for a table on every node (the change
-    is replicated to every node)."""
-    cluster = _cluster(ch)
-    if not cluster:
-        return table
-    if LAYOUTS[table] is None:
-        return f"{ch.database}.{table}"
-    return f"{ch.database}.{table}_local ON CLUSTER {cluster}"
 
 
 def _run(ch: ClickHouse, statement: Statement) -> None:
@@ -132,10 +133,17 @@ def pending(ch: ClickHouse) -> list[Migration]:
 
 
 def require_current(ch: ClickHouse) -> None:
-    """Raise :class:`SchemaNotCurrent` naming the pending migrations, if any."""
+    """Raise :class:`SchemaNotCurrent` naming the pending migrations, if any; on a cluster also when the
+    connected node lacks a table or view of the schema (its own ``system.tables``)."""
     missing = pending(ch)
     if missing:
         raise SchemaNotCurrent(missing)
+    cluster = _cluster(ch)
+    if cluster:
+        objects, _ = _cluster_schema(cluster, ch.database)
+        present = {row[0] for row in ch.execute("SELECT name FROM system.tables WHERE database = currentDatabase()")}
+        if absent := [name for name in objects if name not in present]:
+            raise SchemaNotCurrent([], absent)
 
 
 def migrate(ch: ClickHouse) -> list[Migration]:
@@ -154,9 +162,69 @@ def migrate(ch: ClickHouse) -> list[Migration]:
             [(migration.version, migration.name, datetime.now(UTC).replace(tzinfo=None))],
         )
         applied.append(migration)
+    repair(ch)
     return applied
 
 
+@cache
+def _cluster_schema(cluster: str, database: str) -> tuple[dict[str, str], tuple[AddColumn, ...]]:
+    """Each table and view the migrations leave on every node of the cluster, with the statement that
+    creates it, and the columns they add (:func:`tracker.schema.cluster.current_schema`)."""
+    statements = [MIGRATIONS_TABLE, *(s for m in MIGRATIONS for s in m.statements)]
+    return current_schema(statements, cluster, database, LAYOUTS)
+
+
+def repair(ch: ClickHouse, timeout: float = 60.0) -> list[str]:
+    """On a cluster: create on every node the tables and views the applied migrations made there and
+    it lacks, and add the columns they added where missing; returns (and logs) what it repaired.
+
+    Reads ``system.tables`` and ``system.columns`` of each node as ``system.clusters`` lists them (every
+    node must answer). A missing table or view is created with its statement ``ON CLUSTER``: ``IF NOT
+    EXISTS`` leaves the nodes that have it alone, and a table is created with every column added since
+    (a new replica must match the columns its shard keeps in ZooKeeper). Columns an ``ALTER ... ON
+    CLUSTER`` left missing are added node by node (:meth:`AddColumn.finish`, waiting at most
+    ``timeout`` seconds for replication). Nothing on a single server.
+    """
+    cluster = _cluster(ch)
+    if not cluster:
+        return []
+    objects, columns = _cluster_schema(cluster, ch.database)
+    placed = ch.execute("SELECT shard_num, replica_num, host_name, port FROM system.clusters "
+                        "WHERE cluster = %(cluster)s ORDER BY shard_num, replica_num", {"cluster": cluster})
+    nodes = ch.replicas()
+    labels = {id(node): f"shard {shard} replica {replica} ({host}:{port})"
+              for (shard, replica, host, port), node in zip(placed, nodes, strict=True)}
+    repaired: list[str] = []
+    try:
+        lacking: dict[str, list[str]] = {}  # table or view -> the nodes without it
+        unfinished: list[AddColumn] = []
+        for node in nodes:
+            tables = {row[0] for row in node.execute(
+                "SELECT name FROM system.tables WHERE database = %(db)s", {"db": ch.database})}
+            present = set(node.execute("SELECT table, name FROM system.columns WHERE database = %(db)s",
+                                       {"db": ch.database}))
+            for name in objects:
+                if name not in tables:
+                    lacking.setdefault(name, []).append(labels[id(node)])
+            for add in columns:
+                table = add.table.rpartition(".")[2]
+                if table in tables and (table, add.column) not in present and add not in unfinished:
+                    unfinished.append(add)
+        for name, statement in objects.items():
+            if name in lacking:
+                ch.execute(statement)
+                repaired.append(f"created {ch.database}.{name} on {', '.join(lacking[name])}")
+        for add in unfinished:
+            for node in add.finish(nodes, timeout):
+                repaired.append(f"added column {add.column} to {add.table} on {labels[id(node)]}")
+    finally:
+        for node in nodes:
+            node.close()
+    for line in repaired:
+        log.warning("schema repaired: %s", line)
+    return repaired
+
+
 __all__ = ["LAYOUTS", "MIGRATIONS", "MIGRATIONS_TABLE", "TABLES", "UNUSED", "AddColumn", "Migration",
-           "SchemaNotCurrent", "Statement", "applied_versions", "migrate", "pending", "require_current",
-           "statements_for", "stored_table"]
+           "SchemaNotCurrent", "Statement", "applied_versions", "migrate", "pending", "repair", "require_current",
+           "statements_for"]

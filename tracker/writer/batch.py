@@ -46,6 +46,7 @@ class Batch:
     skipped: int = 0
     # Entries delivered again as new (see ``BatchWriter._gather``): checked against ClickHouse like a recovered batch.
     redelivered: bool = False
+    build_seconds: float = 0.0  # what building the columns took (the writer's window leaves room for it)
 
     def __len__(self) -> int:
         return len(self.ids)

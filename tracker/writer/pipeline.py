@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 FULL_COLLECTION_SECONDS = 30.0  # cyclic garbage (threads, queues, sockets) waits at most this long
 READ_PAUSE = 0.05  # after a read that drained the stream: at most ~20 reads/s under a trickle (see _gather)
 TAIL_WEIGHT = 0.2  # weight of the newest batch in the running estimate of building + inserting one
+TAIL_SPREAD_WEIGHT = 0.25  # weight of the newest batch in the running estimate of its deviation
+TAIL_SPREADS = 4  # the window leaves room for the mean tail plus this many deviations (as TCP's timeout does)
 MIN_WINDOW_SHARE = 0.5  # a slow ClickHouse shortens the reading window to half of batch_seconds at most
 
 
@@ -92,6 +94,7 @@ class BatchWriter:
         # has closed: the window is shortened by them (see _gather).
         self._build_seconds = 0.0
         self._insert_seconds = 0.0
+        self._tail_spread = 0.0  # running mean deviation of build + insert from their estimate
 
     def _crash_point(self, name: str) -> None:
         """Die like a killed process at a named point (fault-injection tests of exactly-once)."""
@@ -109,29 +112,42 @@ class BatchWriter:
 
     def _window(self) -> float:
         """Seconds to read entries for one batch: ``batch_seconds`` less what building and inserting the
-        batch are expected to take, so that an entry read at the window's start is visible in ClickHouse
-        about ``batch_seconds`` later (the lag from pixel to row at low traffic), not that plus the
-        insert (with the report views, ~10 % of a 1 s window). Never under half of ``batch_seconds``:
-        a ClickHouse slow to insert must not multiply the batches it is sent."""
-        tail = self._build_seconds + self._insert_seconds
+        batch may take, so that an entry read at the window's start is visible in ClickHouse within
+        ``batch_seconds`` (the lag from pixel to row at low traffic), not that plus the insert (with the
+        report views, ~3 % of a 1 s window). The room kept is the running mean plus four mean deviations,
+        as TCP sizes its retransmission timeout: the lag that matters is the slowest batches', not the
+        average one's. Never under half of ``batch_seconds``: a ClickHouse slow to insert must not
+        multiply the batches it is sent."""
+        tail = self._build_seconds + self._insert_seconds + TAIL_SPREADS * self._tail_spread
         return max(self.batch_seconds * MIN_WINDOW_SHARE, self.batch_seconds - tail)
 
     def _note(self, estimate: str, seconds: float) -> None:
         setattr(self, estimate, getattr(self, estimate) * (1 - TAIL_WEIGHT) + seconds * TAIL_WEIGHT)
 
+    def _note_tail(self, build: float, insert: float) -> None:
+        """Weigh one batch's build and insert seconds into the estimates ``_window`` leaves room for."""
+        deviation = abs(build + insert - self._build_seconds - self._insert_seconds)
+        self._tail_spread = self._tail_spread * (1 - TAIL_SPREAD_WEIGHT) + deviation * TAIL_SPREAD_WEIGHT
+        self._note("_build_seconds", build)
+        self._note("_insert_seconds", insert)
+
     def _gather(self) -> Batch:
-        """Read one batch: up to ``batch_size`` new entries, waiting at most the window for them."""
+        """Read one batch: up to ``batch_size`` new entries, waiting at most the window for them.
+
+        The last read is made at the window's end, without blocking: entries added during the pause
+        before it belong to this batch. Left to the next one they would wait a whole window more.
+        """
         batch = Batch()
         deadline = time.monotonic() + self._window()
         while len(batch) < self.batch_size and not self.stop_event.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
             count = min(self.batch_size - len(batch), stream_io.COMMAND_CHUNK)
             before = len(batch)
-            got = self._read_into(batch, ">", count, max(1, int(remaining * 1000)))
+            got = self._read_into(batch, ">", count, max(1, int(remaining * 1000)) if remaining > 0 else None)
             if got:
                 self._check_delivery(batch, before)
+            if remaining <= 0:
+                break
             if got < count:
                 # The stream is drained: a blocking read would come back with the next single entry.
                 # Let entries gather first, so a steady trickle costs a few reads a second, not one each.
@@ -171,7 +187,7 @@ class BatchWriter:
             for columns, names in ((batch.events, batch.event_names), (batch.bad, schema.BAD_EVENTS_COLUMNS)):
                 at = names.index("stream_id")
                 columns[at] = [self.id_prefix + i for i in columns[at]]
-        self._note("_build_seconds", time.monotonic() - started)
+        batch.build_seconds = time.monotonic() - started
         return batch
 
     # --- writing ----------------------------------------------------------------------------------
@@ -212,9 +228,11 @@ class BatchWriter:
         backoff = 0.2
         while True:
             try:
+                built_here = batch.events is None or recovered  # then ``flush`` builds it (again)
                 started = time.monotonic()
                 self.flush(batch, recovered)
-                self._note("_insert_seconds", time.monotonic() - started)
+                insert = time.monotonic() - started - (batch.build_seconds if built_here else 0.0)
+                self._note_tail(batch.build_seconds, max(0.0, insert))
                 return
             except (StoreError, redis.RedisError) as exc:
                 self.failures += 1

@@ -26,7 +26,7 @@ from tracker.partitions import parse_range
 from tracker.settings import parse_clickhouse_url
 from tracker.stream import EventStream
 from tracker.writer import GROUP, BatchWriter, bad_row, event_block, event_columns
-from tracker.writer.pipeline import partition_writers
+from tracker.writer.pipeline import TAIL_SPREADS, partition_writers
 
 
 def _push(stream: EventStream, n: int, advertiser: str = "shop") -> None:
@@ -482,7 +482,7 @@ def test_the_reading_window_leaves_room_for_the_insert_within_batch_seconds(stre
     tail = writer._build_seconds + writer._insert_seconds
     assert 0 < tail < 0.5  # measured on the real insert, weighted in
     assert writer._tail_spread > 0  # the first batch differs from the estimate of nothing
-    assert writer._window() == pytest.approx(1.0 - tail - 4 * writer._tail_spread)
+    assert writer._window() == pytest.approx(1.0 - tail - TAIL_SPREADS * writer._tail_spread)
     for _ in range(40):
         writer._note_tail(0.01, 0.02)  # steady batches: the spread fades, the room is the mean
     assert writer._window() == pytest.approx(0.97, abs=0.002)
@@ -520,3 +520,26 @@ def test_entries_added_during_the_windows_last_pause_are_in_its_batch(stream, ch
 
     assert pausing.pauses >= 2  # the window was read several times, pausing between reads
     assert len(batch) == 1 + pausing.pauses
+
+
+def test_once_a_batch_holds_entries_its_reads_do_not_block(stream, ch, settings, redis_client):
+    """Redis ends a blocked read at its next timer tick (100 ms at the default ``hz``), not at the timeout
+    asked: a window whose batch has entries must pause on its own clock, or it closes late."""
+    writer = BatchWriter(redis_client, ch, settings.stream_key, "w-no-block", batch_seconds=0.2)
+    writer.ensure_group()
+    writer.stop_event = pausing = _AddingWhilePausing(stream)
+    reads: list[tuple[int, int | None]] = []
+    read_into = writer._read_into
+
+    def recording(batch, last_id, count, block_ms):
+        reads.append((len(batch), block_ms))
+        return read_into(batch, last_id, count, block_ms)
+
+    writer._read_into = recording
+    _push(stream, 1)
+
+    batch = writer._gather()
+
+    assert reads[0][0] == 0 and reads[0][1] is not None  # an empty batch waits for its first entry in Redis
+    assert pausing.pauses >= 2 and len(batch) == 1 + pausing.pauses
+    assert [block for held, block in reads if held] == [None] * sum(1 for held, _ in reads if held)

@@ -34,7 +34,7 @@ FULL_COLLECTION_SECONDS = 30.0  # cyclic garbage (threads, queues, sockets) wait
 READ_PAUSE = 0.05  # after a read that drained the stream: at most ~20 reads/s under a trickle (see _gather)
 TAIL_WEIGHT = 0.2  # weight of the newest batch in the running estimate of building + inserting one
 TAIL_SPREAD_WEIGHT = 0.25  # weight of the newest batch in the running estimate of its deviation
-TAIL_SPREADS = 4  # the window leaves room for the mean tail plus this many deviations (as TCP's timeout does)
+TAIL_SPREADS = 1  # the window leaves room for the mean tail plus this many deviations (as TCP's timeout does)
 MIN_WINDOW_SHARE = 0.5  # a slow ClickHouse shortens the reading window to half of batch_seconds at most
 
 
@@ -114,9 +114,10 @@ class BatchWriter:
         """Seconds to read entries for one batch: ``batch_seconds`` less what building and inserting the
         batch may take, so that an entry read at the window's start is visible in ClickHouse within
         ``batch_seconds`` (the lag from pixel to row at low traffic), not that plus the insert (with the
-        report views, ~3 % of a 1 s window). The room kept is the running mean plus four mean deviations,
-        as TCP sizes its retransmission timeout: the lag that matters is the slowest batches', not the
-        average one's. Never under half of ``batch_seconds``: a ClickHouse slow to insert must not
+        report views, ~3 % of a 1 s window). The room kept is the running mean plus one mean deviation
+        (TCP sizes its retransmission timeout the same way, with four): the lag that matters is the
+        slower batches', not the average one's, but each millisecond kept is one more insert a minute
+        for ClickHouse to merge (docs/soak.md). Never under half of ``batch_seconds``: a ClickHouse slow to insert must not
         multiply the batches it is sent."""
         tail = self._build_seconds + self._insert_seconds + TAIL_SPREADS * self._tail_spread
         return max(self.batch_seconds * MIN_WINDOW_SHARE, self.batch_seconds - tail)
@@ -136,6 +137,10 @@ class BatchWriter:
 
         The last read is made at the window's end, without blocking: entries added during the pause
         before it belong to this batch. Left to the next one they would wait a whole window more.
+        Once the batch holds entries, reads do not block either and the pauses between them are this
+        process's own: Redis ends a blocked read only at its next timer tick (``hz``, 100 ms by
+        default), which made windows up to 100 ms longer than asked. An empty batch still waits in a
+        blocking read, which returns as soon as an entry arrives.
         """
         batch = Batch()
         deadline = time.monotonic() + self._window()
@@ -143,7 +148,8 @@ class BatchWriter:
             remaining = deadline - time.monotonic()
             count = min(self.batch_size - len(batch), stream_io.COMMAND_CHUNK)
             before = len(batch)
-            got = self._read_into(batch, ">", count, max(1, int(remaining * 1000)) if remaining > 0 else None)
+            block = max(1, int(remaining * 1000)) if remaining > 0 and not before else None
+            got = self._read_into(batch, ">", count, block)
             if got:
                 self._check_delivery(batch, before)
             if remaining <= 0:

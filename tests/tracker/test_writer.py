@@ -543,3 +543,36 @@ def test_once_a_batch_holds_entries_its_reads_do_not_block(stream, ch, settings,
     assert reads[0][0] == 0 and reads[0][1] is not None  # an empty batch waits for its first entry in Redis
     assert pausing.pauses >= 2 and len(batch) == 1 + pausing.pauses
     assert [block for held, block in reads if held] == [None] * sum(1 for held, _ in reads if held)
+
+
+def test_entries_of_a_window_whose_later_read_failed_are_written_without_a_restart(stream, ch, settings,
+                                                                                    redis_client):
+    """A read that fails after an earlier one of the same window drops that window's batch: its entries are
+    pending for this consumer, where new reads never look. The writer reads them again and writes them once."""
+    writer = BatchWriter(redis_client, ch, settings.stream_key, "w-strand", batch_seconds=0.3)
+    writer.ensure_group()
+    _push(stream, 10)
+    new_reads = []
+    read_into = writer._read_into
+
+    def second_new_read_fails(batch, last_id, count, block_ms):
+        if last_id == ">":
+            new_reads.append(len(batch))
+            if len(new_reads) == 2:
+                raise redis.ConnectionError("the primary went away")
+        return read_into(batch, last_id, count, block_ms)
+
+    writer._read_into = second_new_read_fails
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while _count(ch) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        writer.stop()
+        thread.join(timeout=10)
+
+    assert new_reads[:2] == [0, 10]  # the first read took all ten, the second failed in the same window
+    assert ch.execute("SELECT count(), count(DISTINCT stream_id) FROM events")[0] == (10, 10)
+    assert redis_client.xpending(settings.stream_key, GROUP)["pending"] == 0

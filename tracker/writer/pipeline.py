@@ -95,6 +95,7 @@ class BatchWriter:
         self._build_seconds = 0.0
         self._insert_seconds = 0.0
         self._tail_spread = 0.0  # running mean deviation of build + insert from their estimate
+        self._recheck_pending = False  # an error may have left entries pending for this consumer (see run)
 
     def _crash_point(self, name: str) -> None:
         """Die like a killed process at a named point (fault-injection tests of exactly-once)."""
@@ -298,6 +299,11 @@ class BatchWriter:
         so reading the next batch overlaps the insert of the current one. At most one built batch
         waits for the inserter: memory stays bounded and a slow ClickHouse slows the reading.
         Each batch is still acknowledged only after its own insert.
+
+        After an error in either thread, entries may be left pending for this consumer, read but
+        never inserted (a window whose later read failed, a batch the inserter gave up): new reads
+        (``>``) never return them. Once the inserter has finished what it was handed, they are read
+        again and written as a recovered batch (what ClickHouse holds is left out), as at start-up.
         """
         self._start()
         if self.forget_interval > 0:
@@ -309,6 +315,10 @@ class BatchWriter:
         try:
             while not self.stop_event.is_set() and inserter.is_alive():
                 try:
+                    if self._recheck_pending:
+                        _wait_until_idle(built, inserter, self.stop_event)
+                        self.recover()
+                        self._recheck_pending = False
                     batch = self._gather()
                     if time.monotonic() - last_full_collection > FULL_COLLECTION_SECONDS:
                         gc.collect()  # the raised thresholds make full passes rare: bound what waits for one
@@ -319,6 +329,7 @@ class BatchWriter:
                 except Exception as exc:  # noqa: BLE001 - the writer must outlive any single failure
                     if self.stop_event.is_set():
                         break
+                    self._recheck_pending = True
                     self._loop_error(exc)
         finally:
             _hand_over(built, None, inserter)
@@ -327,17 +338,26 @@ class BatchWriter:
     def _insert_loop(self, built: queue.Queue) -> None:
         while True:
             batch = built.get()
-            if batch is None:
-                return
             try:
+                if batch is None:
+                    return
                 self._flush_with_retry(batch)
-            except Exception as exc:  # noqa: BLE001 - the batch stays pending; the next start recovers it
+            except Exception as exc:  # noqa: BLE001 - the batch stays pending: read again (see run)
                 if self.stop_event.is_set():
                     continue  # stopping: later batches are tried once more each, then left pending
+                self._recheck_pending = True
                 self._loop_error(exc)
+            finally:
+                built.task_done()
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+def _wait_until_idle(built: queue.Queue, inserter: threading.Thread, stop: threading.Event) -> None:
+    """Wait until the inserter has finished every batch handed to it (or has died, or we stop)."""
+    while built.unfinished_tasks and inserter.is_alive() and not stop.is_set():
+        stop.wait(0.01)
 
 
 def _hand_over(built: queue.Queue, item: Batch | None, inserter: threading.Thread) -> None:

@@ -199,11 +199,17 @@ def test_a_fenced_writer_leaves_its_batch_pending(stream, ch):
 
 
 def test_a_second_writer_under_a_live_writers_name_refuses_to_start(writers):
-    writers.start("same")
+    first = writers.start("same")
+    _wait(lambda: first.held() == [0, 1, 2, 3], what="the first writer to be running")  # registered, then
     twin = writers.manager("same")
+    guard = threading.Timer(LEASE * 20, twin.stop)  # a twin that wrongly starts returns, rather than running on
+    guard.start()
     started = time.monotonic()
-    with pytest.raises(NameInUse, match="ADSERVER_WRITER_NAME"):
-        twin.run()
+    try:
+        with pytest.raises(NameInUse, match="ADSERVER_WRITER_NAME"):
+            twin.run()
+    finally:
+        guard.cancel()
     assert time.monotonic() - started >= LEASE  # it gave a dead namesake the time to drop out
 
 

@@ -22,11 +22,13 @@ from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # 
 from tests.conftest import SECRET, drain
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
+from tracker.errors import StoreUnavailable
 from tracker.partitions import parse_range
 from tracker.settings import parse_clickhouse_url
 from tracker.stream import EventStream
 from tracker.writer import GROUP, BatchWriter, bad_row, event_block, event_columns
-from tracker.writer.pipeline import TAIL_SPREADS, partition_writers
+from tracker.writer.insert_group import InsertGroup
+from tracker.writer.pipeline import TAIL_SPREADS, partition_writers, stop_all
 
 
 def _push(stream: EventStream, n: int, advertiser: str = "shop") -> None:
@@ -427,6 +429,83 @@ def test_writers_on_disjoint_partitions_store_each_event_once_even_with_equal_id
     assert ch.execute("SELECT count(), count(DISTINCT stream_id) FROM events")[0] == (204, 204)
     assert {r[0] for r in ch.execute("SELECT stream_id FROM events WHERE advertiser = 'same-id'")} == \
         {f"{p}/{same}" for p in range(PARTITIONS)}
+
+
+class _LandsThenFails:
+    """A ClickHouse whose first ``events`` insert lands and then reports an error (a lost answer)."""
+
+    def __init__(self, ch) -> None:
+        self.ch, self.failed = ch, False
+
+    def __getattr__(self, name):
+        return getattr(self.ch, name)
+
+    def insert_columns(self, table, columns, data):
+        done = self.ch.insert_columns(table, columns, data)
+        if table == "events" and not self.failed:
+            self.failed = True
+            raise StoreUnavailable("the answer to the insert was lost")
+        return done
+
+
+def _run_until_drained(stream: EventStream, writers: list[BatchWriter], ch, rows: int) -> None:
+    threads = [threading.Thread(target=w.run, daemon=True) for w in writers]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (_left(stream) or _count(ch) < rows) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop_all(writers)
+        for thread in threads:
+            thread.join(timeout=10)
+    assert _left(stream) == 0
+
+
+def test_the_partition_writers_of_one_process_insert_their_batches_together(partitioned, ch):
+    """Their windows end together and one insert carries every partition's batch: ClickHouse pays per
+    insert (a part per table, on a cluster per shard too), not per row. Each row keeps its partition's id."""
+    stream, _ = partitioned
+    _push(stream, 200)
+    assert all(stream.client.xlen(key) > 1 for key in stream.partitions.streams())
+    group = InsertGroup(PARTITIONS, gather_seconds=10.0)  # no member is late, however slow the machine
+    writers = partition_writers(stream.client, ch, stream.partitions, list(range(PARTITIONS)), "wg",
+                                batch_seconds=0.3, insert_group=group)
+    assert {id(w.insert_group) for w in writers} == {id(group)}
+    for w in writers:
+        w.ensure_group()
+
+    _run_until_drained(stream, writers, ch, 200)
+
+    assert group.inserts == 1  # four partitions' batches, one insert
+    assert ch.execute("SELECT count(), count(DISTINCT stream_id) FROM events")[0] == (200, 200)
+    assert {r[0].split("/")[0] for r in ch.execute("SELECT stream_id FROM events")} == {"0", "1", "2", "3"}
+    assert sum(w.written for w in writers) == 200
+
+
+def test_a_group_insert_that_failed_after_landing_is_stored_once(partitioned, ch):
+    """A failed insert fails every batch in it; each writer retries its own as a recovered batch, so the
+    rows that landed are left out and none is lost."""
+    stream, _ = partitioned
+    _push(stream, 120)
+    flaky = _LandsThenFails(ch)
+    writers = partition_writers(stream.client, flaky, stream.partitions, list(range(PARTITIONS)), "wf",
+                                batch_seconds=0.2)
+    assert writers[0].insert_group is not None and writers[0].insert_group.members == PARTITIONS
+    for w in writers:
+        w.ensure_group()
+
+    _run_until_drained(stream, writers, ch, 120)
+
+    assert flaky.failed and sum(w.failures for w in writers) >= 1
+    assert ch.execute("SELECT count(), count(DISTINCT stream_id) FROM events")[0] == (120, 120)
+
+
+def test_writers_under_leases_are_not_grouped(partitioned, ch):
+    stream, _ = partitioned
+    writers = partition_writers(stream.client, ch, stream.partitions, [0, 1], "wl", may_insert=lambda: True)
+    assert [w.insert_group for w in writers] == [None, None]
 
 
 @pytest.mark.slow

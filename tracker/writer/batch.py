@@ -47,6 +47,7 @@ class Batch:
     # Entries delivered again as new (see ``BatchWriter._gather``): checked against ClickHouse like a recovered batch.
     redelivered: bool = False
     build_seconds: float = 0.0  # what building the columns took (the writer's window leaves room for it)
+    round: float | None = None  # the deadline of the reading window it came from (``InsertGroup``)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -26,6 +26,7 @@ from tracker.errors import StoreError
 from tracker.partitions import Partitions
 from tracker.writer import stream_io
 from tracker.writer.batch import Batch, build
+from tracker.writer.insert_group import InsertGroup
 from tracker.writer.recovery import already_stored
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class BatchWriter:
         forget_ch: ClickHouse | None = None,
         id_prefix: str = "",
         may_insert: Callable[[], bool] | None = None,
+        insert_group: InsertGroup | None = None,
     ) -> None:
         self.client = client
         self._raw = stream_io.raw_client(client)
@@ -88,6 +90,8 @@ class BatchWriter:
         # Asked before every insert (a writer under a lease: ``tracker.writer.leases``); False leaves
         # the batch pending, unacknowledged, and raises ``FencedOut``.
         self.may_insert = may_insert
+        # Writers of one process that insert their batches together (``tracker.writer.insert_group``).
+        self.insert_group = insert_group
         # The highest stream id a read of new entries (">") has delivered to this writer, as (ms, seq).
         self._delivered_up_to = (0, 0)
         # Running estimates of the seconds a batch takes to build and to insert once its reading window
@@ -144,7 +148,9 @@ class BatchWriter:
         blocking read, which returns as soon as an entry arrives.
         """
         batch = Batch()
-        deadline = time.monotonic() + self._window()
+        group = self.insert_group
+        deadline = group.deadline(self._window()) if group is not None else time.monotonic() + self._window()
+        batch.round = deadline
         while len(batch) < self.batch_size and not self.stop_event.is_set():
             remaining = deadline - time.monotonic()
             count = min(self.batch_size - len(batch), stream_io.COMMAND_CHUNK)
@@ -205,13 +211,18 @@ class BatchWriter:
                 raise FencedOut(self.stream_key)
             self.ch.insert_columns(table, columns, data)
 
-    def _write(self, batch: Batch) -> int:
-        """Insert a built batch, then acknowledge it; raises on failure (nothing acknowledged)."""
-        self._crash_point("before_insert")
-        self._insert("events", batch.event_names, batch.events)
-        self._crash_point("between_inserts")
-        self._insert("bad_events", schema.BAD_EVENTS_COLUMNS, batch.bad)
-        self._crash_point("after_insert")
+    def _write(self, batch: Batch, round_: float | None = None) -> int:
+        """Insert a built batch, then acknowledge it; raises on failure (nothing acknowledged).
+
+        ``round_``: the reading window's deadline, by which an insert group gathers its members' batches."""
+        if self.insert_group is not None:
+            self.insert_group.insert(batch, round_, self.ch, self._crash_point)
+        else:
+            self._crash_point("before_insert")
+            self._insert("events", batch.event_names, batch.events)
+            self._crash_point("between_inserts")
+            self._insert("bad_events", schema.BAD_EVENTS_COLUMNS, batch.bad)
+            self._crash_point("after_insert")
         stream_io.acknowledge(self.client, self.stream_key, batch.ids)
         self.written += batch.rows
         if batch.skipped:
@@ -228,7 +239,7 @@ class BatchWriter:
             return 0
         if batch.events is None or recovered:
             self._build(batch, recovered)
-        return self._write(batch)
+        return self._write(batch, None if recovered else batch.round)
 
     def _flush_with_retry(self, batch: Batch, recovered: bool = False) -> None:
         """Flush until it succeeds; if asked to stop meanwhile, leave the batch pending and raise."""
@@ -326,6 +337,8 @@ class BatchWriter:
                     if batch.ids:
                         self._build(batch, recovered=batch.redelivered)
                         _hand_over(built, batch, inserter)
+                    elif self.insert_group is not None and batch.round is not None:
+                        self.insert_group.empty(batch.round)
                 except Exception as exc:  # noqa: BLE001 - the writer must outlive any single failure
                     if self.stop_event.is_set():
                         break
@@ -373,7 +386,8 @@ def _hand_over(built: queue.Queue, item: Batch | None, inserter: threading.Threa
 def partition_writers(client: redis.Redis, ch: ClickHouse, partitions: Partitions, owned: list[int], consumer: str,
                       batch_size: int = 5000, batch_seconds: float = 1.0, crash_at: str = "",
                       forget_interval: float = 0.0, forget_ch: ClickHouse | None = None,
-                      may_insert: Callable[[], bool] | None = None) -> list[BatchWriter]:
+                      may_insert: Callable[[], bool] | None = None,
+                      insert_group: InsertGroup | None = None) -> list[BatchWriter]:
     """One ``BatchWriter`` per owned partition, each on the partition's stream and consumer group.
 
     Exactly-once holds per partition as for a single stream: a partition's entries are acknowledged
@@ -381,14 +395,18 @@ def partition_writers(client: redis.Redis, ch: ClickHouse, partitions: Partition
     is ``<partition>/<id>`` (a bare id with one partition), unique across partitions. The forget job runs beside
     the first of them only. The owner of partition 0 of a partitioned stream also drains the
     unpartitioned stream an earlier single-partition deployment left (empty, it costs a blocked read).
-    ``may_insert``: see ``BatchWriter``.
+    ``may_insert``: see ``BatchWriter``. Without it, several writers insert their batches together
+    (``tracker.writer.insert_group``): in ``insert_group`` if given (whose member count the caller
+    sets), else in a group of their own.
     """
     streams = [(partitions.stream(p), f"{p}/" if partitions.count > 1 else "") for p in owned]
     if partitions.count > 1 and 0 in owned and _exists(client, partitions.stream_key):
         streams.append((partitions.stream_key, ""))
+    if insert_group is None and may_insert is None and len(streams) > 1:
+        insert_group = InsertGroup(len(streams))
     return [BatchWriter(client, ch, stream, consumer, batch_size, batch_seconds, crash_at=crash_at,
                         forget_interval=forget_interval if n == 0 else 0.0, forget_ch=forget_ch, id_prefix=prefix,
-                        may_insert=may_insert)
+                        may_insert=may_insert, insert_group=insert_group if may_insert is None else None)
             for n, (stream, prefix) in enumerate(streams)]
 
 

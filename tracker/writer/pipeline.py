@@ -332,7 +332,7 @@ class BatchWriter:
                         self._recheck_pending = False
                     batch = self._gather()
                     if time.monotonic() - last_full_collection > FULL_COLLECTION_SECONDS:
-                        gc.collect()  # the raised thresholds make full passes rare: bound what waits for one
+                        gc.collect()  # the writer process runs without automatic collection (__main__._tune_gc)
                         last_full_collection = time.monotonic()
                     if batch.ids:
                         self._build(batch, recovered=batch.redelivered)

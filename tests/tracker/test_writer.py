@@ -28,7 +28,8 @@ from tracker.errors import StoreUnavailable
 from tracker.partitions import parse_range
 from tracker.settings import parse_clickhouse_url
 from tracker.stream import EventStream
-from tracker.writer import GROUP, BatchWriter, bad_row, event_block, event_columns, pipeline
+from tracker.writer import GROUP, BatchWriter, bad_row, event_block, event_columns
+from tracker.writer import __main__ as writer_main
 from tracker.writer.insert_group import InsertGroup
 from tracker.writer.pipeline import TAIL_SPREADS, partition_writers, stop_all
 
@@ -659,6 +660,7 @@ def test_entries_of_a_window_whose_later_read_failed_are_written_without_a_resta
     assert redis_client.xpending(settings.stream_key, GROUP)["pending"] == 0
 
 
+
 class _Cycle:
     """An object in a reference cycle: only the cyclic collector frees it."""
 
@@ -666,18 +668,21 @@ class _Cycle:
         self.me = self
 
 
-def test_a_writer_without_automatic_collection_still_frees_cyclic_garbage(stream, writer, ch, monkeypatch):
+def test_the_writer_process_collects_cyclic_garbage_on_its_own_clock():
     """The writer process turns the automatic collector off (its batches hold no cycles, and the passes cost
-    ~9 % of its CPU); its run loop collects in full on its own clock, so cycles are still freed."""
-    monkeypatch.setattr(pipeline, "FULL_COLLECTION_SECONDS", 0.0)
-    was_enabled = gc.isenabled()
-    gc.disable()
+    ~9 % of its CPU); a thread of its own still collects in full, so cycles are freed, partitions or none."""
+    stop = threading.Event()
     try:
+        collector = writer_main._tune_gc(every=0.05, stop=stop)
+        assert not gc.isenabled()
         garbage = weakref.ref(_Cycle())
-        assert garbage() is not None  # nothing freed it: the automatic collector is off
-        _push(stream, 3)
-        _run_until_drained(stream, [writer], ch, 3)
+        deadline = time.monotonic() + 10
+        while garbage() is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert garbage() is None
     finally:
-        if was_enabled:
-            gc.enable()
+        stop.set()
+        gc.enable()
+        gc.unfreeze()
+    collector.join(timeout=5)
+    assert not collector.is_alive()

@@ -23,6 +23,7 @@ import argparse
 import gc
 import logging
 import signal
+import threading
 
 from tracker import forget, schema
 from tracker.clickhouse import ClickHouse
@@ -35,6 +36,8 @@ from tracker.writer.leases import LeaseManager, NameInUse
 from tracker.writer.pipeline import BatchWriter, partition_writers, run_all, stop_all
 
 log = logging.getLogger("tracker.writer")
+
+FULL_COLLECTION_SECONDS = 30.0  # cyclic garbage (threads, sockets, exceptions) waits at most this long
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,15 +99,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _tune_gc() -> None:
-    # A batch allocates hundreds of thousands of small containers that live until its insert: the
-    # collector's automatic passes walk them again and again (with the default thresholds they
-    # doubled the cost of reading and building; with raised ones they still took ~9 % of the
-    # writer's CPU). They hold no cycles: the automatic collector is off, start-up's objects are
-    # frozen out of every pass, and the run loop collects in full every
-    # pipeline.FULL_COLLECTION_SECONDS, which bounds how long cyclic garbage waits.
+def _tune_gc(every: float = FULL_COLLECTION_SECONDS, stop: threading.Event | None = None) -> threading.Thread:
+    """Automatic collection off, a full collection every ``every`` seconds from a thread of its own.
+
+    A batch allocates hundreds of thousands of small containers that live until its insert: the
+    collector's automatic passes walk them again and again (with the default thresholds they
+    doubled the cost of reading and building; with thresholds raised to 100,000 they still took
+    ~9 % of the writer's CPU). They hold no cycles. Start-up's objects are frozen out of every
+    pass; the timed collection bounds how long real cyclic garbage waits, whether or not the
+    process holds partitions (a writer under leases may hold none for hours).
+    """
     gc.freeze()
     gc.disable()
+    stop = stop or threading.Event()
+
+    def collect() -> None:
+        while not stop.wait(every):
+            gc.collect()
+
+    thread = threading.Thread(target=collect, name="writer-gc", daemon=True)
+    thread.start()
+    return thread
 
 
 def _run_auto(settings: Settings, stores: Stores, ch: ClickHouse, forget_ch: ClickHouse,

@@ -9,7 +9,6 @@ A writer under a lease (``tracker.writer.leases``) asks its ``may_insert`` fence
 from __future__ import annotations
 
 import atexit
-import gc
 import logging
 import os
 import queue
@@ -31,7 +30,6 @@ from tracker.writer.recovery import already_stored
 
 log = logging.getLogger(__name__)
 
-FULL_COLLECTION_SECONDS = 30.0  # cyclic garbage (threads, queues, sockets) waits at most this long
 READ_PAUSE = 0.05  # after a read that drained the stream: at most ~20 reads/s under a trickle (see _gather)
 TAIL_WEIGHT = 0.2  # weight of the newest batch in the running estimate of building + inserting one
 TAIL_SPREAD_WEIGHT = 0.25  # weight of the newest batch in the running estimate of its deviation
@@ -319,7 +317,6 @@ class BatchWriter:
         self._start()
         if self.forget_interval > 0:
             forget.start_periodic(self.forget_ch or self.ch, self.client, self.forget_interval, self.stop_event)
-        last_full_collection = time.monotonic()
         built: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
         inserter = threading.Thread(target=self._insert_loop, args=(built,), name="event-writer-insert", daemon=True)
         inserter.start()
@@ -331,9 +328,6 @@ class BatchWriter:
                         self.recover()
                         self._recheck_pending = False
                     batch = self._gather()
-                    if time.monotonic() - last_full_collection > FULL_COLLECTION_SECONDS:
-                        gc.collect()  # the writer process runs without automatic collection (__main__._tune_gc)
-                        last_full_collection = time.monotonic()
                     if batch.ids:
                         self._build(batch, recovered=batch.redelivered)
                         _hand_over(built, batch, inserter)

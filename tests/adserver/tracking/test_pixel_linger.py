@@ -23,6 +23,7 @@ from werkzeug.test import Client
 from adserver import create_app
 from tests.adserver.redis_modes import MODES, drain_all, stream_length
 from tests.adserver.test_redis_faults import OwnRedis, _free_port
+from tests.cluster.conftest import wait_for
 from tests.conftest import SECRET
 from tracker.breaker import CircuitBreaker
 from tracker.identity import VisitorIds
@@ -42,14 +43,6 @@ HOSTILE = [  # (query, reason stored in bad_events)
     ("a=demo&e=view_item&sku=D1001&url=" + "https://store.example/" + "a" * 2978, "url_too_long"),
     ("", "missing_advertiser"),
 ]
-
-
-def _wait(condition, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def _gif(response) -> None:
@@ -72,7 +65,7 @@ def test_lingered_hits_land_once_with_profiles_and_hostile_hits_as_rejected(sett
             _gif(client.get("/px.gif?" + query, headers={"User-Agent": CHROME}))
         _gif(client.get("/px.gif?a=demo&e=view_item&sku=D1001", headers={"User-Agent": "curl/8.5.0"}))
         sent = 5 * len(visitors) + len(HOSTILE) + 1
-        _wait(lambda: stream_length(services.stream.client, settings) == sent)  # the flusher alone sends them
+        wait_for(lambda: stream_length(services.stream.client, settings) == sent, 20, "the flusher alone sends them")
         assert services.linger.queued == 0 and services.spool.pending_records() == 0
         for uid, _ in visitors:
             interests, _ = services.stream.interests(uid)
@@ -109,10 +102,10 @@ def test_with_redis_down_a_lingered_batch_is_spooled_and_replayed(tmp_path, clic
         for n in range(20):
             _gif(client.get(f"/px.gif?a=demo&e=view_item&sku=D10{10 + n}",
                             headers={"Cookie": f"uid={cookie}", "User-Agent": CHROME}))
-        _wait(lambda: services.spool.pending_records() == 20)  # the flusher failed, and spooled every hit
+        wait_for(lambda: services.spool.pending_records() == 20, 20, "the flusher fails and spools every hit")
         assert services.linger.queued == 0
         own.start()  # back, empty: the spool refills the stream, in order
-        _wait(lambda: services.spool.pending_records() == 0)
+        wait_for(lambda: services.spool.pending_records() == 0, 20, "the spool replayed")
         stream = services.stream
         entries = stream.client.xrange(settings.stream_key)
         assert [e[b"d"].count(b'"D10%d"' % (10 + n)) for n, (_, e) in enumerate(entries)] == [1] * 20
@@ -152,7 +145,7 @@ def test_a_gunicorn_worker_stopped_sends_the_hits_it_holds(tmp_path, redis_url, 
                                 stderr=stderr)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: _up(base, proc), 120)
+        wait_for(lambda: _up(base, proc), 120, "gunicorn answering")
         uid, cookie = VisitorIds((SECRET,)).new()
         headers = {"Cookie": f"uid={cookie}", "User-Agent": CHROME}
         for n in range(200):

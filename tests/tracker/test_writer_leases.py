@@ -18,7 +18,7 @@ from tracker.partitions import Partitions
 from tracker.stream import EventStream
 from tracker.writer import GROUP, BatchWriter
 from tracker.writer.__main__ import main as writer_main
-from tracker.writer.leases import LeaseManager, NameInUse, lease_key, registry_key
+from tracker.writer.leases import LeaseManager, NameInUse, lease_key, name_key, registry_key
 from tracker.writer.pipeline import FencedOut, partition_writers
 
 PARTITIONS = 4
@@ -214,10 +214,67 @@ def test_a_second_writer_under_a_live_writers_name_refuses_to_start(writers):
 
 
 def test_a_restarted_writer_starts_once_its_dead_predecessor_drops_out(writers, stream):
-    # A registry entry that is not renewed any more: the predecessor was killed.
-    stream.client.zadd(registry_key(stream.partitions), {"again/dead": time.time() * 1000 + 600})
+    # A claim on the name that is not renewed any more: the predecessor was killed.
+    stream.client.set(name_key(stream.partitions, "again"), "again/dead", px=600)
     restarted = writers.start("again")
     _wait(lambda: restarted.held() == [0, 1, 2, 3], what="the restarted writer to take the partitions")
+
+
+def test_of_two_namesakes_started_together_exactly_one_runs(writers):
+    """Each reads who is running before the other has said so: only an atomic claim on the name tells them apart."""
+    twins = [writers.manager("twin"), writers.manager("twin")]
+    refused: list[LeaseManager] = []
+    go = threading.Barrier(2)
+
+    def run(manager: LeaseManager) -> None:
+        go.wait()
+        try:
+            manager.run()
+        except NameInUse:
+            refused.append(manager)
+
+    threads = [threading.Thread(target=run, args=(m,), daemon=True) for m in twins]
+    guard = threading.Timer(LEASE * 20, lambda: [m.stop() for m in twins])  # neither may hang the test
+    guard.start()
+    try:
+        for thread in threads:
+            thread.start()
+        _wait(lambda: len(refused) == 1, what="one twin to refuse")
+        running = next(m for m in twins if m not in refused)
+        _wait(lambda: running.held() == [0, 1, 2, 3], what="the other twin to take every partition")
+        assert len(refused) == 1
+    finally:
+        guard.cancel()
+        for manager in twins:
+            manager.stop()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def test_a_writer_whose_name_was_taken_over_stops(writers, stream):
+    """Paused for longer than a lease, a writer may find its name claimed by a namesake started meanwhile:
+    it stops (its writers with it) and says why, rather than run on under a name two processes share."""
+    stalled = writers.manager("taken")
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            stalled.run()
+        except NameInUse as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: stalled.held() == [0, 1, 2, 3], what="the writer to be running")
+        stream.client.set(name_key(stream.partitions, "taken"), "taken/newcomer", px=int(LEASE * 1000))
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the writer did not stop"
+        assert outcome and "took the name over" in str(outcome[0])
+        assert stalled.held() == []
+    finally:
+        stalled.stop()
+        thread.join(timeout=30)
 
 
 def test_a_lease_must_outlast_two_insert_timeouts(redis_client):

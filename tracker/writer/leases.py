@@ -12,13 +12,18 @@ Keys (single-key commands and scripts only, so any slot of a Redis Cluster serve
 - ``adserver:writers:<stream key>``: a sorted set of the live writers, member ``<name>/<token>``,
   score the time (ms, the writer host's clock) its heartbeat expires. It serves balancing only,
   never safety, so clocks that disagree by less than a lease only delay a rebalance.
+- ``adserver:writer-name:<stream key>:<name>``: the name's claim, value the holder, with a TTL (``PX``) of a
+  lease, renewed with the leases. It is taken with ``SET NX`` before the writer does anything else, so of
+  two namesakes started at the same moment exactly one runs; reading the registry first could not tell
+  (each would read it before the other had written it).
 
 Every third of a lease (``ADSERVER_WRITER_LEASE_SECONDS``) a manager heartbeats, renews its leases
 (a compare-and-``PEXPIRE`` script) and balances: its share is ceil(partitions / live writers); above
 it, it releases the surplus (the partition's writer flushes and acknowledges what it read, then the
 lease is marked ``released``); below it, it acquires free leases (a script: set if missing or
-``released``). A namesake of a live writer refuses to start: two processes on one consumer name
-would recover each other's pending entries.
+``released``). A namesake of a live writer refuses to start (its name's claim is held): two processes
+on one consumer name would recover each other's pending entries. A writer that finds its name's claim
+taken by another (it was paused for longer than a lease) stops, and its writers with it.
 
 Taking a partition: every entry pending in its consumer group, under any consumer name (a dead
 writer, an older static-mode one), is claimed into this writer's name (``XAUTOCLAIM`` from ``0-0``
@@ -72,6 +77,19 @@ log = logging.getLogger("tracker.writer")
 RELEASED = "released"  # a lease's value once its holder let it go cleanly (holders' values hold a "/")
 CLAIM_CHUNK = 1000  # entries per XAUTOCLAIM: each command stays short for the pixels sharing the primary
 
+# KEYS[1] the name's claim; ARGV: holder, TTL ms. 1: this holder has the name (taken now or renewed); 0: another has it.
+CLAIM_NAME = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
+
+# KEYS[1] the name's claim; ARGV: holder. Deletes it only if this holder has it.
+RELEASE_NAME = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS[1] the lease; ARGV: holder, TTL ms, marker of a clean release. 0: held by another; 1: taken
 # while missing (the previous holder may have lost it early: wait a lease); 2: taken after a release.
 ACQUIRE = """
@@ -111,6 +129,11 @@ def lease_key(partitions: Partitions, partition: int) -> str:
 
 def registry_key(partitions: Partitions) -> str:
     return "adserver:writers:" + partitions.stream_key
+
+
+def name_key(partitions: Partitions, name: str) -> str:
+    """The claim on a writer name (``ADSERVER_WRITER_NAME``) among the writers of these partitions."""
+    return f"adserver:writer-name:{partitions.stream_key}:{name}"
 
 
 def claim_pending(client: redis.Redis, stream_key: str, consumer: str) -> int:
@@ -173,34 +196,51 @@ class LeaseManager:
         self._acquire = client.register_script(ACQUIRE)
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
+        self._claim_name = client.register_script(CLAIM_NAME)
+        self._release_name = client.register_script(RELEASE_NAME)
+        self._name_lost = False
         self._ttl_ms = int(lease_seconds * 1000)
 
     # --- membership ------------------------------------------------------------------------------
 
     def wait_for_namesakes(self) -> None:
-        """Return once no other live writer has this name; raise ``NameInUse`` if one keeps heartbeating.
+        """Return once this writer holds its name's claim; raise ``NameInUse`` if a namesake keeps renewing it.
 
-        A namesake that died (a restart of this writer) drops out within a lease; one still listed
-        after that has renewed its heartbeat, so it is alive.
+        A namesake that died (a restart of this writer) leaves a claim that expires within a lease; one
+        still held after that has been renewed, so its holder is alive.
         """
         deadline = time.monotonic() + self.lease_seconds + 0.5
-        prefix = self.name + "/"
         while True:
             try:
-                live = self.client.zrangebyscore(registry_key(self.partitions), time.time() * 1000, "+inf")
+                if self._claim():
+                    return
             except redis.RedisError as exc:  # cannot tell: ask again later, with the whole wait ahead
-                log.warning("reading the writers' registry failed (%s)", exc)
+                log.warning("claiming the writer name failed (%s)", exc)
                 deadline = time.monotonic() + self.lease_seconds + 0.5
                 if self.stop_event.wait(1.0):
                     return
                 continue
-            if not [m for m in map(_text, live) if m.startswith(prefix) and m != self.holder]:
-                return
             if time.monotonic() > deadline:
                 raise NameInUse(f"another writer named {self.name!r} is running: give each writer process its own "
                                 "ADSERVER_WRITER_NAME")
             if self.stop_event.wait(0.2):
                 return
+
+    def _claim(self) -> bool:
+        """Take or renew this writer's name's claim; False if another holder has it."""
+        return self._claim_name(keys=[name_key(self.partitions, self.name)], args=[self.holder, self._ttl_ms]) == 1
+
+    def _renew_name(self) -> None:
+        """Renew the name's claim; stop this writer if a namesake has taken it (the claim ran out meanwhile)."""
+        try:
+            if self._claim():
+                return
+        except redis.RedisError as exc:  # the leases' own renewals decide what may still be inserted
+            log.warning("renewing the writer name failed (%s)", exc)
+            return
+        log.error("another writer named %r holds the name now: stopping", self.name)
+        self._name_lost = True
+        self.stop_event.set()
 
     def _heartbeat(self) -> list[str] | None:
         """Announce this writer for a lease more and list the live writers; None if Redis did not answer."""
@@ -379,6 +419,7 @@ class LeaseManager:
     def tick(self) -> None:
         """One round: heartbeat, renew, balance (take or let go), claim strays."""
         self._reap()
+        self._renew_name()
         live = self._heartbeat()
         self._renew_all()
         if live is not None and not self.stop_event.is_set():
@@ -396,6 +437,9 @@ class LeaseManager:
                 log.exception("lease round failed")
             self.stop_event.wait(max(0.0, self.renew_every - (time.monotonic() - started)))
         self._shut_down()
+        if self._name_lost:
+            raise NameInUse(f"another writer named {self.name!r} took the name over while this one was stalled: "
+                            "give each writer process its own ADSERVER_WRITER_NAME")
 
     def _shut_down(self) -> None:
         with self._lock:
@@ -415,6 +459,10 @@ class LeaseManager:
             self.client.zrem(registry_key(self.partitions), self.holder)
         except redis.RedisError as exc:
             log.warning("leaving the writers' registry failed (%s); the entry expires by itself", exc)
+        try:
+            self._release_name(keys=[name_key(self.partitions, self.name)], args=[self.holder])
+        except redis.RedisError as exc:
+            log.warning("releasing the writer name failed (%s); the claim expires by itself", exc)
 
     def stop(self) -> None:
         """Ask ``run`` to return (safe from a signal handler)."""

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
-from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
+from tests.cluster.conftest import cluster, cluster_settings, cluster_stores, wait_for  # noqa: F401 - fixtures
 from tests.conftest import SECRET, drain
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
@@ -676,9 +676,7 @@ def test_the_writer_process_collects_cyclic_garbage_on_its_own_clock():
         collector = writer_main._tune_gc(every=0.05, stop=stop)
         assert not gc.isenabled()
         garbage = weakref.ref(_Cycle())
-        deadline = time.monotonic() + 10
-        while garbage() is not None and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: garbage() is None, 10, "the collector thread to free the cycle")
         assert garbage() is None
     finally:
         stop.set()

@@ -31,9 +31,8 @@ from tracker.errors import StoreError
 from tracker.partitions import Partitions, parse_range
 from tracker.settings import Settings, SettingsError, load_settings
 from tracker.stores import Stores
-from tracker.writer.insert_group import InsertGroup
 from tracker.writer.leases import LeaseManager, NameInUse
-from tracker.writer.pipeline import BatchWriter, partition_writers, run_all, stop_all
+from tracker.writer.pipeline import BatchWriter, insert_together, partition_writers, run_all, stop_all
 
 log = logging.getLogger("tracker.writer")
 
@@ -76,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     # at a time, and partitions sharing one would insert in turn, each batch's rows waiting for the others'.
     # Their batches still go into one insert per table and round (tracker/writer/insert_group.py).
     client = stores.redis("writer")
-    group = InsertGroup(0)
     writers = [
         writer
         for n, partition in enumerate(owned)
@@ -84,12 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             client, (Stores(settings).clickhouse() if settings.clickhouse_url and n else ch), partitions,
             [partition], settings.writer_name, settings.writer_batch_size, settings.writer_batch_seconds,
             crash_at=settings.writer_crash_at, forget_interval=settings.forget_interval if n == 0 else 0.0,
-            forget_ch=forget_ch, insert_group=group,
+            forget_ch=forget_ch,
         )
     ]
-    group.members = len(writers)
-    if len(writers) == 1:
-        writers[0].insert_group = None
+    insert_together(writers)
     signal.signal(signal.SIGTERM, lambda *_: stop_all(writers))
     signal.signal(signal.SIGINT, lambda *_: stop_all(writers))
     _tune_gc()

@@ -37,12 +37,41 @@ GATHER_SECONDS = 0.05
 ROUNDS_KEPT = 8  # answers are counted per round; older rounds are forgotten
 
 
+Insert = Callable[[str, tuple[str, ...], list[list]], None]  # table, column names, columns
+
+
 @dataclass
 class _Waiting:
     batch: Batch
-    round: float | None
     done: bool = False
     error: BaseException | None = None
+
+
+def insert_batches(batches: list[Batch], insert: Insert, crash_point: Callable[[str], None]) -> None:
+    """One ``insert`` per table and column set for all of ``batches``: ``events``, then ``bad_events``.
+
+    A single writer inserts its batch alone this way, a group its members' together; the crash points
+    (fault-injection tests of exactly-once) sit between the same steps either way. ``insert`` skips
+    empty columns. One batch's columns are passed as they are; several are concatenated.
+    """
+    crash_point("before_insert")
+    by_names: dict[tuple[str, ...], list[list]] = {}
+    for batch in batches:
+        if not (batch.events and batch.events[0]):
+            continue
+        columns = by_names.get(batch.event_names)
+        if columns is None:
+            by_names[batch.event_names] = batch.events if len(batches) == 1 else [list(c) for c in batch.events]
+        else:
+            for column, more in zip(columns, batch.events, strict=True):
+                column.extend(more)
+    for names, columns in by_names.items():
+        insert("events", names, columns)
+    crash_point("between_inserts")
+    bads = [b.bad for b in batches if b.bad and b.bad[0]]
+    bad = bads[0] if len(bads) == 1 else [list(chain.from_iterable(parts)) for parts in zip(*bads, strict=True)]
+    insert("bad_events", schema.BAD_EVENTS_COLUMNS, bad)
+    crash_point("after_insert")
 
 
 class InsertGroup:
@@ -71,13 +100,13 @@ class InsertGroup:
         with self._cond:
             self._answer(round_)
 
-    def insert(self, batch: Batch, round_: float | None, ch: ClickHouse,
-               crash_point: Callable[[str], None]) -> None:
+    def insert(self, batch: Batch, ch: ClickHouse, crash_point: Callable[[str], None]) -> None:
         """Insert ``batch`` with the other members' of its round; raises what the insert raised.
 
-        ``round_``: the deadline of the window the batch was read in (None: a batch read again, which
-        does not wait for others). ``ch`` and ``crash_point`` serve if this batch leads the insert."""
-        me = _Waiting(batch, round_)
+        Its round is ``batch.round``, the deadline of the window it was read in (None: a batch read
+        again, which does not wait for others). ``ch`` and ``crash_point`` serve if it leads the insert."""
+        round_ = batch.round
+        me = _Waiting(batch)
         with self._cond:
             self._waiting.append(me)
             if round_ is not None:
@@ -98,7 +127,7 @@ class InsertGroup:
                         self._cond.wait(until - time.monotonic())
                 taken, self._waiting = self._waiting, []
             try:
-                self._insert_together([w.batch for w in taken], ch, crash_point)
+                insert_batches([w.batch for w in taken], self._inserter(ch), crash_point)
             except BaseException as exc:  # noqa: BLE001 - every batch of the insert fails with it
                 for waiting in taken:
                     waiting.error = exc
@@ -117,24 +146,11 @@ class InsertGroup:
             del self._answers[min(self._answers)]
         self._cond.notify_all()
 
-    def _insert_together(self, batches: list[Batch], ch: ClickHouse, crash_point: Callable[[str], None]) -> None:
-        """One insert per table and column set for all of ``batches``, in the order a single writer uses."""
-        crash_point("before_insert")
-        by_names: dict[tuple[str, ...], list[list]] = {}
-        for batch in batches:
-            if batch.events and batch.events[0]:
-                columns = by_names.get(batch.event_names)
-                if columns is None:
-                    by_names[batch.event_names] = [list(column) for column in batch.events]
-                else:
-                    for column, more in zip(columns, batch.events, strict=True):
-                        column.extend(more)
-        for names, columns in by_names.items():
-            ch.insert_columns("events", names, columns)
-            self.inserts += 1
-        crash_point("between_inserts")
-        bad = [list(chain.from_iterable(parts))
-               for parts in zip(*(b.bad for b in batches if b.bad and b.bad[0]), strict=True)]
-        if bad:
-            ch.insert_columns("bad_events", schema.BAD_EVENTS_COLUMNS, bad)
-        crash_point("after_insert")
+    def _inserter(self, ch: ClickHouse) -> Insert:
+        def insert(table: str, columns: tuple[str, ...], data: list[list]) -> None:
+            if data and data[0]:
+                ch.insert_columns(table, columns, data)
+                if table == "events":
+                    self.inserts += 1
+
+        return insert

@@ -25,7 +25,7 @@ from tracker.errors import StoreError
 from tracker.partitions import Partitions
 from tracker.writer import stream_io
 from tracker.writer.batch import Batch, build
-from tracker.writer.insert_group import InsertGroup
+from tracker.writer.insert_group import InsertGroup, insert_batches
 from tracker.writer.recovery import already_stored
 
 log = logging.getLogger(__name__)
@@ -209,18 +209,13 @@ class BatchWriter:
                 raise FencedOut(self.stream_key)
             self.ch.insert_columns(table, columns, data)
 
-    def _write(self, batch: Batch, round_: float | None = None) -> int:
-        """Insert a built batch, then acknowledge it; raises on failure (nothing acknowledged).
-
-        ``round_``: the reading window's deadline, by which an insert group gathers its members' batches."""
+    def _write(self, batch: Batch) -> int:
+        """Insert a built batch (with its insert group's, if any), then acknowledge it; raises on failure
+        (nothing acknowledged)."""
         if self.insert_group is not None:
-            self.insert_group.insert(batch, round_, self.ch, self._crash_point)
+            self.insert_group.insert(batch, self.ch, self._crash_point)
         else:
-            self._crash_point("before_insert")
-            self._insert("events", batch.event_names, batch.events)
-            self._crash_point("between_inserts")
-            self._insert("bad_events", schema.BAD_EVENTS_COLUMNS, batch.bad)
-            self._crash_point("after_insert")
+            insert_batches([batch], self._insert, self._crash_point)
         stream_io.acknowledge(self.client, self.stream_key, batch.ids)
         self.written += batch.rows
         if batch.skipped:
@@ -237,7 +232,9 @@ class BatchWriter:
             return 0
         if batch.events is None or recovered:
             self._build(batch, recovered)
-        return self._write(batch, None if recovered else batch.round)
+        if recovered:
+            batch.round = None  # read again: it does not wait for its group's round
+        return self._write(batch)
 
     def _flush_with_retry(self, batch: Batch, recovered: bool = False) -> None:
         """Flush until it succeeds; if asked to stop meanwhile, leave the batch pending and raise."""
@@ -390,18 +387,26 @@ def partition_writers(client: redis.Redis, ch: ClickHouse, partitions: Partition
     the first of them only. The owner of partition 0 of a partitioned stream also drains the
     unpartitioned stream an earlier single-partition deployment left (empty, it costs a blocked read).
     ``may_insert``: see ``BatchWriter``. Without it, several writers insert their batches together
-    (``tracker.writer.insert_group``): in ``insert_group`` if given (whose member count the caller
-    sets), else in a group of their own.
+    (``tracker.writer.insert_group``): in ``insert_group`` if given, else in a group of their own
+    (``insert_together``).
     """
     streams = [(partitions.stream(p), f"{p}/" if partitions.count > 1 else "") for p in owned]
     if partitions.count > 1 and 0 in owned and _exists(client, partitions.stream_key):
         streams.append((partitions.stream_key, ""))
-    if insert_group is None and may_insert is None and len(streams) > 1:
-        insert_group = InsertGroup(len(streams))
-    return [BatchWriter(client, ch, stream, consumer, batch_size, batch_seconds, crash_at=crash_at,
-                        forget_interval=forget_interval if n == 0 else 0.0, forget_ch=forget_ch, id_prefix=prefix,
-                        may_insert=may_insert, insert_group=insert_group if may_insert is None else None)
-            for n, (stream, prefix) in enumerate(streams)]
+    writers = [BatchWriter(client, ch, stream, consumer, batch_size, batch_seconds, crash_at=crash_at,
+                           forget_interval=forget_interval if n == 0 else 0.0, forget_ch=forget_ch, id_prefix=prefix,
+                           may_insert=may_insert, insert_group=insert_group if may_insert is None else None)
+               for n, (stream, prefix) in enumerate(streams)]
+    if insert_group is None and may_insert is None:
+        insert_together(writers)
+    return writers
+
+
+def insert_together(writers: list[BatchWriter]) -> None:
+    """Make ``writers`` (none under a lease) insert their batches in one ``InsertGroup``; one alone needs none."""
+    group = InsertGroup(len(writers)) if len(writers) > 1 else None
+    for writer in writers:
+        writer.insert_group = group
 
 
 def _exists(client: redis.Redis, key: str) -> bool:

@@ -78,6 +78,10 @@ def _check_identifier(name: str) -> str:
 # which is exact because every table with visitors' rows is sharded by visitor: a visitor's events,
 # touches and orders sit on one shard (tracker/schema/cluster.py).
 CLUSTER_SETTINGS = {"insert_distributed_sync": 1, "load_balancing": "in_order", "distributed_product_mode": "local"}
+# Server errors about a node the server asked in turn (a shard's replica of a ``Distributed`` query that
+# died or reset mid-query): SOCKET_TIMEOUT, NETWORK_ERROR, ALL_CONNECTION_TRIES_FAILED. Like a network
+# error of our own connection they are retried, and reported as unavailable, not as a bad query.
+REMOTE_NETWORK_CODES = frozenset({209, 210, 279})
 
 
 class DriverClickHouse:
@@ -138,6 +142,13 @@ class DriverClickHouse:
                     raise StoreUnavailable(f"ClickHouse at {_described(self._url)}: {exc}") from exc
                 time.sleep(0.1 * 2**attempt)
             except ch_errors.Error as exc:
+                if getattr(exc, "code", None) in REMOTE_NETWORK_CODES:
+                    attempt += 1
+                    if attempt > retries:
+                        raise StoreUnavailable(f"ClickHouse at {_described(self._url)}: "
+                                               f"{' '.join(str(exc).splitlines()[:2])}") from exc
+                    time.sleep(0.1 * 2**attempt)
+                    continue
                 if getattr(exc, "code", None) == 81:  # UNKNOWN_DATABASE
                     raise StoreError(str(exc).splitlines()[0], code="unknown_database") from exc
                 # A server's exception reads "Code: N." then the message: keep both, not the stack trace.

@@ -82,6 +82,18 @@ def test_identifiers_are_checked(any_ch):
         any_ch.insert("events; DROP TABLE x", ("ts",), [(1,)])
 
 
+def test_a_node_the_server_could_not_reach_mid_query_is_retryable(clickhouse_url):
+    """A Distributed query whose shard replica dies mid-query fails with the server's NETWORK_ERROR or
+    ALL_CONNECTION_TRIES_FAILED: retried like a network error of ours, and reported as unavailable."""
+    ch = DriverClickHouse(parse_clickhouse_url(clickhouse_url), connect_timeout=0.5, timeout=5, retries=1)
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            ch.execute("SELECT * FROM remote('127.0.0.1:1', system.one)")  # a port nobody listens on
+        assert info.value.retryable
+    finally:
+        ch.close()
+
+
 def test_unreachable_server_is_retryable_and_times_out():
     # A port nobody listens on: connection refused, mapped to the project's retryable error.
     ch = DriverClickHouse(parse_clickhouse_url("clickhouse://127.0.0.1:1/adserver"), connect_timeout=0.5,

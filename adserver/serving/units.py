@@ -11,6 +11,7 @@ by the template: colours reach the stylesheet only as ``#rrggbb``, URLs only as 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,6 +43,10 @@ _LANG = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})*\Z")
 _TEMPLATES = Path(__file__).parent.parent / "templates"
 _env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True,
                    auto_reload=False)
+# Compiled when the worker starts (~15 ms), not on its first ads: there every thread missed the
+# template at once and compiled it for itself, a burst of CPU that held a fresh worker's requests
+# for a few hundred milliseconds.
+_AD_TEMPLATE = _env.get_template("ad.html")
 
 LABELS = {  # AdChoices text, its accessible name, and the message of a unit with nothing to show
     "en": ("Ad \u24d8", "Why this ad? Ad choices", f"Ads by {HOUSE_NAME}"),
@@ -230,6 +235,7 @@ def _products(items: list[dict], fmt: Format) -> list[dict[str, str]]:
 # the time (Jinja rendered the whole stylesheet for every ad). Placeholders use \x1a, which no value
 # can hold (``clip`` drops it from text, ``safe_url`` rejects it), and which escaping leaves alone.
 _SKELETONS: dict[tuple, str] = {}
+_SKELETONS_LOCK = threading.Lock()  # a new shape is rendered once, while the threads that need it wait
 SKELETONS_MAX = 1024
 _PLACEHOLDER = re.compile("\x1a([0-9]+)([hitpsw])\x1a")
 _FIELDS = {"h": "href", "i": "image", "t": "title", "p": "price", "s": "srcset", "w": "webp"}
@@ -252,24 +258,33 @@ def render_unit(items: list[dict], fmt: Format, brand: Brand, optout_url: str, l
            tuple((bool(p["image"]), bool(p["srcset"]), bool(p["webp"])) for p in products))
     skeleton = _SKELETONS.get(key)
     if skeleton is None:
-        slots = [{"href": f"\x1a{n}h\x1a", "image": f"\x1a{n}i\x1a" if p["image"] else "",
-                  "title": f"\x1a{n}t\x1a", "price": f"\x1a{n}p\x1a",
-                  "srcset": f"\x1a{n}s\x1a" if p["srcset"] else "", "webp": f"\x1a{n}w\x1a" if p["webp"] else ""}
-                 for n, p in enumerate(products)]
-        skeleton = _render(slots, fmt, brand, name, logo, optout, lang, _HIDE_PLACEHOLDER if hide else "")
-        if len(_SKELETONS) >= SKELETONS_MAX:
-            _SKELETONS.clear()
-        _SKELETONS[key] = skeleton
+        with _SKELETONS_LOCK:
+            skeleton = _SKELETONS.get(key)
+            if skeleton is None:
+                skeleton = _skeleton(products, fmt, brand, name, logo, optout, lang, bool(hide))
+                if len(_SKELETONS) >= SKELETONS_MAX:
+                    _SKELETONS.clear()
+                _SKELETONS[key] = skeleton
     values = [{k: str(escape(v)) for k, v in p.items()} for p in products]
     html = _PLACEHOLDER.sub(lambda m: values[int(m[1])][_FIELDS[m[2]]], skeleton)
     return html.replace(_HIDE_PLACEHOLDER, str(escape(hide)), 1) if hide else html
+
+
+def _skeleton(products: list[dict[str, str]], fmt: Format, brand: Brand, name: str, logo: str, optout: str,
+              lang: str, hide: bool) -> str:
+    """The unit of this shape with a placeholder in place of each product's values (see ``render_unit``)."""
+    slots = [{"href": f"\x1a{n}h\x1a", "image": f"\x1a{n}i\x1a" if p["image"] else "",
+              "title": f"\x1a{n}t\x1a", "price": f"\x1a{n}p\x1a",
+              "srcset": f"\x1a{n}s\x1a" if p["srcset"] else "", "webp": f"\x1a{n}w\x1a" if p["webp"] else ""}
+             for n, p in enumerate(products)]
+    return _render(slots, fmt, brand, name, logo, optout, lang, _HIDE_PLACEHOLDER if hide else "")
 
 
 def _render(products: list[dict[str, str]], fmt: Format, brand: Brand, name: str, logo: str, optout: str,
             lang: str, hide_url: str = "") -> str:
     language = "zh" if lang.startswith("zh") else "en"
     label, label_long, house = LABELS[language]
-    return _env.get_template("ad.html").render(
+    return _AD_TEMPLATE.render(
         fmt=fmt, items=products, lang=lang, label=label, label_long=label_long, house=house,
         name=name, logo=logo, colors=brand.palette(), optout_url=optout, hide_url=hide_url,
         hide_label=HIDE_LABELS[language],

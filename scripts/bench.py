@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from scripts.benchlib.cgroup import Unavailable, drop_in_weight, idle_cpu_group
 from scripts.benchlib.cluster import cluster_mode
 from scripts.benchlib.cluster import server_pids as cluster_pids
 from scripts.benchlib.lag import end_to_end_lag
@@ -220,6 +221,21 @@ def ad_half_runs(args, base: str, visitors: list[str], rate: int) -> list[dict]:
     return out
 
 
+def ad_half_idle_store(args, base: str, visitors: list[str], rate: int, pids: list[int]) -> dict:
+    """The same runs with ClickHouse (and ZooKeeper) in a cgroup of idle CPU weight, as the shared-host drop-in
+    sets it; ``{"unavailable": why}`` where no such cgroup can be made."""
+    weight = drop_in_weight()
+    if weight != "idle":
+        return {"unavailable": f"the shared-host drop-in sets CPUWeight={weight!r}, which the bench does not model"}
+    try:
+        with idle_cpu_group(pids, f"adserver-bench-{os.getpid()}"):
+            print("ClickHouse at idle CPU weight:", flush=True)
+            return {"runs": ad_half_runs(args, base, visitors, rate)}
+    except Unavailable as exc:
+        print(f"ClickHouse at idle CPU weight: not measured ({exc})", flush=True)
+        return {"unavailable": str(exc)}
+
+
 def start_setup(stack: Stack, workdir: Path, cluster: bool, partitions: int = 1) -> tuple[str, str, dict]:
     """Servers (``cluster``: the loopback cluster too, the product in cluster mode on it), the product and a bare
     app under the same gunicorn settings; their base URLs and the product's settings over the stack's."""
@@ -269,6 +285,8 @@ def measure_single(args, workdir: Path, results: dict) -> None:
         half_runs = sorted(targets["ad_half_runs"], key=lambda run: run["p99_ms"] or 0)
         results["ad_half"] = half_runs[len(half_runs) // 2]
         rate = results["ad_half"]["target_rps"]
+        targets["ad_half_idle_store"] = ad_half_idle_store(args, base, visitors, rate,
+                                                           [stack.servers["clickhouse"]["pid"]])
         print(f"fixed rate: the bare app at {rate} req/s ...", flush=True)
         results["bare_half"] = fixed_rate(bare_url, as_loadgen([("/px.gif", "")]), rate, args.seconds)
         print(results["bare_half"], flush=True)
@@ -314,7 +332,10 @@ def measure_cluster(args, workdir: Path, results: dict) -> None:
             print(f"{name}@cluster", results[f"{name}@cluster"], flush=True)
         targets["pixel_ratios"] = round_ratios(runs, "pixel")
         targets["ad_ratios"] = round_ratios(runs, "ad")
-        targets["ad_half_runs"] = ad_half_runs(args, base, visitors, round(results["ad@cluster"]["rps"] / 2))
+        rate = round(results["ad@cluster"]["rps"] / 2)
+        targets["ad_half_runs"] = ad_half_runs(args, base, visitors, rate)
+        targets["ad_half_idle_store"] = ad_half_idle_store(args, base, visitors, rate,
+                                                           cluster_pids(stack.servers)["cluster"]["clickhouse"])
         print("measuring end-to-end lag ...", flush=True)
         targets["lag"] = end_to_end_lag({**stack.env, **mode}, base)
         if not args.skip_writer:

@@ -127,8 +127,9 @@ def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
-def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
-    """Exclude what the worker loaded at start-up from Python's cyclic garbage collector.
+def post_worker_init(worker):
+    """Start warming the worker's caches (``adserver.serving.warm``), and exclude what it loaded from Python's
+    cyclic garbage collector.
 
     The app, its modules and the crawler patterns are ~50,000 tracked objects that live as long as
     the worker. A full collection walks them all: ~15 ms with every thread of the worker stopped,
@@ -138,5 +139,10 @@ def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
     """
     import gc
 
+    app = getattr(worker, "wsgi", None)
+    if getattr(app, "extensions", {}).get("adserver") is not None:  # the product, not another app on this config
+        from adserver.serving.warm import warm_in_background
+
+        warm_in_background(app)
     gc.collect()
     gc.freeze()

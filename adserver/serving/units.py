@@ -43,9 +43,8 @@ _LANG = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})*\Z")
 _TEMPLATES = Path(__file__).parent.parent / "templates"
 _env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True,
                    auto_reload=False)
-# Compiled when the worker starts (~15 ms), not on its first ads: there every thread missed the
-# template at once and compiled it for itself, a burst of CPU that held a fresh worker's requests
-# for a few hundred milliseconds.
+# Compiled when the worker starts (~15 ms), not on its first ads, where every thread that misses
+# it compiles it for itself at once: a burst of CPU that holds a fresh worker's requests.
 _AD_TEMPLATE = _env.get_template("ad.html")
 
 LABELS = {  # AdChoices text, its accessible name, and the message of a unit with nothing to show

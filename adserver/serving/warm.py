@@ -6,8 +6,8 @@ restart, a recycled worker) gets its first ads on all its threads at once, so th
 in requests, and hold them (``docs/benchmarks.md``, sixth round). Loaded when the worker starts, that wait
 is out of the requests. It runs in a thread of its own, so a slow store never holds the worker's start
 (gunicorn kills a worker that takes longer than its timeout to start, and ClickHouse's timeout is as long);
-a request that needs an advertiser being loaded waits for that load instead of making its own. The time is
-bounded: with many advertisers, those not reached load on first use as before; a store that does not answer
+a request that needs a catalog or image index being loaded waits for that load instead of making its own.
+The time is bounded: with many advertisers, those not reached load on first use as before; a store that does not answer
 stops the warm-up, and the worker serves as it would have without it.
 """
 

@@ -30,6 +30,7 @@ from scripts.benchlib.cpu import total_cpu_seconds
 from scripts.benchlib.stack import PY, ROOT, Stack, server_pids
 from tracker.settings import load_settings
 from tracker.stores import Stores
+from tracker.writer import event_block
 
 WITHOUT_VIEWS = "events_without_views"
 CREATE_WITHOUT_VIEWS = f"CREATE TABLE IF NOT EXISTS {WITHOUT_VIEWS} AS events"
@@ -38,17 +39,15 @@ VIEWS = ("SELECT count() FROM system.tables WHERE database = currentDatabase() A
          "AND create_table_query LIKE %(source)s")
 
 
-def impression_columns(rows: int, now: int) -> dict[str, list]:
-    """``rows`` impression rows as the writer's columns (the ones an ad fills)."""
-    return {
-        "ts": [now] * rows, "advertiser": ["bench"] * rows, "event": ["impression"] * rows,
-        "uid": [secrets.token_urlsafe(16) for _ in range(rows)],
-        "skus": [["D1001", "D1002", "D1003", "D1004"]] * rows,
-        "reasons": [["recent", "similar", "similar", "popular"]] * rows, "placement": ["bench-insert"] * rows,
-        "impression_id": [secrets.token_urlsafe(12) for _ in range(rows)], "size": ["300x250"] * rows,
-        "addressable": [1] * rows, "device": ["desktop"] * rows, "campaign": ["bench-retargeting"] * rows,
-        "cost": [0.003] * rows, "pctr": [0.01] * rows,
-    }
+def impression_block(rows: int, placement: str) -> tuple[tuple[str, ...], list[list]]:
+    """``rows`` impressions as the ad records them, in the columns the writer sends (its own ``event_block``)."""
+    now = time.time()
+    datas = [{"ts": now, "advertiser": "bench", "event": "impression", "uid": secrets.token_urlsafe(16),
+              "skus": ["D1001", "D1002", "D1003", "D1004"], "reasons": ["recent", "similar", "similar", "popular"],
+              "placement": placement, "impression_id": secrets.token_urlsafe(12), "size": "300x250",
+              "addressable": 1, "device": "desktop", "campaign": "bench-retargeting", "cost": 0.003, "pctr": 0.01}
+             for _ in range(rows)]
+    return event_block(datas, [f"{int(now * 1000)}-{n}" for n in range(rows)])
 
 
 def measure(ch, server_pid: int | None, sizes: list[int], inserts: int, rounds: int) -> list[dict]:
@@ -57,13 +56,12 @@ def measure(ch, server_pid: int | None, sizes: list[int], inserts: int, rounds: 
     One insert into each table first, not counted: a table's first part pays one-off costs."""
     ch.execute(CREATE_WITHOUT_VIEWS)
     results = []
-    warm = impression_columns(1, int(time.time()))
+    warm = impression_block(1, "bench-insert-warm-up")
     for table in ("events", WITHOUT_VIEWS):
-        ch.insert_columns(table, list(warm), list(warm.values()))
-        ch.execute(f"TRUNCATE TABLE {table}")
+        ch.insert_columns(table, *warm)
     for rows in sizes:
-        columns = impression_columns(rows, int(time.time()))
-        names, data = list(columns), list(columns.values())
+        placement = f"bench-insert-{rows}"  # each size counts its own rows
+        names, data = impression_block(rows, placement)
         samples: dict[str, dict[str, list[float]]] = {t: {"cpu": [], "wall": []} for t in ("events", WITHOUT_VIEWS)}
         for _ in range(rounds):
             for table in ("events", WITHOUT_VIEWS):
@@ -76,14 +74,12 @@ def measure(ch, server_pid: int | None, sizes: list[int], inserts: int, rounds: 
                     samples[table]["cpu"].append((total_cpu_seconds([server_pid]) - cpu) / inserts * 1000)
                 samples[table]["wall"].append(wall / inserts * 1000)
         for table, sample in samples.items():
-            stored = ch.execute(COUNT.format(table=table), {"placement": "bench-insert"})[0][0]
+            stored = ch.execute(COUNT.format(table=table), {"placement": placement})[0][0]
             results.append({
                 "table": table, "rows": rows, "inserts": inserts * rounds,
                 "server_cpu_ms": round(statistics.median(sample["cpu"]), 1) if sample["cpu"] else None,
                 "wall_ms": round(statistics.median(sample["wall"]), 1), "stored": stored,
             })
-        for table in ("events", WITHOUT_VIEWS):  # the next size counts its own rows
-            ch.execute(f"TRUNCATE TABLE {table}")
     return results
 
 

@@ -19,15 +19,16 @@ from datetime import UTC, datetime
 
 from tracker.clickhouse import ClickHouse
 
-# Which table answers each breakdown, and whether its impressions are ads or product slots.
-TABLES = {
-    "total": "report_ads_hourly",
-    "day": "report_ads_hourly",
-    "hour": "report_ads_hourly",
-    "placement": "report_ads_hourly",
-    "reason": "report_reasons_hourly",
-    "sku": "report_products_hourly",
-    "campaign": "report_campaigns_hourly",
+# Which rows of the report tables (``dim``, tracker/schema/reports.py) answer each breakdown, and whether
+# their impressions are ads or product slots. Totals, days and hours add up the placement rows.
+DIMS = {
+    "total": "placement",
+    "day": "placement",
+    "hour": "placement",
+    "placement": "placement",
+    "reason": "reason",
+    "sku": "sku",
+    "campaign": "campaign",
 }
 PRODUCT_LEVEL = frozenset({"reason", "sku"})
 
@@ -58,30 +59,25 @@ FROM {source}
 WHERE {where}
 GROUP BY key
 """
-_HOURS = "advertiser = %(advertiser)s AND hour >= toDateTime(%(start)s) AND hour < toDateTime(%(end)s)"
+_HOURS = ("advertiser = %(advertiser)s AND dim = %(dim)s AND hour >= toDateTime(%(start)s) "
+          "AND hour < toDateTime(%(end)s)")
 
-# Breakdowns without time in the key (placement, reason, product) read whole UTC days from the
-# daily tables and only the hours at the ends of the range from the hourly ones.
-DAILY = {"report_ads_hourly": "report_ads_daily", "report_reasons_hourly": "report_reasons_daily",
-         "report_products_hourly": "report_products_daily", "report_campaigns_hourly": "report_campaigns_daily"}
-STATE_COLUMNS = {
-    "report_ads_hourly": ("placement, impressions, addressable_impressions, clicks, visitors, invalid_impressions, "
-                          "invalid_clicks, spend, gdpr_impressions, consented_impressions, hides"),
-    "report_campaigns_hourly": ("campaign, impressions, addressable_impressions, clicks, visitors, "
-                                "invalid_impressions, invalid_clicks, spend, gdpr_impressions, consented_impressions, "
-                                "hides"),
-    "report_reasons_hourly": ("placement, reason, impressions, impression_share, addressable_impressions, clicks, "
-                              "visitors"),
-    "report_products_hourly": "sku, impressions, impression_share, addressable_impressions, clicks, hides",
-}
+# Breakdowns without time in the key (placement, reason, product, campaign) read whole UTC days from
+# the daily table and only the hours at the ends of the range from the hourly one.
+SPLIT_GROUPS = frozenset({"placement", "reason", "sku", "campaign"})
+# Each breakdown's key under the name its ``KEYS`` expression reads.
+_KEY_COLUMNS = {"placement": "key AS placement", "campaign": "key AS campaign", "reason": "key AS reason, sub AS placement",
+                "sku": "key AS sku"}
+_STATES = ("impressions, impression_share, addressable_impressions, clicks, visitors, invalid_impressions, "
+           "invalid_clicks, spend, gdpr_impressions, consented_impressions, hides")
 _SPLIT_SOURCE = """(
-    SELECT {columns} FROM {table}
-    WHERE advertiser = %(advertiser)s
+    SELECT {columns} FROM report_hourly
+    WHERE advertiser = %(advertiser)s AND dim = %(dim)s
       AND ((hour >= toDateTime(%(start)s) AND hour < toDateTime(%(day_lo)s))
            OR (hour >= toDateTime(%(day_hi)s) AND hour < toDateTime(%(end)s)))
     UNION ALL
-    SELECT {columns} FROM {daily}
-    WHERE advertiser = %(advertiser)s AND day >= %(day_lo_date)s AND day < %(day_hi_date)s
+    SELECT {columns} FROM report_daily
+    WHERE advertiser = %(advertiser)s AND dim = %(dim)s AND day >= %(day_lo_date)s AND day < %(day_hi_date)s
 )"""
 
 # Visitors for totals, days and hours come from the small per-hour reach table.
@@ -150,12 +146,10 @@ def ad_stats_sql(group_by: str, source: str = "agg") -> str:
         raise ValueError(f"unknown group_by {group_by!r}")
     product_level = group_by in PRODUCT_LEVEL
     if source == "agg":
-        table = TABLES[group_by]
-        split = group_by not in REACH_GROUPS
+        split = group_by in SPLIT_GROUPS
         return _AGG.format(
             key=KEYS[group_by],
-            source=_SPLIT_SOURCE.format(columns=STATE_COLUMNS[table], table=table, daily=DAILY[table])
-            if split else table,
+            source=_SPLIT_SOURCE.format(columns=f"{_KEY_COLUMNS[group_by]}, {_STATES}") if split else "report_hourly",
             where="1" if split else _HOURS,
             share="sumMerge(impression_share)" if product_level else "toFloat64(sumMerge(impressions))",
             visitors=("toUInt64(0)" if group_by == "sku" or group_by in REACH_GROUPS
@@ -191,7 +185,8 @@ def ad_stats_sql(group_by: str, source: str = "agg") -> str:
 def ad_stats(ch: ClickHouse, advertiser: str, start: int, end: int, group_by: str, timezone: str,
              source: str = "agg") -> dict[str, AdStats]:
     """Ad statistics per key for UTC hours in ``[start, end)`` (unix seconds, whole hours)."""
-    params = {"advertiser": advertiser, "start": start, "end": end, "tz": timezone, **day_split(start, end)}
+    params = {"advertiser": advertiser, "start": start, "end": end, "tz": timezone, "dim": DIMS[group_by],
+              **day_split(start, end)}
     rows = ch.execute(ad_stats_sql(group_by, source), params)
     product_level = group_by in PRODUCT_LEVEL
     stats = {

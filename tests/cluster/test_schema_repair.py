@@ -104,7 +104,7 @@ def test_a_shard_that_lost_its_tables_gets_them_back_from_migrate(cluster, datab
         assert schema.pending(shard2) == []  # the record alone says nothing is missing
         with pytest.raises(schema.SchemaNotCurrent, match=r"lacks \d+ table\(s\).*python -m adserver migrate") as info:
             schema.require_current(shard2)
-        assert {"events_local", "events", "report_ads_hourly_mv", "advertisers"} <= set(info.value.missing_tables)
+        assert {"events_local", "events", "report_hourly_mv", "advertisers"} <= set(info.value.missing_tables)
     finally:
         shard2.close()
     schema.require_current(ch)  # shard 1 still has everything
@@ -132,9 +132,10 @@ def test_a_shard_that_lost_its_tables_gets_them_back_from_migrate(cluster, datab
         ch.insert_columns("events", schema.EVENTS_COLUMNS, [list(column) for column in zip(*rows)])
         per_shard = [on_node(url, database, "SELECT count() FROM events_local")[0][0] for url in (nodes[0], nodes[2])]
         assert sum(per_shard) == 300 and min(per_shard) > 0, per_shard  # both shards store events again
-        (total,), = ch.execute("SELECT sumMerge(impressions) FROM report_ads_hourly")
+        (total,), = ch.execute("SELECT sumMerge(impressions) FROM report_hourly WHERE dim = 'placement'")
         assert total == 300  # shard 2's views aggregate its events; reports read both shards
-        (aggregated,), = on_node(nodes[2], database, "SELECT sumMerge(impressions) FROM report_ads_hourly_local")
+        (aggregated,), = on_node(nodes[2], database, "SELECT sumMerge(impressions) FROM report_hourly_local "
+                                                            "WHERE dim = 'placement'")
         assert aggregated == per_shard[1]
 
         caplog.clear()
@@ -151,18 +152,18 @@ def test_an_add_column_finished_half_way_is_finished_by_migrate(cluster, databas
     column, _ = schema.EVENTS_CONSENT_COLUMN  # the last column a migration added to events
     # As if the ALTER ... ON CLUSTER had reached shard 1 only: shard 2's first replica drops it, and
     # replication takes it from the second. A Distributed table, altered node by node, misses it
-    # on one node, and a report table misses its last column on shard 1.
+    # on one node, and a registry (one replicated table on every node) misses its last column everywhere.
     on_node(nodes[2], database, f"ALTER TABLE {database}.events_local DROP COLUMN {column}")
     on_node(nodes[3], database, f"ALTER TABLE {database}.events DROP COLUMN {column}")
-    on_node(nodes[0], database, f"ALTER TABLE {database}.report_ads_hourly_local DROP COLUMN {schema.REPORT_HIDES_COLUMN}")
+    on_node(nodes[0], database, f"ALTER TABLE {database}.advertisers DROP COLUMN {schema.ADVERTISERS_DOMAINS_COLUMN}")
 
     def has(url: str, table: str, name: str) -> bool:
         return bool(on_node(url, database, "SELECT count() FROM system.columns WHERE database = %(db)s "
                                            "AND table = %(table)s AND name = %(name)s",
                             {"table": table, "name": name})[0][0])
 
-    wait_until(lambda: not has(nodes[3], "events_local", column) and not has(nodes[1], "report_ads_hourly_local",
-                                                                             schema.REPORT_HIDES_COLUMN),
+    wait_until(lambda: not has(nodes[3], "events_local", column) and not any(
+        has(url, "advertisers", schema.ADVERTISERS_DOMAINS_COLUMN) for url in nodes),
                "replicated the DROP COLUMN")
     assert has(nodes[0], "events_local", column)
 
@@ -177,7 +178,7 @@ def test_an_add_column_finished_half_way_is_finished_by_migrate(cluster, databas
         f"({parse_clickhouse_url(nodes[2]).host}:{parse_clickhouse_url(nodes[2]).port})",
         f"schema repaired: added column {column} to {database}.events on shard 2 replica 2 "
         f"({parse_clickhouse_url(nodes[3]).host}:{parse_clickhouse_url(nodes[3]).port})",
-        f"schema repaired: added column {schema.REPORT_HIDES_COLUMN} to {database}.report_ads_hourly_local on "
+        f"schema repaired: added column {schema.ADVERTISERS_DOMAINS_COLUMN} to {database}.advertisers on "
         f"shard 1 replica 1 ({parse_clickhouse_url(nodes[0]).host}:{parse_clickhouse_url(nodes[0]).port})",
     ])
     for url in nodes:  # migrate returned once every replica had them: the columns are back everywhere

@@ -38,14 +38,18 @@ FINGERPRINTS = {
     13: "f04ad2e6d651e51b",
     14: "4d0bddae714b85d8",
     15: "2bd70cc2e632c9fc",
+    16: "fe28206d9a10fa04",
 }
 
 
 def fingerprint(migration: schema.Migration) -> str:
     digest = hashlib.sha256()
     for statement in migration.statements:
-        text = statement if isinstance(statement, str) else \
-            f"AddColumn({statement.table},{statement.column},{statement.definition})"
+        if isinstance(statement, schema.CopyRows):
+            text = f"CopyRows({statement.target},{statement.copies})"
+        else:
+            text = statement if isinstance(statement, str) else \
+                f"AddColumn({statement.table},{statement.column},{statement.definition})"
         digest.update(text.encode() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -73,8 +77,11 @@ def test_every_table_has_a_layout_and_the_tests_empty_it():
     created = {re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+)", s).group(1)
                for m in schema.MIGRATIONS for s in m.statements
                if isinstance(s, str) and s.lstrip().startswith("CREATE TABLE")}
-    assert created == set(schema.TABLES)
-    assert set(schema.LAYOUTS) == created | {"schema_migrations"}
+    dropped = {re.match(r"DROP TABLE IF EXISTS (\w+)$", s).group(1)
+               for m in schema.MIGRATIONS for s in m.statements if isinstance(s, str) and s.startswith("DROP TABLE")}
+    assert created - dropped == set(schema.TABLES)
+    assert {"report_ads_hourly", "report_hourly"} <= created and "report_ads_hourly" in dropped
+    assert set(schema.LAYOUTS) == created | {"schema_migrations"}  # old migrations keep their cluster form
 
 
 # --- the cluster form ----------------------------------------------------------------------------
@@ -116,6 +123,21 @@ def test_views_read_the_local_events_and_fill_the_local_tables():
                     for s in recreate_views(schema.REPORT_VIEWS_V15[:1]))
     assert drop == "DROP TABLE IF EXISTS db.report_ads_hourly_mv ON CLUSTER c1"
     assert "TO db.report_ads_hourly_local AS" in create
+
+
+def test_a_dropped_sharded_table_goes_on_every_node_with_its_local_tables():
+    assert cluster_schema.cluster_form("DROP TABLE IF EXISTS report_ads_daily", "c1", "db", schema.LAYOUTS) == (
+        "DROP TABLE IF EXISTS db.report_ads_daily ON CLUSTER c1",
+        "DROP TABLE IF EXISTS db.report_ads_daily_local ON CLUSTER c1")
+    assert cluster_schema.cluster_form("DROP TABLE IF EXISTS report_ads_daily_mv", "c1", "db", schema.LAYOUTS) == (
+        "DROP TABLE IF EXISTS db.report_ads_daily_mv ON CLUSTER c1",)
+
+
+def test_a_copy_runs_once_through_the_distributed_tables():
+    copy = next(s for m in schema.MIGRATIONS for s in m.statements if isinstance(s, schema.CopyRows))
+    assert cluster_schema.cluster_form(copy, "c1", "db", schema.LAYOUTS) == (copy,)
+    objects, _ = cluster_schema.current_schema([*schema.MIGRATIONS[-1].statements], "c1", "db", schema.LAYOUTS)
+    assert "report_hourly_local" in objects and "report_hourly_mv" in objects
 
 
 def test_added_columns_go_to_the_local_and_the_distributed_tables():

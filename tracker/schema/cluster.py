@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from tracker.schema.steps import AddColumn, Statement
+from tracker.schema.steps import AddColumn, CopyRows, Statement
 
 VISITOR_KEY = "if(uid = '', toUInt64(rand()), cityHash64(uid))"
 ANY_SHARD_KEY = "rand()"
@@ -51,6 +51,17 @@ def sharding_key(create_table: str) -> str | None:
     return None
 
 
+def live_tables(statements: Iterable[Statement]) -> tuple[str, ...]:
+    """The tables the statements create and do not drop afterwards, in the order created."""
+    tables: dict[str, None] = {}
+    for statement in statements:
+        if isinstance(statement, str) and (match := _CREATE_TABLE.match(statement)):
+            tables[match.group(1)] = None
+        elif isinstance(statement, str) and (match := _DROP.match(statement)):
+            tables.pop(match.group(1), None)
+    return tuple(tables)
+
+
 def table_layouts(statements: Iterable[Statement]) -> dict[str, str | None]:
     """Each table the statements create, with its sharding key (None: on every node)."""
     layouts: dict[str, str | None] = {}
@@ -69,6 +80,8 @@ def cluster_form(statement: Statement, cluster: str, database: str,
     """
     if isinstance(statement, AddColumn):
         return _add_column(statement, cluster, database, layouts)
+    if isinstance(statement, CopyRows):
+        return (statement,)  # once, through the Distributed tables (see CopyRows)
     if match := _CREATE_TABLE.match(statement):
         return _create_table(statement, match.group(1), cluster, database, layouts)
     if match := _CREATE_VIEW.match(statement):
@@ -77,7 +90,9 @@ def cluster_form(statement: Statement, cluster: str, database: str,
         return (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{view} ON CLUSTER {cluster} "
                 f"TO {database}.{_stored_in(target, layouts)} AS {select}",)
     if match := _DROP.match(statement):
-        return (f"DROP TABLE IF EXISTS {database}.{match.group(1)} ON CLUSTER {cluster}",)
+        name = match.group(1)
+        dropped = (name, f"{name}_local") if layouts.get(name) is not None else (name,)
+        return tuple(f"DROP TABLE IF EXISTS {database}.{table} ON CLUSTER {cluster}" for table in dropped)
     raise ValueError(f"no cluster form for this statement: {statement[:80]!r}")
 
 
@@ -147,12 +162,15 @@ def current_schema(statements: Iterable[Statement], cluster: str, database: str,
     creates: dict[str, str] = {}
     added: dict[str, list[AddColumn]] = {}
     for statement in statements:
+        if isinstance(statement, CopyRows):
+            continue
         if isinstance(statement, AddColumn):
             added.setdefault(statement.table, []).append(statement)
         elif match := _CREATE_TABLE.match(statement) or _CREATE_VIEW.match(statement):
             creates.setdefault(match.group(1), statement)
         elif match := _DROP.match(statement):
             creates.pop(match.group(1), None)
+            added.pop(match.group(1), None)
     created = re.compile(rf"^CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS {re.escape(database)}\.(\w+) ON CLUSTER ")
     objects: dict[str, str] = {}
     for name, statement in creates.items():

@@ -94,7 +94,25 @@ class AddColumn:
         return altered
 
 
-Statement = str | AddColumn
+@dataclass(frozen=True)
+class CopyRows:
+    """Fill ``target`` with the rows of other tables: ``copies`` holds each source table with the
+    ``INSERT INTO <target> ... SELECT ... FROM <source>`` that copies it. How a migration moves
+    aggregates into a new table before it drops the old ones.
+
+    An ``INSERT ... SELECT`` run twice copies twice, so this runs only while every source exists, and
+    empties the target first: a migration interrupted during the copy copies again from the start,
+    and one interrupted after it began dropping the sources (its later statements) had finished the
+    copy. Nothing else may fill the target before the sources are dropped: the migration creates the
+    target's view after the drops. On a cluster the copy runs once, through the ``Distributed``
+    tables, on the node that migrates.
+    """
+
+    target: str
+    copies: tuple[tuple[str, str], ...]
+
+
+Statement = str | AddColumn | CopyRows
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from functools import cache
 
 from tracker.clickhouse import ClickHouse
 from tracker.errors import StoreError
-from tracker.schema.cluster import cluster_form, current_schema, table_layouts
-from tracker.schema.steps import AddColumn, Migration, Statement
+from tracker.schema.cluster import cluster_form, current_schema, live_tables, table_layouts
+from tracker.schema.steps import AddColumn, CopyRows, Migration, Statement
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 # Every table the migrations create, with its sharding key on a cluster (None: on every node).
 LAYOUTS = table_layouts([MIGRATIONS_TABLE, *(s for m in MIGRATIONS for s in m.statements)])
 
-# Every table the migrations create (tests empty them all between tests).
-TABLES = tuple(table for table in LAYOUTS if table != "schema_migrations")
+# Every table the migrations leave (tests empty them all between tests).
+TABLES = live_tables([s for m in MIGRATIONS for s in m.statements])
 
 
 class SchemaNotCurrent(StoreError):
@@ -109,8 +109,25 @@ def _run(ch: ClickHouse, statement: Statement) -> None:
     for step in statements_for(ch, statement):
         if isinstance(step, AddColumn):
             step.apply(ch)
+        elif isinstance(step, CopyRows):
+            _copy_rows(ch, step)
         else:
             ch.execute(step)
+
+
+def _copy_rows(ch: ClickHouse, step: CopyRows) -> None:
+    """Run a :class:`CopyRows` step: only while every source exists, into an emptied target."""
+    from tracker.schema.stored import truncate_stored  # stored builds on this module
+
+    sources = [source for source, _ in step.copies]
+    present = {row[0] for row in ch.execute(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN %(names)s",
+        {"names": tuple(sources)})}
+    if len(present) < len(sources):
+        return
+    truncate_stored(ch, step.target)
+    for _, copy in step.copies:
+        ch.execute(copy)
 
 
 def applied_versions(ch: ClickHouse) -> set[int]:
@@ -225,6 +242,6 @@ def repair(ch: ClickHouse, timeout: float = 60.0) -> list[str]:
     return repaired
 
 
-__all__ = ["LAYOUTS", "MIGRATIONS", "MIGRATIONS_TABLE", "TABLES", "UNUSED", "AddColumn", "Migration",
+__all__ = ["LAYOUTS", "MIGRATIONS", "MIGRATIONS_TABLE", "TABLES", "UNUSED", "AddColumn", "CopyRows", "Migration",
            "SchemaNotCurrent", "Statement", "applied_versions", "migrate", "pending", "repair", "require_current",
            "statements_for"]

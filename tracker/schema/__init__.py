@@ -13,8 +13,9 @@ migration interrupted half-way can simply run again.
 - ``accounts``: API tokens, marketer accounts and memberships, advertiser prices;
 - ``migrations``: the numbered migrations (one module each), ``migrate``, the start-up check and ``TABLES``;
 - ``cluster``: the cluster form of each statement (replicated local tables, ``Distributed`` tables);
-- ``steps``: what migrations are made of (statements, ``AddColumn``);
-- ``stored``: emptying and ``ALTER``-ing a table's rows where they are stored (each shard's local table).
+- ``steps``: what migrations are made of (statements, ``AddColumn``, ``CopyRows``);
+- ``stored``: emptying and ``ALTER``-ing a table's rows where they are stored (each shard's local table);
+- ``shards``: the partition-level work under ``stored`` (migrations empty a table they created with it).
 
 Importers use this package (``from tracker import schema``; ``schema.EVENTS_COLUMNS``,
 ``schema.migrate``): which module holds a name is this package's own business.

@@ -13,29 +13,22 @@ Only a table of the schema registry is formatted into a statement (an identifier
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from tracker.clickhouse import ClickHouse
-from tracker.errors import StoreUnavailable
 from tracker.schema.migrations import LAYOUTS, _cluster
+from tracker.schema.shards import empty_stored, on_each_shard
 
 
 def truncate_stored(ch: ClickHouse, table: str) -> None:
     """Empty ``table`` where its rows are.
 
     On one server, ``TRUNCATE``. On a cluster, every partition is dropped instead, one ``ALTER TABLE ...
-    DROP PARTITION ID`` each (:func:`_drop_every_partition`): a replicated ``TRUNCATE`` on ClickHouse 18.16
+    DROP PARTITION ID`` each (``tracker.schema.shards``): a replicated ``TRUNCATE`` on ClickHouse 18.16
     holds the table's lock while it waits for every replica to apply it, and a replica that is fetching
     a part from that very node waits for the lock before it can, so both wait until the fetch times out
     (30 minutes); a dropped partition waits only for the replica that ran it, and the others apply it
     from the replication log, a replica that is down once it is back."""
     _registered(table)
-    if not _cluster(ch):
-        ch.execute(f"TRUNCATE TABLE IF EXISTS {table}")
-    elif LAYOUTS[table] is None:
-        _drop_every_partition(ch, table)
-    else:
-        _on_each_shard(ch, lambda node: _drop_every_partition(node, f"{table}_local"))
+    empty_stored(ch, table, sharded=LAYOUTS[table] is not None)
 
 
 def alter_stored(ch: ClickHouse, table: str, clause: str, params: dict | None = None) -> None:
@@ -51,45 +44,9 @@ def alter_stored(ch: ClickHouse, table: str, clause: str, params: dict | None = 
     elif LAYOUTS[table] is None:
         ch.execute(f"ALTER TABLE {ch.database}.{table} {clause}", params)
     else:
-        _on_each_shard(ch, lambda node: node.execute(f"ALTER TABLE {ch.database}.{table}_local {clause}", params))
+        on_each_shard(ch, lambda node: node.execute(f"ALTER TABLE {ch.database}.{table}_local {clause}", params))
 
 
 def _registered(table: str) -> None:
     if table not in LAYOUTS:
         raise ValueError(f"not a table of the schema: {table!r}")
-
-
-def _drop_every_partition(node: ClickHouse, stored: str) -> None:
-    """Drop each partition of the replicated table ``stored`` that its ZooKeeper node knows (the list
-    ``TRUNCATE`` itself works through: it includes partitions whose parts this replica has not fetched
-    yet). With ``replication_alter_partitions_sync`` at its default (1) each statement returns once this
-    replica has dropped the partition."""
-    rows = node.execute("SELECT zookeeper_path FROM system.replicas WHERE database = %(db)s AND table = %(table)s",
-                        {"db": node.database, "table": stored})
-    if not rows:  # not created yet (IF EXISTS), or not replicated: nothing to wait for
-        node.execute(f"TRUNCATE TABLE IF EXISTS {node.database}.{stored}")
-        return
-    (zookeeper_path,), = rows
-    partitions = node.execute("SELECT name FROM system.zookeeper WHERE path = %(path)s",
-                              {"path": f"{zookeeper_path}/block_numbers"})
-    for (partition_id,) in partitions:
-        node.execute(f"ALTER TABLE {node.database}.{stored} DROP PARTITION ID %(id)s", {"id": partition_id})
-
-
-def _on_each_shard(ch: ClickHouse, action: Callable[[ClickHouse], object]) -> None:
-    """Run ``action(node)`` once per shard of the cluster, on the first of its replicas that answers."""
-    nodes = ch.replicas()
-    try:
-        for shard in sorted({node.shard for node in nodes}):
-            failures = []
-            for node in (n for n in nodes if n.shard == shard):
-                try:
-                    action(node)
-                    break
-                except StoreUnavailable as exc:
-                    failures.append(str(exc))
-            else:
-                raise StoreUnavailable(f"no replica of shard {shard} answers: {'; '.join(failures)}")
-    finally:
-        for node in nodes:
-            node.close()

@@ -35,6 +35,7 @@ from functools import cache
 from tracker.clickhouse import ClickHouse
 from tracker.errors import StoreError
 from tracker.schema.cluster import cluster_form, current_schema, live_tables, table_layouts
+from tracker.schema.shards import empty_stored
 from tracker.schema.steps import AddColumn, CopyRows, Migration, Statement
 
 log = logging.getLogger(__name__)
@@ -117,15 +118,13 @@ def _run(ch: ClickHouse, statement: Statement) -> None:
 
 def _copy_rows(ch: ClickHouse, step: CopyRows) -> None:
     """Run a :class:`CopyRows` step: only while every source exists, into an emptied target."""
-    from tracker.schema.stored import truncate_stored  # stored builds on this module
-
     sources = [source for source, _ in step.copies]
     present = {row[0] for row in ch.execute(
         "SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN %(names)s",
         {"names": tuple(sources)})}
     if len(present) < len(sources):
         return
-    truncate_stored(ch, step.target)
+    empty_stored(ch, step.target, sharded=LAYOUTS[step.target] is not None)
     for _, copy in step.copies:
         ch.execute(copy)
 

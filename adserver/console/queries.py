@@ -71,12 +71,12 @@ _KEY_COLUMNS = {"placement": "key AS placement", "campaign": "key AS campaign", 
 _STATES = ("impressions, impression_share, addressable_impressions, clicks, visitors, invalid_impressions, "
            "invalid_clicks, spend, gdpr_impressions, consented_impressions, hides")
 _SPLIT_SOURCE = """(
-    SELECT {columns} FROM report_hourly
+    SELECT {columns} FROM report_hours
     WHERE advertiser = %(advertiser)s AND dim = %(dim)s
       AND ((hour >= toDateTime(%(start)s) AND hour < toDateTime(%(day_lo)s))
            OR (hour >= toDateTime(%(day_hi)s) AND hour < toDateTime(%(end)s)))
     UNION ALL
-    SELECT {columns} FROM report_daily
+    SELECT {columns} FROM report_days
     WHERE advertiser = %(advertiser)s AND dim = %(dim)s AND day >= %(day_lo_date)s AND day < %(day_hi_date)s
 )"""
 
@@ -149,7 +149,7 @@ def ad_stats_sql(group_by: str, source: str = "agg") -> str:
         split = group_by in SPLIT_GROUPS
         return _AGG.format(
             key=KEYS[group_by],
-            source=_SPLIT_SOURCE.format(columns=f"{_KEY_COLUMNS[group_by]}, {_STATES}") if split else "report_hourly",
+            source=_SPLIT_SOURCE.format(columns=f"{_KEY_COLUMNS[group_by]}, {_STATES}") if split else "report_hours",
             where="1" if split else _HOURS,
             share="sumMerge(impression_share)" if product_level else "toFloat64(sumMerge(impressions))",
             visitors=("toUInt64(0)" if group_by == "sku" or group_by in REACH_GROUPS

@@ -79,15 +79,15 @@ def test_each_shard_aggregates_its_own_events_and_reports_read_them_all(cluster,
     rows = [event(secrets.token_hex(8), f"{n}-0") for n in range(400)]
     ch.insert_columns("events", schema.EVENTS_COLUMNS, [list(column) for column in zip(*rows)])
 
-    (total,), = ch.execute("SELECT sumMerge(impressions) FROM report_hourly WHERE dim = 'placement'")
+    (total,), = ch.execute("SELECT sumMerge(impressions) FROM report_hours WHERE dim = 'placement'")
     assert total == 400  # read through Distributed: both shards' aggregates
-    sync(cluster, ch.database, "report_hourly_local")
+    sync(cluster, ch.database, "report_hours_local")
     per_node = {}
     for url in cluster.clickhouse_nodes:
         replica = node(url, ch.database)
         try:
             (events,), = replica.execute("SELECT count() FROM events_local")
-            (aggregated,), = replica.execute("SELECT sumMerge(impressions) FROM report_hourly_local "
+            (aggregated,), = replica.execute("SELECT sumMerge(impressions) FROM report_hours_local "
                                                "WHERE dim = 'placement'")
         finally:
             replica.close()

@@ -104,7 +104,7 @@ def test_a_shard_that_lost_its_tables_gets_them_back_from_migrate(cluster, datab
         assert schema.pending(shard2) == []  # the record alone says nothing is missing
         with pytest.raises(schema.SchemaNotCurrent, match=r"lacks \d+ table\(s\).*python -m adserver migrate") as info:
             schema.require_current(shard2)
-        assert {"events_local", "events", "report_hourly_mv", "advertisers"} <= set(info.value.missing_tables)
+        assert {"events_local", "events", "report_hours_mv", "advertisers"} <= set(info.value.missing_tables)
     finally:
         shard2.close()
     schema.require_current(ch)  # shard 1 still has everything
@@ -132,9 +132,9 @@ def test_a_shard_that_lost_its_tables_gets_them_back_from_migrate(cluster, datab
         ch.insert_columns("events", schema.EVENTS_COLUMNS, [list(column) for column in zip(*rows)])
         per_shard = [on_node(url, database, "SELECT count() FROM events_local")[0][0] for url in (nodes[0], nodes[2])]
         assert sum(per_shard) == 300 and min(per_shard) > 0, per_shard  # both shards store events again
-        (total,), = ch.execute("SELECT sumMerge(impressions) FROM report_hourly WHERE dim = 'placement'")
+        (total,), = ch.execute("SELECT sumMerge(impressions) FROM report_hours WHERE dim = 'placement'")
         assert total == 300  # shard 2's views aggregate its events; reports read both shards
-        (aggregated,), = on_node(nodes[2], database, "SELECT sumMerge(impressions) FROM report_hourly_local "
+        (aggregated,), = on_node(nodes[2], database, "SELECT sumMerge(impressions) FROM report_hours_local "
                                                             "WHERE dim = 'placement'")
         assert aggregated == per_shard[1]
 

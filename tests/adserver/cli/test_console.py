@@ -76,9 +76,9 @@ def test_set_price_takes_exactly_one_price(runner, ch, shops, options):
 @pytest.mark.settings_env(ADSERVER_DEMO="1")
 def test_rebuild_reports_command(runner, ch):
     runner("demo", "--base-url", "https://store.example", "--reports")
-    before = ch.execute("SELECT sumMerge(impressions), sumMerge(clicks) FROM report_hourly WHERE dim = 'placement'")
-    ch.execute("TRUNCATE TABLE report_hourly")
+    before = ch.execute("SELECT sumMerge(impressions), sumMerge(clicks) FROM report_hours WHERE dim = 'placement'")
+    ch.execute("TRUNCATE TABLE report_hours")
     code, out = runner("rebuild-reports")
     assert code == 0, out
     assert out.splitlines()[-1].endswith("month(s) of events")
-    assert ch.execute("SELECT sumMerge(impressions), sumMerge(clicks) FROM report_hourly WHERE dim = 'placement'") == before
+    assert ch.execute("SELECT sumMerge(impressions), sumMerge(clicks) FROM report_hours WHERE dim = 'placement'") == before

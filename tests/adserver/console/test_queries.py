@@ -94,7 +94,7 @@ def test_rebuild_recomputes_the_same_tables(any_ch):
     generate(any_ch, days=2, impressions=4000)
     request = ReportRequest("shop", date(2026, 3, 1), date(2026, 3, 2), "reason", "Asia/Shanghai")
     before = snapshot(run_report(any_ch, request))
-    schema.truncate_stored(any_ch, "report_hourly")
+    schema.truncate_stored(any_ch, "report_hours")
     assert snapshot(run_report(any_ch, request)) != before
     assert rebuild_reports(any_ch) == 1
     assert snapshot(run_report(any_ch, request)) == before

@@ -1,5 +1,6 @@
-"""Migration 16 moves the reports of a database in use into one table per time grain: the rows of the
-eight tables it replaces are copied, not lost, on both backends; a copy run twice does not count twice."""
+"""Migrations 16 and 17 move the reports of a database in use into one table per time grain (16), then into
+the same tables with smaller granules (17): the rows of the tables they replace are copied, not lost, on
+both backends and the cluster; a copy run twice does not count twice."""
 
 from __future__ import annotations
 
@@ -74,13 +75,18 @@ def test_the_old_tables_rows_are_copied_into_the_grain_tables(at_migration_15):
     assert all(rows[0][0] > 0 for rows in old.values())
     for table in ("events", "report_touchpoints"):  # from here, the reports can only come from the copied rows
         schema.truncate_stored(ch, table)
-    assert [m.version for m in schema.migrate(ch)] == [16]
+    assert [m.version for m in schema.migrate(ch)] == [16, 17]
     tables = {r[0] for r in ch.execute("SELECT name FROM system.tables WHERE database = currentDatabase()")}
-    assert not tables & {*OLD_TABLES, *(f"{t}_mv" for t in OLD_TABLES)}
-    assert {"report_hourly", "report_daily", "report_hourly_mv", "report_daily_mv"} <= tables
+    gone = {*OLD_TABLES, "report_hourly", "report_daily"}
+    assert not tables & {*gone, *(f"{t}_mv" for t in gone)}
+    assert {"report_hours", "report_days", "report_hours_mv", "report_days_mv"} <= tables
+    for table in ("report_hours", "report_days"):  # migration 17: smaller granules
+        (create,), = ch.execute("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() "
+                                "AND name = %(name)s", {"name": f"{table}_local" if ch.cluster else table})
+        assert "index_granularity = 1024" in create, create
     dims = {"ads": "placement", "campaigns": "campaign", "reasons": "reason", "products": "sku"}
     for table, rows in old.items():
-        grain = "report_hourly" if table.endswith("_hourly") else "report_daily"
+        grain = "report_hours" if table.endswith("_hourly") else "report_days"
         assert ch.execute(f"SELECT sumMerge(impressions), sumMerge(clicks) FROM {grain} WHERE dim = %(dim)s",
                           {"dim": dims[table.split("_")[1]]}) == rows, table
 
@@ -88,8 +94,9 @@ def test_the_old_tables_rows_are_copied_into_the_grain_tables(at_migration_15):
 def test_reports_after_the_migration_equal_the_raw_events(at_migration_15):
     ch = at_migration_15
     generate(ch, days=5, impressions=6000)
-    copy = next(s for s in schema.MIGRATIONS[-1].statements if isinstance(s, schema.CopyRows))
-    _run(ch, schema.MIGRATIONS[-1].statements[0])  # an old view dropped: the migration had begun
+    m16 = next(m for m in schema.MIGRATIONS if m.version == 16)
+    copy = next(s for s in m16.statements if isinstance(s, schema.CopyRows))
+    _run(ch, m16.statements[0])  # an old view dropped: the migration had begun
     _run(ch, schema.REPORT_HOURLY_TABLE)
     _run(ch, copy)
     _run(ch, copy)  # interrupted after its copy and run again: the copy starts over

@@ -43,7 +43,7 @@ def test_views_survive_odd_events(any_ch):
                     row(datetime_(), "shop", "impression", "", [], []),  # no products
                     row(datetime_(), "shop", "purchase", "u1", ["A"], order_id="")])  # no order id
     assert any_ch.execute("SELECT count() FROM events") == [(3,)]
-    reasons = dict(any_ch.execute("SELECT key, sumMerge(impressions) FROM report_hourly WHERE dim = 'reason' GROUP BY key"))
+    reasons = dict(any_ch.execute("SELECT key, sumMerge(impressions) FROM report_hours WHERE dim = 'reason' GROUP BY key"))
     assert reasons == {"recent": 1, "": 2}
 
 

@@ -303,12 +303,12 @@ def test_rebuild_reports_gives_the_same_totals(any_ch):
     from adserver.console.maintenance import rebuild_reports
 
     _seed_with_invalid(any_ch)
-    tables = ("report_hourly", "report_daily")
+    tables = ("report_hours", "report_days")
     counts = ("sumMerge(impressions), sumMerge(clicks), sumMerge(invalid_impressions), sumMerge(invalid_clicks), "
               "uniqHLL12Merge(visitors)")
     live = {t: any_ch.execute(f"SELECT {counts} FROM {t} WHERE dim = 'placement'") for t in tables}
     others = ("SELECT (SELECT count() FROM report_touchpoints), "
-              "(SELECT sumMerge(impressions) FROM report_hourly WHERE dim = 'reason')")
+              "(SELECT sumMerge(impressions) FROM report_hours WHERE dim = 'reason')")
     live_others = any_ch.execute(others)
     request = ReportRequest("shop", date(2026, 3, 10), date(2026, 3, 10), "placement")
     live_report = run_report(any_ch, request)

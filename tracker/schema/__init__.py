@@ -7,6 +7,7 @@ migration interrupted half-way can simply run again.
 
 - ``events``: the ``events`` and ``bad_events`` tables the batch writer fills;
 - ``reports``: aggregate tables and the materialized views that fill them from ``events``;
+- ``report_grains``: the breakdowns' hourly and daily tables (migrations 16 and 17) and their views;
 - ``catalog``: products, advertisers, placements, feed sources;
 - ``campaigns``: what competes in the auction;
 - ``images``: product images resized for ad slots and which feed image has which variants;
@@ -84,6 +85,21 @@ from tracker.schema.migrations import (
     require_current,
     statements_for,
 )
+from tracker.schema.report_grains import (
+    REPORT_DAILY_SELECT,
+    REPORT_DAILY_TABLE,
+    REPORT_DAYS_TABLE,
+    REPORT_DIMS,
+    REPORT_GRAIN_RENAMES,
+    REPORT_GRAIN_TABLES,
+    REPORT_HOURLY_SELECT,
+    REPORT_HOURLY_TABLE,
+    REPORT_HOURS_TABLE,
+    REPORT_MOVES,
+    REPORT_VIEWS,
+    REPORT_VIEWS_V16,
+    REPORT_VIEWS_V17,
+)
 from tracker.schema.reports import (
     REPORT_ADS_DAILY_SELECT,
     REPORT_ADS_DAILY_TABLE,
@@ -102,19 +118,9 @@ from tracker.schema.reports import (
     REPORT_CAMPAIGNS_HOURLY_TABLE,
     REPORT_CONSENT_COLUMNS,
     REPORT_CONSENT_TABLES,
-    REPORT_DAILY_SELECT,
-    REPORT_DAILY_TABLE,
-    REPORT_DAYS_TABLE,
-    REPORT_DIMS,
-    REPORT_GRAIN_RENAMES,
-    REPORT_GRAIN_TABLES,
     REPORT_HIDES_COLUMN,
     REPORT_HIDES_TABLES,
-    REPORT_HOURLY_SELECT,
-    REPORT_HOURLY_TABLE,
-    REPORT_HOURS_TABLE,
     REPORT_INVALID_COLUMNS,
-    REPORT_MOVES,
     REPORT_ORDER_TOUCHES_TABLE,
     REPORT_PRODUCTS_DAILY_SELECT,
     REPORT_PRODUCTS_DAILY_TABLE,
@@ -136,13 +142,10 @@ from tracker.schema.reports import (
     REPORT_TOUCHPOINTS_TABLE,
     REPORT_TOUCHPOINTS_VIEW,
     REPORT_VERIFIED_ORDER_TOUCHES_TABLE,
-    REPORT_VIEWS,
     REPORT_VIEWS_V6,
     REPORT_VIEWS_V7,
     REPORT_VIEWS_V14,
     REPORT_VIEWS_V15,
-    REPORT_VIEWS_V16,
-    REPORT_VIEWS_V17,
 )
 from tracker.schema.stored import alter_stored, truncate_stored
 

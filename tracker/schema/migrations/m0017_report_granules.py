@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracker.schema.reports import (
+from tracker.schema.report_grains import (
     REPORT_DAILY_SELECT,
     REPORT_DAYS_TABLE,
     REPORT_GRAIN_RENAMES,

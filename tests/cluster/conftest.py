@@ -116,6 +116,18 @@ def truncate_cluster(ch: DriverClickHouse) -> None:
             node.close()
 
 
+def sync_replicas(ch: DriverClickHouse, *tables: str) -> None:
+    """Wait until every replica has fetched every part its twin holds of ``tables`` (their ``_local``
+    tables). A read through ``Distributed`` picks one replica per shard, and the one it picks may not
+    have fetched the last insert yet: a drill counts what is stored only after this."""
+    for replica in ch.replicas():
+        try:
+            for table in tables:
+                replica.execute(f"SYSTEM SYNC REPLICA {ch.database}.{table}_local")
+        finally:
+            replica.close()
+
+
 @pytest.fixture
 def cluster_any_ch(cluster_ch: DriverClickHouse) -> DriverClickHouse:
     """The cluster as a store like the others, emptied (the ``cluster`` case of ``any_ch``)."""

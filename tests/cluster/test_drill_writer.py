@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import wait_for
+from tests.cluster.conftest import sync_replicas, wait_for
 from tests.conftest import SECRET
 from tracker.partitions import Partitions
 from tracker.stream import EventStream
@@ -118,11 +118,7 @@ def test_a_killed_writers_partitions_are_taken_over_and_each_event_is_stored_onc
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    for replica in ch.replicas():  # every replica caught up, so what is counted is what is stored
-        try:
-            replica.execute(f"SYSTEM SYNC REPLICA {ch.database}.events_local")
-        finally:
-            replica.close()
+    sync_replicas(ch, "events")  # what is counted is what is stored
     rows, unique = stored()
     duplicates = rows - unique
     print(f"drill: sent {sent}, stored {rows}, duplicates {duplicates}, takeover {takeover:.1f} s, "

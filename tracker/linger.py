@@ -51,7 +51,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import redis
-from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
 from tracker.breaker import CircuitBreaker
@@ -93,28 +92,51 @@ def bulk(value) -> bytes:
 # Encoded arguments that recur from hit to hit (command names, counts, TTLs, counters, catalog skus
 # and advertisers): looked up instead of encoded, which halves the cost of encoding a hit. Bounded:
 # once full, other values are encoded each time; long strings (visitors' keys) and large numbers
-# (timestamps) never enter it.
+# (timestamps) never enter it. Those recur within one hit instead (a visitor's keys appear in several
+# of its commands and among the call's KEYS, its timestamp in each of its ZADDs): ``encode`` keeps
+# them in the hit's own ``memo``.
 _COMMON: dict = {}
 _COMMON_MAX = 4096
 
 
-def encode(values: list) -> bytes:
-    """``values`` as consecutive RESP bulk strings (see ``bulk``)."""
+def encode(values: list, memo: dict | None = None) -> bytes:
+    """``values`` as consecutive RESP bulk strings (see ``bulk``); ``memo`` collects the encodings of
+    values too long or too large for the common table, for the caller to reuse."""
     out = []
     append = out.append
     common = _COMMON.get
+    if memo is None:
+        memo = {}
+    mine = memo.get
     for value in values:
         kind = type(value)
-        if kind is str or kind is int:
-            encoded = common(value)
+        if kind is str:
+            encoded = common(value) or mine(value)
             if encoded is None:
-                encoded = bulk(value)
-                if len(_COMMON) < _COMMON_MAX and (len(value) <= 32 if kind is str else -10**9 < value < 10**9):
+                data = value.encode()
+                encoded = b"$%d\r\n%b\r\n" % (len(data), data)
+                if len(value) <= 32 and len(_COMMON) < _COMMON_MAX:
                     _COMMON[value] = encoded
+                else:
+                    memo[value] = encoded
+        elif kind is int:
+            encoded = common(value) or mine(value)
+            if encoded is None:
+                data = b"%d" % value
+                encoded = b"$%d\r\n%b\r\n" % (len(data), data)
+                if -10**9 < value < 10**9 and len(_COMMON) < _COMMON_MAX:
+                    _COMMON[value] = encoded
+                else:
+                    memo[value] = encoded
         else:
             encoded = bulk(value)
         append(encoded)
     return b"".join(out)
+
+
+def encode_keys(keys: list[str], memo: dict) -> tuple[bytes, ...]:
+    """A call's KEYS encoded, reusing what encoding its arguments put in ``memo``."""
+    return tuple(memo.get(key) or _COMMON.get(key) or bulk(key) for key in keys)
 
 
 class Pending(NamedTuple):
@@ -188,11 +210,13 @@ class Linger:
             pending = Pending(record, None, 0, (), b"", 0)
         else:
             slot = 0
-            if isinstance(stream.client, RedisCluster):
+            if stream.cluster:
                 slot = self._slots.get(call.keys[0])
                 if slot is None:
                     slot = self._slots[call.keys[0]] = stream.client.keyslot(call.keys[0])
-            pending = Pending(record, call, slot, tuple(map(bulk, call.keys)), encode(call.args), len(call.args))
+            memo: dict = {}
+            args = encode(call.args, memo)
+            pending = Pending(record, call, slot, encode_keys(call.keys, memo), args, len(call.args))
         with self._lock:
             self._queue.append(pending)
             waiting = len(self._queue)
@@ -277,7 +301,7 @@ class Linger:
             add_popularity(weights, pending.call)
         scripts = [self._run_call(stream, slot, hits) for slot, hits in by_slot.items()]
         if weights:
-            if isinstance(client, RedisCluster):
+            if stream.cluster:
                 pop_slots: dict[int, dict] = {}
                 for key, skus in weights.items():
                     pop_slots.setdefault(client.keyslot(key), {})[key] = skus
@@ -285,7 +309,7 @@ class Linger:
             else:
                 scripts.append(self._popular_call(stream, 0, weights))
         failed: list[dict] = []
-        for node, calls in self._targets(client, scripts):
+        for node, calls in self._targets(client, stream.cluster, scripts):
             failed += self._pipeline(stream, node, calls)
         self.flushes += len(by_slot)
         return failed
@@ -309,9 +333,9 @@ class Linger:
         return _Script(slot, b"*%d\r\n%b" % (len(parts), b"".join(parts)), keys, args, None)
 
     @staticmethod
-    def _targets(client, scripts: list[_Script]) -> list[tuple[redis.Redis | None, list[_Script]]]:
+    def _targets(client, cluster: bool, scripts: list[_Script]) -> list[tuple[redis.Redis | None, list[_Script]]]:
         """The calls grouped by the Redis server to write them to (None: redis-py's call decides)."""
-        if not isinstance(client, RedisCluster):
+        if not cluster:
             return [(client, scripts)]
         nodes: dict[str, tuple[redis.Redis | None, list[_Script]]] = {}
         for script in scripts:

@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from time import perf_counter
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec error handler used below
 from werkzeug.datastructures import EnvironHeaders
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import dump_cookie
+from werkzeug.sansio.http import parse_cookie as parse_cookie_text
 
 from adserver.metrics import PIXEL_ENDPOINT
 from adserver.tracking.traffic import classify, device_of, invalid_fields
@@ -78,6 +79,49 @@ def uid_set_cookie(value: str, settings) -> str:
     return f"{UID_COOKIE}={value}{cached[1]}"
 
 
+class _PixelHeaders(EnvironHeaders):
+    """The request's headers read straight from the WSGI environ, for the pixel's few lookups.
+
+    A hit asks for eight headers (privacy signals, speculative fetches, the user agent), most of them
+    absent: Werkzeug's lookup rebuilds the environ key from the name each time and answers an absent
+    header by raising and catching ``KeyError``, together a few per cent of a hit. Names are the
+    code's own, so their environ keys are kept once made. Same answers, as a ``Headers``.
+    """
+
+    _keys: dict[str, str] = {}
+
+    def get(self, key, default=None, type=None):  # noqa: A002 - Werkzeug's signature
+        if type is not None or not isinstance(key, str):
+            return super().get(key, default, type)
+        name = self._keys.get(key)
+        if name is None:
+            name = key.upper().replace("-", "_")
+            if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                name = f"HTTP_{name}"
+            self._keys[key] = name
+        return self.environ.get(name, default)
+
+
+# A ``Cookie`` header holding one plain cookie (``uid=<value>``, what a returning visitor's browser
+# sends us): read without Werkzeug's general parser, which is for quoting, escapes and repeats.
+_ONE_PLAIN_COOKIE = re.compile(r"([A-Za-z0-9_]+)=([A-Za-z0-9_.-]*)\Z")
+
+
+def request_cookies(environ: dict) -> Mapping[str, str]:
+    """The request's cookies as Werkzeug reads them (first value of a name).
+
+    Bytes that are not UTF-8 (another site's cookie on a shared domain, or a hostile client)
+    become U+FFFD instead of failing the whole header, so the ``uid`` cookie beside them is still read.
+    """
+    header = environ.get("HTTP_COOKIE")
+    if not header:
+        return {}
+    plain = _ONE_PLAIN_COOKIE.match(header)
+    if plain is not None:
+        return {plain[1]: plain[2]}
+    return parse_cookie_text(header.encode("latin-1", "replace").decode("utf-8", "replace"))
+
+
 def check_hit(query: bytes, known_advertiser: Callable[[str], bool] | None) -> Hit | Invalid:
     """Validate a hit from its raw query string, as ``request.args`` would parse it.
 
@@ -95,10 +139,11 @@ def check_hit(query: bytes, known_advertiser: Callable[[str], bool] | None) -> H
             params[name] = value
     result = validate_hit(params, raw, known_advertiser=known_advertiser)
     errors = []
-    try:
-        unquote_to_bytes(query.replace(b"+", b" ")).decode("utf-8")
-    except UnicodeDecodeError:
-        errors.append("invalid_encoding: parameters must be percent-encoded UTF-8")
+    if b"%" in query or not query.isascii():  # else every byte is ASCII once unquoted
+        try:
+            unquote_to_bytes(query.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            errors.append("invalid_encoding: parameters must be percent-encoded UTF-8")
     if repeated:
         repeated.sort(key=HIT_PARAMS.index)
         errors.append(f"duplicate_parameter: {', '.join(repeated)} given more than once")
@@ -161,8 +206,8 @@ def _hit(flask_app, environ: dict) -> str | None:
     Where GDPR applies (``gdpr=1``), a hit without consent to build a profile (``tracker.consent``)
     is treated like one from an opted-out visitor: no cookie set or refreshed, nothing recorded.
     """
-    cookies = parse_cookie(environ)
-    request_headers = EnvironHeaders(environ)
+    cookies = request_cookies(environ)
+    request_headers = _PixelHeaders(environ)
     if not tracking_allowed(cookies, request_headers):
         return None
     svc = flask_app.extensions["adserver"]

@@ -22,7 +22,7 @@ from redis.connection import Connection
 
 from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
 from tracker.breaker import CircuitBreaker
-from tracker.linger import Linger, bulk, encode
+from tracker.linger import Linger, bulk, encode, encode_keys
 from tracker.stream import EventStream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,6 +126,13 @@ def test_the_wire_encoding_is_redis_pys():
     assert b"*%d\r\n" % len(values) + b"".join(map(bulk, values)) == packed
     for _ in range(2):  # the second time from the table of common values
         assert b"*%d\r\n" % len(values) + encode(values) == packed
+    repeated = values + values  # long strings and large numbers again: from the hit's memo
+    memo: dict = {}
+    body = packed[packed.index(b"\r\n") + 2:]
+    assert encode(repeated, memo) == body + body
+    assert {"x" * 40, 2**70, 10**12} <= set(memo)
+    keys = ["x" * 40, "EVALSHA", "k" * 50]
+    assert encode_keys(keys, memo) == tuple(map(bulk, keys))
     for wrong in (True, None, {"a": 1}, [1]):
         with pytest.raises(redis.DataError):
             bulk(wrong)

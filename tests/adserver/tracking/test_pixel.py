@@ -13,9 +13,12 @@ from datetime import timedelta
 from http.cookies import SimpleCookie
 
 import pytest
+from werkzeug.datastructures import EnvironHeaders
+from werkzeug.http import parse_cookie
 from werkzeug.test import Client
 
-from adserver.tracking.pixel import check_hit
+from adserver.tracking.pixel import _PixelHeaders, check_hit, request_cookies
+from adserver.tracking.traffic import classify
 from adserver.tracking.views import GIF
 from tests.adserver.conftest import uid_from_cookie
 from tests.adserver.redis_modes import MODES, drain_all, stream_length
@@ -454,3 +457,34 @@ def test_check_hit_reads_the_raw_query_string():
     assert isinstance(bad, Invalid)
     assert bad.errors[0].startswith("invalid_encoding")
     assert bad.errors[1] == "duplicate_parameter: a, sku given more than once"
+
+
+@pytest.mark.parametrize("header", [
+    "", "uid=abc.DEF-_9", "uid=", "uid", "=x", " uid=abc", "uid=abc ", "uid=a b", 'uid="quoted"', "uid=a;uid=b",
+    "theme=dark; uid=x", "uid=x; optout=1", "optout=1", "uid=%41", "uid=é".encode().decode("latin-1"), "UID=abc", "uid=a=b", "u-id=abc",
+])
+def test_the_pixel_reads_cookies_as_werkzeug_does(header):
+    environ = {"HTTP_COOKIE": header} if header else {}
+    assert dict(request_cookies(environ)) == dict(parse_cookie(environ).items())
+
+
+def test_a_cookie_header_that_is_not_utf8_still_gives_the_uid(app, demo_loaded):
+    first = set_cookies(app.test_client().get("/px.gif?a=demo&e=view_home"))["uid"]["value"]
+    assert request_cookies({"HTTP_COOKIE": f"theme=\xe9\xff; uid={first}"})["uid"] == first  # bytes E9 FF
+    response = with_cookie_header(app).get("/px.gif?a=demo&e=view_item&sku=D1001",
+                                           headers={"Cookie": f"theme=\xe9\xff; uid={first}"})
+    assert_gif(response)
+    assert set_cookies(response)["uid"]["value"] == first  # the visitor kept, the hit recorded under it
+
+
+def test_the_pixel_reads_headers_as_werkzeug_does():
+    environ = {"HTTP_USER_AGENT": "Mozilla/5.0", "HTTP_SEC_GPC": " 1 ", "CONTENT_TYPE": "text/plain",
+               "HTTP_X_MOZ": "prefetch", "HTTP_DNT": ""}
+    ours, theirs = _PixelHeaders(environ), EnvironHeaders(environ)
+    for name in ("User-Agent", "user-agent", "Sec-GPC", "DNT", "Content-Type", "X-Moz", "Purpose", "Sec-Purpose",
+                 "Content-Length", "X_Moz"):
+        for _ in range(2):  # the second time from the names already made
+            assert ours.get(name) == theirs.get(name), name
+            assert ours.get(name, "none") == theirs.get(name, "none"), name
+    assert ours.get("Content-Length", type=int) is None and ours.get("DNT", 7, type=int) == 7
+    assert classify(ours, None) == classify(theirs, None) == "prefetch"

@@ -118,13 +118,15 @@ def popular_key(advertiser: str, day: str) -> str:
 
 
 class Call(NamedTuple):
-    """One event's writes, prepared: the ``RUN`` script's KEYS and ARGV in the partition's slot, and its
-    popularity (the day's key, the event's weight, the skus) for the ``POPULAR`` script, if any."""
+    """One event's writes, prepared: the ``RUN`` script's KEYS and ARGV in the partition's slot, its
+    popularity (the day's key, the event's weight, the skus) for the ``POPULAR`` script, if any, and
+    its counter."""
 
     partition: int
     keys: list
     args: list
     popular: tuple[str, float, list[str]] | None
+    counter: str | None = None  # a shared metric it adds one to, summed per call (``counter_args``)
 
 
 def add_popularity(weights: dict[str, dict[str, float]], call: Call) -> None:
@@ -212,11 +214,7 @@ class EventStream:
         partition = self.partitions.of(uid or row.get("uid"))  # a visitor's events stay in order
         stream = self.partitions.stream(partition)
         keys = [stream]
-        cmds: list = []
-        if counter:
-            keys.append(self.partitions.metrics(partition))
-            cmds += (4, "HINCRBY", keys[-1], counter, 1)
-        cmds += (7, "XADD", stream, "*", "t", "ev", "d", encode_row(row))
+        cmds: list = [7, "XADD", stream, "*", "t", "ev", "d", encode_row(row)]
         event, advertiser = row["event"], row["advertiser"]
         skus = (row.get("skus") or []) if profile_skus is None else profile_skus
         now = row.get("ts") or time.time()
@@ -239,13 +237,13 @@ class EventStream:
             cmds += ("ZADD", key)
             for sku in skus:
                 cmds += (us, sku)
-            cmds += (4, "ZREMRANGEBYRANK", key, 0, -keep - 1, 3, expire, key, ttl,
+            cmds += (3, "@TRIM", key, keep, 3, expire, key, ttl,
                      4, "ZADD", index, us, advertiser, 5, "@CAPINDEX", index, ADVERTISERS_MAX, prefix, kind,
                      3, expire, index, ttl)
             popular = (popular_key(advertiser, utc_day(now)), INTEREST_WEIGHTS[event], skus)
         if uid and event in ("impression", "click") and not row.get("invalid"):
             keys += self._frequency(cmds, prefix, row, now)
-        return Call(partition, keys, cmds, popular)
+        return Call(partition, keys, cmds, popular, counter or None)
 
     def once(self, partition: int) -> tuple[str, int]:
         """A fresh call id for ``send`` (see ``@ONCE`` in tracker/stream_scripts.py)."""
@@ -257,7 +255,8 @@ class EventStream:
         A call sent again with the ``once`` of an earlier try that did run (its answer lost) writes
         nothing and returns False; True when it wrote now.
         """
-        keys, args = [*call.keys, once[0]], [*once_args(once), *call.args]
+        counter_keys, counter_args = self.counter_args([call])
+        keys, args = [*call.keys, once[0], *counter_keys], [*once_args(once), *counter_args, *call.args]
         if call.popular is None:
             return self.run_script(keys=keys, args=args) != -1
         weights: dict[str, dict[str, float]] = {}
@@ -268,8 +267,9 @@ class EventStream:
         """Run several prepared events' writes (all in one slot) as one atomic call ``once``, then their
         popularity if it wrote now: how a batch of ``tracker.linger`` that failed is replayed. Returns
         False if an earlier try of the same call had written it."""
-        keys = list(dict.fromkeys([k for call in calls for k in call.keys] + [once[0]]))
-        args = once_args(once) + [a for call in calls for a in call.args]
+        counter_keys, counter_args = self.counter_args(calls)
+        keys = list(dict.fromkeys([k for call in calls for k in call.keys] + [once[0], *counter_keys]))
+        args = once_args(once) + counter_args + [a for call in calls for a in call.args]
         if self.run_script(keys=keys, args=args) == -1:
             return False
         weights: dict[str, dict[str, float]] = {}
@@ -282,6 +282,21 @@ class EventStream:
             except redis.RedisError:  # a lost weight in a cache; the events themselves are written
                 pass
         return True
+
+    def counter_args(self, calls: list[Call]) -> tuple[list, list]:
+        """KEYS and ARGV adding the calls' counters, summed: one ``HINCRBY`` per partition and counter
+        rather than one per event (each command costs Redis its Lua round more than the command itself)."""
+        sums: dict[tuple[int, str], int] = {}
+        for call in calls:
+            if call.counter:
+                sums[call.partition, call.counter] = sums.get((call.partition, call.counter), 0) + 1
+        keys: list = []
+        args: list = []
+        for (partition, counter), count in sums.items():
+            key = self.partitions.metrics(partition)
+            keys.append(key)
+            args += (4, "HINCRBY", key, counter, count)
+        return keys, args
 
     def popular_calls(self, weights: dict[str, dict[str, float]]) -> list[tuple[list, list]]:
         """``POPULAR``'s KEYS and ARGV for ``weights``: one call, or one per slot on a cluster."""
@@ -353,12 +368,8 @@ class EventStream:
         """The writes of ``record_bad``, not sent (to ``partition``, or any)."""
         partition = self.partitions.of(None) if partition is None else partition
         keys = [self.partitions.stream(partition)]
-        cmds: list = []
-        if counter:
-            keys.append(self.partitions.metrics(partition))
-            cmds += (4, "HINCRBY", keys[-1], counter, 1)
-        cmds += (7, "XADD", keys[0], "*", "t", "bad", "d", encode_row(row))
-        return Call(partition, keys, cmds, None)
+        cmds = [7, "XADD", keys[0], "*", "t", "bad", "d", encode_row(row)]
+        return Call(partition, keys, cmds, None, counter or None)
 
     def counters(self) -> dict[str, int]:
         """Counters shared by every process (kept in Redis, so gunicorn workers add up): every

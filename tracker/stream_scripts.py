@@ -41,7 +41,11 @@ return {out, fields(KEYS[3]), fields(KEYS[4]), hidden}
 # ``@PROMOTE prefix ttl young`` gives a first visit's profile the full TTL once the cookie comes
 # back; ``@EXPIREMAX key ttl`` sets a TTL unless the key already lives longer; ``@CAPINDEX index
 # keep prefix kind`` keeps the newest advertisers of an index and deletes the per-advertiser keys of
-# the others; ``@CAPHASH key max`` starts a frequency hash over.
+# the others; ``@CAPHASH key max`` starts a frequency hash over. ``@CAPINDEX`` and ``@TRIM key keep``
+# (the newest ``keep`` members of a sorted set) follow a ``ZADD`` and run only if it added a member:
+# a set that did not grow is within its cap already, so a hit to a store the visitor has seen costs
+# one command less, and to a product they have seen there two less (a profile size lowered in the
+# settings applies to a set when it next grows).
 # ARGV may hold several hits' commands one after the other (a batch, ``tracker.linger``): each runs
 # exactly as it would alone, in order, within one atomic call.
 # ``@ONCE key id keep ttl`` comes first: the call's id is added to its sender's set of recently applied
@@ -119,6 +123,7 @@ local function cap_index(key, keep, prefix, kind)
   if #old > 0 then redis.call('ZREMRANGEBYRANK', key, 0, -keep - 1) end
 end
 local i, n = 1, #ARGV
+local added = 0  -- the answer of the last plain command: a ZADD's count of new members
 while i <= n do
   local c = tonumber(ARGV[i])
   local name = ARGV[i + 1]
@@ -131,13 +136,15 @@ while i <= n do
   elseif name == '@PROMOTE' then
     promote(ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]))
   elseif name == '@CAPINDEX' then
-    cap_index(ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5])
+    if added ~= 0 then cap_index(ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]) end
+  elseif name == '@TRIM' then
+    if added ~= 0 then redis.call('ZREMRANGEBYRANK', ARGV[i + 2], 0, -tonumber(ARGV[i + 3]) - 1) end
   elseif name == '@EXPIREMAX' then
     if redis.call('TTL', ARGV[i + 2]) < tonumber(ARGV[i + 3]) then redis.call('EXPIRE', ARGV[i + 2], ARGV[i + 3]) end
   elseif name == '@CAPHASH' then
     if redis.call('HLEN', ARGV[i + 2]) > tonumber(ARGV[i + 3]) then redis.call('DEL', ARGV[i + 2]) end
   else
-    redis.call(unpack(ARGV, i + 1, i + c))
+    added = redis.call(unpack(ARGV, i + 1, i + c))
   end
   i = i + c + 1
 end

@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from time import perf_counter
-from urllib.parse import parse_qsl, unquote_to_bytes
+from urllib.parse import parse_qsl, unquote, unquote_to_bytes
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec error handler used below
 from werkzeug.datastructures import EnvironHeaders
@@ -122,6 +122,27 @@ def request_cookies(environ: dict) -> Mapping[str, str]:
     return parse_cookie_text(header.encode("latin-1", "replace").decode("utf-8", "replace"))
 
 
+def query_pairs(raw: str) -> list[tuple[str, str]]:
+    """``parse_qsl(raw, keep_blank_values=True, errors="werkzeug.url_quote")``, as ``request.args`` reads a
+    query, without ``parse_qsl``'s handling of bytes and options, and without unquoting what holds no
+    ``%``: a hit's parameters are mostly plain (a third of its query parsing)."""
+    pairs = []
+    for piece in raw.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name, errors="werkzeug.url_quote")
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value, errors="werkzeug.url_quote")
+        pairs.append((name, value))
+    return pairs
+
+
 def check_hit(query: bytes, known_advertiser: Callable[[str], bool] | None) -> Hit | Invalid:
     """Validate a hit from its raw query string, as ``request.args`` would parse it.
 
@@ -131,7 +152,7 @@ def check_hit(query: bytes, known_advertiser: Callable[[str], bool] | None) -> H
     raw = query.decode("utf-8", errors="replace")
     params: dict[str, str] = {}
     repeated: list[str] = []
-    for name, value in parse_qsl(raw, keep_blank_values=True, errors="werkzeug.url_quote"):
+    for name, value in query_pairs(raw):
         if name in params:
             if name in HIT_PARAMS and name not in repeated:
                 repeated.append(name)

@@ -164,6 +164,24 @@ def test_advertisers_are_capped_and_their_keys_leave_with_them(any_redis):
     assert _keys(s, "u1") == []
 
 
+def test_caps_apply_when_a_set_grows_and_views_of_known_products_keep_their_order(any_redis):
+    s = _stream(any_redis, size=3)
+    now = time.time()
+    prefix = s.prefix("u1")
+    for i, sku in enumerate("ABCDE"):
+        _view(s, "u1", "shop", sku, now + i)
+    assert any_redis.zrange(f"{prefix}:rv:shop", 0, -1) == [b"C", b"D", b"E"]
+    _view(s, "u1", "shop", "C", now + 10)  # known: no member added, nothing to trim, C newest
+    assert any_redis.zrange(f"{prefix}:rv:shop", 0, -1) == [b"D", b"E", b"C"]
+    any_redis.zadd(f"{prefix}:rv:shop", {"X": now, "Y": now})  # over the cap without a hit (a lowered size)
+    _view(s, "u1", "shop", "E", now + 11)
+    assert any_redis.zcard(f"{prefix}:rv:shop") == 5  # a known product: the set did not grow
+    _view(s, "u1", "shop", "F", now + 12)
+    assert any_redis.zrange(f"{prefix}:rv:shop", 0, -1) == [b"C", b"E", b"F"]  # it grew: capped again
+    (interest,), _ = s.interests("u1", now=now + 12)
+    assert interest.recent == ["F", "E", "C"] and interest.views == 3
+
+
 def test_frequency_hashes_are_capped(any_redis):
     from tracker.stream import FREQUENCY_FIELDS_MAX
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import struct
 from datetime import timedelta
 from http.cookies import SimpleCookie
+from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.http import parse_cookie
 from werkzeug.test import Client
 
-from adserver.tracking.pixel import _PixelHeaders, check_hit, request_cookies
+from adserver.tracking.pixel import _PixelHeaders, check_hit, query_pairs, request_cookies
 from adserver.tracking.traffic import classify
 from adserver.tracking.views import GIF
 from tests.adserver.conftest import uid_from_cookie
@@ -488,3 +491,10 @@ def test_the_pixel_reads_headers_as_werkzeug_does():
             assert ours.get(name, "none") == theirs.get(name, "none"), name
     assert ours.get("Content-Length", type=int) is None and ours.get("DNT", 7, type=int) == 7
     assert classify(ours, None) == classify(theirs, None) == "prefetch"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["a", "e", "=", "&", "+", "%", "%2", "%41", "%e9", "%C3%A9", "%zz", "é", "字", " ", "&&",
+                                 "sku", "x=y"]), max_size=20).map("".join))
+def test_the_pixel_parses_a_query_as_parse_qsl_does(raw):
+    assert query_pairs(raw) == parse_qsl(raw, keep_blank_values=True, errors="werkzeug.url_quote")

@@ -163,15 +163,25 @@ class Spool:
         return True
 
     def _claim(self, path: Path) -> Path | None:
-        """Rename a file out of the appenders' way; the rename is atomic, so one replayer wins."""
+        """Rename a file out of the appenders' way; the rename is atomic, so one replayer wins.
+
+        Our own file is closed and renamed under the appenders' lock, in one step: an append between
+        the two would open the file again by its name, and every later append would go to the
+        renamed file, which the replay reads once and deletes.
+        """
+        claimed = path.with_name(f"{self._name}.{time.time_ns()}.replaying")
         if path.name == f"{self._name}.jsonl":
-            with self._lock:  # our own file: close it so new records start a new one
+            with self._lock:
                 if self._file is not None:
                     self._file.close()
                     self._file = None
-        elif self._owner_alive(path):
+                return self._rename(path, claimed)
+        if self._owner_alive(path):
             return None  # its writer still appends to it
-        claimed = path.with_name(f"{self._name}.{time.time_ns()}.replaying")
+        return self._rename(path, claimed)
+
+    @staticmethod
+    def _rename(path: Path, claimed: Path) -> Path | None:
         try:
             os.replace(path, claimed)
         except FileNotFoundError:

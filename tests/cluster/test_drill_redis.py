@@ -49,10 +49,12 @@ class Traffic:
     statuses: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    sent_at: list[float] = field(default_factory=list)  # monotonic time of each hit, by number - 1
 
     def run(self) -> None:
         while not self.stop.is_set():
             self.sent += 1
+            self.sent_at.append(time.monotonic())
             try:
                 response = self.client.get(f"/px.gif?a={self.advertiser}&e=view_item&sku=D{self.sent}",
                                            headers={"User-Agent": DESKTOP_CHROME})
@@ -62,6 +64,14 @@ class Traffic:
                 self.statuses["exception"] += 1
                 self.failures.append(repr(exc))
             time.sleep(0.002)
+
+
+def lost_hits(ch, advertiser: str, traffic: Traffic, killed_at: float, failover: float) -> str:
+    """Which answered hits are missing and when each was sent: what tells the failover's window from a later loss."""
+    stored = {sku for (sku,) in ch.execute("SELECT sku FROM events WHERE advertiser = %(a)s", {"a": advertiser})}
+    lost = [(n, round(traffic.sent_at[n - 1] - killed_at, 3)) for n in range(1, traffic.sent + 1)
+            if f"D{n}" not in stored]
+    return f"{len(lost)} hits not stored (hit, seconds after the kill; promoted after {failover:.1f} s): {lost[:40]}"
 
 
 def test_killing_a_redis_primary_under_traffic_loses_no_hit(cluster, cluster_ch, clickhouse_nodes: list[ClickHouseNode],
@@ -139,7 +149,7 @@ def test_killing_a_redis_primary_under_traffic_loses_no_hit(cluster, cluster_ch,
         assert spooled["spooled"] > 0  # the drill did hit the outage
         assert services.spool.dropped() == 0
         assert rows - distinct == 0
-        assert distinct == answered
+        assert distinct == answered, lost_hits(cluster_ch, advertiser, traffic, killed_at, failover)
     finally:
         traffic.stop.set()
         traffic_thread.join(timeout=30)

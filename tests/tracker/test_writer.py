@@ -136,6 +136,52 @@ def test_entries_delivered_again_after_redis_lost_the_groups_progress_are_stored
     assert len(batch) == 3 and not batch.redelivered  # new entries only: no check against ClickHouse
 
 
+def _lose_the_answer_of_the_first_read(writer: BatchWriter) -> list[bytes]:
+    """Make the writer's first read of new entries that gets some lose its answer, as a connection reset
+    by a failover does: Redis delivered the entries (they are pending for the writer), then
+    redis-py's cluster client sent the read again and returned the second answer, the entries after
+    them. Returns the ids of the entries whose answer was lost, once that read happened."""
+    read = writer._read_into
+    lost: list[bytes] = []
+
+    def read_with_a_lost_answer(batch, last_id: str, count: int, block_ms):
+        got = read(batch, last_id, count, block_ms)
+        if got and last_id == ">" and not lost:
+            lost.extend(batch.ids[-got:])
+            del batch.ids[-got:], batch.fields[-got:]
+            return read(batch, last_id, count, block_ms)
+        return got
+
+    writer._read_into = read_with_a_lost_answer
+    return lost
+
+
+def test_entries_of_a_read_whose_answer_was_lost_are_stored_after_the_next_batch(stream, writer, ch):
+    _push(stream, 5)
+    lost = _lose_the_answer_of_the_first_read(writer)
+    assert writer.run_once() == 0 and len(lost) == 5
+    assert stream.client.xpending(stream.stream_key, GROUP)["pending"] == 5  # delivered, never received
+    _push(stream, 3)
+    assert drain(writer) == 8
+    assert _count(ch) == 8
+    assert ch.execute("SELECT count(DISTINCT stream_id) FROM events")[0][0] == 8
+
+
+def test_an_idle_writer_stores_the_entries_of_a_read_whose_answer_was_lost(stream, writer, ch, monkeypatch):
+    """No batch follows to reveal them: the writer looks for them while it has nothing in hand."""
+    monkeypatch.setattr("tracker.writer.pipeline.IDLE_CHECK_SECONDS", 0.05)
+    _push(stream, 4)
+    lost = _lose_the_answer_of_the_first_read(writer)
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: _count(ch) == 4, 10, "the lost read's entries stored")
+    finally:
+        writer.stop()
+        thread.join(timeout=10)
+    assert len(lost) == 4 and stream.client.xlen(stream.stream_key) == 0
+
+
 def test_a_new_writer_does_not_check_what_it_reads_first(stream, writer, ch):
     """Without a previous delivery there is nothing to compare: a batch is checked only if it goes back."""
     _push(stream, 5)

@@ -31,6 +31,7 @@ from tracker.writer.recovery import already_stored
 log = logging.getLogger(__name__)
 
 READ_PAUSE = 0.05  # after a read that drained the stream: at most ~20 reads/s under a trickle (see _gather)
+IDLE_CHECK_SECONDS = 5.0  # an idle writer looks for entries delivered to it but never received this often
 TAIL_WEIGHT = 0.2  # weight of the newest batch in the running estimate of building + inserting one
 TAIL_SPREAD_WEIGHT = 0.25  # weight of the newest batch in the running estimate of its deviation
 TAIL_SPREADS = 1  # the window leaves room for the mean tail plus this many deviations (as TCP's timeout does)
@@ -98,6 +99,7 @@ class BatchWriter:
         self._insert_seconds = 0.0
         self._tail_spread = 0.0  # running mean deviation of build + insert from their estimate
         self._recheck_pending = False  # an error may have left entries pending for this consumer (see run)
+        self._idle_check_at = 0.0  # monotonic time of the next look for strays while idle (_check_idle)
 
     def _crash_point(self, name: str) -> None:
         """Die like a killed process at a named point (fault-injection tests of exactly-once)."""
@@ -216,7 +218,8 @@ class BatchWriter:
             self.insert_group.insert(batch, self.ch, self._crash_point)
         else:
             insert_batches([batch], self._insert, self._crash_point)
-        stream_io.acknowledge(self.client, self.stream_key, batch.ids)
+        if stream_io.acknowledge(self.client, self.stream_key, batch.ids, self.consumer):
+            self._stray_reads()
         self.written += batch.rows
         if batch.skipped:
             log.info("skipped %d recovered entries already in ClickHouse", batch.skipped)
@@ -255,6 +258,23 @@ class BatchWriter:
                 backoff = min(backoff * 2, self.max_backoff)
                 recovered = True  # the insert may have landed before the error
 
+    def _stray_reads(self) -> None:
+        """Entries are pending for this consumer that it never received (``stream_io.stranded``): read
+        them again once what is in hand is written (``run``)."""
+        if not self._recheck_pending:
+            log.warning("%s: entries delivered to %s were never received (a read's answer was lost); "
+                        "reading them again", self.stream_key, self.consumer)
+        self._recheck_pending = True
+
+    def _check_idle(self) -> None:
+        """While nothing is in hand, every entry pending for this consumer is a stray; asked at most
+        every ``IDLE_CHECK_SECONDS``, so a stray read at the end of the traffic does not wait for more."""
+        now = time.monotonic()
+        if now >= self._idle_check_at:
+            self._idle_check_at = now + IDLE_CHECK_SECONDS
+            if stream_io.stranded(self.client, self.stream_key, self.consumer):
+                self._stray_reads()
+
     # --- loops ------------------------------------------------------------------------------------
 
     def recover(self) -> int:
@@ -270,11 +290,16 @@ class BatchWriter:
         return total
 
     def run_once(self) -> int:
-        """Gather one batch (bounded by size and time) and write it; returns its size."""
+        """Gather one batch (bounded by size and time) and write it; returns the entries written (strays
+        found by an earlier batch are written first, see ``run``)."""
+        recovered = 0
+        if self._recheck_pending:
+            recovered = self.recover()
+            self._recheck_pending = False
         batch = self._gather()
         if batch.ids:
             self._flush_with_retry(self._build(batch, recovered=batch.redelivered))
-        return len(batch)
+        return recovered + len(batch)
 
     def _start(self) -> None:
         backoff = 0.5
@@ -307,8 +332,9 @@ class BatchWriter:
         Each batch is still acknowledged only after its own insert.
 
         After an error in either thread, entries may be left pending for this consumer, read but
-        never inserted (a window whose later read failed, a batch the inserter gave up): new reads
-        (``>``) never return them. Once the inserter has finished what it was handed, they are read
+        never inserted (a window whose later read failed, a batch the inserter gave up), and so may
+        a read whose answer was lost without an error (``stream_io.stranded``, found when the next
+        batch is acknowledged or while idle): new reads (``>``) never return them. Once the inserter has finished what it was handed, they are read
         again and written as a recovered batch (what ClickHouse holds is left out), as at start-up.
         """
         self._start()
@@ -328,8 +354,11 @@ class BatchWriter:
                     if batch.ids:
                         self._build(batch, recovered=batch.redelivered)
                         _hand_over(built, batch, inserter)
-                    elif self.insert_group is not None and batch.round is not None:
-                        self.insert_group.empty(batch.round)
+                    else:
+                        if self.insert_group is not None and batch.round is not None:
+                            self.insert_group.empty(batch.round)
+                        if not built.unfinished_tasks:
+                            self._check_idle()
                 except Exception as exc:  # noqa: BLE001 - the writer must outlive any single failure
                     if self.stop_event.is_set():
                         break

@@ -60,8 +60,9 @@ def read_into(raw: redis.Redis, stream_key: str, consumer: str, ids: list[bytes]
     return got
 
 
-def acknowledge(client: redis.Redis, stream_key: str, ids: list[bytes]) -> None:
-    """Acknowledge every id (ascending), then remove from the stream what the group has fully processed.
+def acknowledge(client: redis.Redis, stream_key: str, ids: list[bytes], consumer: str | None = None) -> bool:
+    """Acknowledge every id (ascending), then remove from the stream what the group has fully processed;
+    returns whether ``consumer`` still holds entries pending below the first id (see ``stranded``).
 
     XDEL costs Redis about a microsecond per id, more than any other step on its side, while
     ``XTRIM MINID`` drops whole nodes of the stream at once. Everything below the group's
@@ -75,7 +76,12 @@ def acknowledge(client: redis.Redis, stream_key: str, ids: list[bytes]) -> None:
         pipe.xack(stream_key, GROUP, *ids[start:start + COMMAND_CHUNK])
     pipe.xinfo_groups(stream_key)  # last delivered id first, oldest pending id second: see above
     pipe.xpending(stream_key, GROUP)
-    *_, groups, pending = pipe.execute()
+    below = _id_before(ids[0]) if consumer is not None else None
+    if below is not None:
+        pipe.xpending_range(stream_key, GROUP, "-", below, 1, consumername=consumer)
+    replies = pipe.execute()
+    older = replies.pop() if below is not None else []
+    groups, pending = replies[-2:]
     low = _low_water(groups, pending)
     left = ids
     pipe = client.pipeline(transaction=False)
@@ -89,6 +95,29 @@ def acknowledge(client: redis.Redis, stream_key: str, ids: list[bytes]) -> None:
     except redis.ResponseError:  # XTRIM MINID needs Redis 6.2: delete one by one
         for start in range(0, len(ids), COMMAND_CHUNK):
             client.xdel(stream_key, *ids[start:start + COMMAND_CHUNK])
+    return bool(older)
+
+
+def stranded(client: redis.Redis, stream_key: str, consumer: str) -> bool:
+    """Whether ``consumer`` holds any entry pending: asked while it holds none in hand, each one is stranded.
+
+    A read of new entries moves them into the consumer's pending list in Redis as it runs. If its
+    answer is lost (a connection reset by a failover, a timeout), redis-py's cluster client sends the
+    read again, and the second answer carries the entries after them: nothing raises, and the
+    entries of the first stay pending, delivered to a consumer that never saw them, until it reads
+    its pending list again (``BatchWriter.recover``). Reads only move forward, so after a batch is
+    acknowledged, entries still pending below its first id are such strays (``acknowledge`` asks
+    that in its round trip); an idle writer asks for any entry at all.
+    """
+    return bool(client.xpending_range(stream_key, GROUP, "-", "+", 1, consumername=consumer))
+
+
+def _id_before(entry_id: bytes | str) -> str | None:
+    """The stream id just below ``entry_id`` (None below ``0-0``), for an inclusive range end."""
+    ms, seq = id_key(entry_id)
+    if seq:
+        return f"{ms}-{seq - 1}"
+    return f"{ms - 1}-{2**64 - 1}" if ms else None
 
 
 def pairs(fields: list) -> dict:

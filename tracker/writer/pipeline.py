@@ -334,8 +334,9 @@ class BatchWriter:
         After an error in either thread, entries may be left pending for this consumer, read but
         never inserted (a window whose later read failed, a batch the inserter gave up), and so may
         a read whose answer was lost without an error (``stream_io.stranded``, found when the next
-        batch is acknowledged or while idle): new reads (``>``) never return them. Once the inserter has finished what it was handed, they are read
-        again and written as a recovered batch (what ClickHouse holds is left out), as at start-up.
+        batch is acknowledged or while idle): new reads (``>``) never return them. Once the
+        inserter has finished what it was handed, they are read again and written as a recovered
+        batch (what ClickHouse holds is left out), as at start-up.
         """
         self._start()
         if self.forget_interval > 0:

@@ -85,7 +85,7 @@ def _start_embedded(app: Flask, services, start_writer: bool | None) -> None:
     from tracker import schema
     from tracker.partitions import Partitions
     from tracker.writer import start_thread
-    from tracker.writer.pipeline import partition_writers
+    from tracker.writer.fleet import partition_writers
 
     settings = services.settings
     ch = services.ch

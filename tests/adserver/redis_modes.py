@@ -14,7 +14,7 @@ from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # 
 from tests.conftest import drain as drain_one
 from tests.conftest import server_settings
 from tracker.partitions import Partitions
-from tracker.writer.pipeline import partition_writers
+from tracker.writer.fleet import partition_writers
 
 CLUSTER_PARTITIONS = "4"
 MODES = ["single", "cluster"]

@@ -21,7 +21,7 @@ from tests.cluster.conftest import ClickHouseNode, drill_settings, settle_ddl
 from tracker.partitions import Partitions
 from tracker.stores import Stores
 from tracker.stream import EventStream
-from tracker.writer.pipeline import partition_writers, run_all, stop_all
+from tracker.writer.fleet import partition_writers, run_all, stop_all
 
 pytestmark = pytest.mark.slow
 

@@ -30,7 +30,7 @@ from scripts.testservers.redis_cluster import cluster_problem
 from tests.cluster.conftest import ClickHouseNode, drill_settings, sync_replicas, wait_for
 from tracker.partitions import Partitions
 from tracker.stores import Stores
-from tracker.writer.pipeline import partition_writers, run_all, stop_all
+from tracker.writer.fleet import partition_writers, run_all, stop_all
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ from tests.cluster.conftest import wait_for
 from tracker.partitions import Partitions
 from tracker.settings_parsers import parse_redis_cluster_url
 from tracker.stream import EventStream
-from tracker.writer.pipeline import partition_writers, run_all, stop_all
+from tracker.writer.fleet import partition_writers, run_all, stop_all
 
 pytestmark = pytest.mark.slow
 

@@ -30,8 +30,9 @@ from tracker.settings import parse_clickhouse_url
 from tracker.stream import EventStream
 from tracker.writer import GROUP, BatchWriter, bad_row, event_block, event_columns
 from tracker.writer import __main__ as writer_main
+from tracker.writer.fleet import partition_writers, stop_all
 from tracker.writer.insert_group import InsertGroup
-from tracker.writer.pipeline import TAIL_SPREADS, partition_writers, stop_all
+from tracker.writer.pipeline import TAIL_SPREADS
 
 
 def _push(stream: EventStream, n: int, advertiser: str = "shop") -> None:

@@ -18,8 +18,9 @@ from tracker.partitions import Partitions
 from tracker.stream import EventStream
 from tracker.writer import GROUP, BatchWriter
 from tracker.writer.__main__ import main as writer_main
+from tracker.writer.fleet import partition_writers
 from tracker.writer.leases import LeaseManager, NameInUse, lease_key, name_key, registry_key
-from tracker.writer.pipeline import FencedOut, partition_writers
+from tracker.writer.pipeline import FencedOut
 
 PARTITIONS = 4
 LEASE = 1.2  # seconds; renewed every 0.4 s

@@ -14,7 +14,7 @@ servers much of the time, so the waits overlap. Several writer processes may sha
 each under its own consumer name (``ADSERVER_WRITER_NAME``). A partitioned stream
 (``ADSERVER_STREAM_PARTITIONS``, ``tracker.partitions``) has a stream and a consumer group per
 partition; a process drains the partitions it is given (``--partitions``), with one ``BatchWriter``
-each (``pipeline.partition_writers``), so writers on disjoint partitions add up. With
+each (``fleet.partition_writers``), so writers on disjoint partitions add up. With
 ``--partitions auto`` the processes share the partitions through leases in Redis instead (``leases``):
 a writer started later takes its share, and a dead writer's partitions move to the others.
 
@@ -35,7 +35,8 @@ and exit.
 from __future__ import annotations
 
 from tracker.writer.columns import event_block, event_columns
-from tracker.writer.pipeline import BatchWriter, start_thread
+from tracker.writer.fleet import start_thread
+from tracker.writer.pipeline import BatchWriter
 from tracker.writer.rows import bad_row
 from tracker.writer.stream_io import GROUP
 

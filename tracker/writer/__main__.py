@@ -31,8 +31,9 @@ from tracker.errors import StoreError
 from tracker.partitions import Partitions, parse_range
 from tracker.settings import Settings, SettingsError, load_settings
 from tracker.stores import Stores
+from tracker.writer.fleet import insert_together, partition_writers, run_all, stop_all
 from tracker.writer.leases import LeaseManager, NameInUse
-from tracker.writer.pipeline import BatchWriter, insert_together, partition_writers, run_all, stop_all
+from tracker.writer.pipeline import BatchWriter
 
 log = logging.getLogger("tracker.writer")
 

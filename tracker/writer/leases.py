@@ -69,6 +69,7 @@ from collections.abc import Callable
 import redis
 
 from tracker.partitions import Partitions
+from tracker.writer.fleet import run_all, stop_all
 from tracker.writer.lease_keys import (
     ACQUIRE,
     CLAIM_NAME,
@@ -80,7 +81,7 @@ from tracker.writer.lease_keys import (
     name_key,
     registry_key,
 )
-from tracker.writer.pipeline import BatchWriter, run_all, stop_all
+from tracker.writer.pipeline import BatchWriter
 from tracker.writer.stream_io import GROUP
 
 log = logging.getLogger("tracker.writer")

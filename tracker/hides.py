@@ -27,7 +27,8 @@ from collections.abc import Iterable
 import redis
 
 from tracker.partitions import Partitions
-from tracker.stream import HIDES_MAX, POPULAR_DAYS, utc_day
+from tracker.popularity import POPULAR_DAYS
+from tracker.stream import HIDES_MAX, utc_day
 
 REASONS = ("product", "store")
 HIDE_COUNT_DAYS = POPULAR_DAYS  # days of answers that lower a product's rank

@@ -55,7 +55,8 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptErr
 
 from tracker.breaker import CircuitBreaker
 from tracker.once import new_once, once_args
-from tracker.stream import Call, EventStream, add_popularity, popular_args
+from tracker.popularity import add_popularity, popular_args
+from tracker.stream import Call, EventStream
 
 log = logging.getLogger(__name__)
 

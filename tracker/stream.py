@@ -80,7 +80,8 @@ from redis.cluster import RedisCluster
 from tracker.events import INTEREST_EVENTS, INTEREST_WEIGHTS
 from tracker.once import new_once, once_args
 from tracker.partitions import Partitions
-from tracker.stream_scripts import POPULAR, READ_INTERESTS, RUN, RUN_CLUSTER, popular_script_args
+from tracker.popularity import POPULAR_DAYS, add_popularity, popular_args, popular_key
+from tracker.stream_scripts import POPULAR, READ_INTERESTS, RUN, RUN_CLUSTER
 
 try:
     from orjson import dumps as _orjson_dumps
@@ -88,7 +89,6 @@ except ImportError:  # pragma: no cover - pinned in requirements.txt; json is th
     _orjson_dumps = None
 
 METRICS_KEY = "adserver:metrics"
-POPULAR_DAYS = 7
 BOUGHT_MAX = 50  # purchased products remembered per visitor and advertiser
 ADVERTISERS_MAX = 20  # advertisers remembered per visitor (an ad reads the 5 most recent)
 FREQUENCY_FIELDS_MAX = 256  # a frequency hash beyond this (more campaigns than any visitor sees) starts over
@@ -113,10 +113,6 @@ def encode_row(row: dict) -> bytes | str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
 
 
-def popular_key(advertiser: str, day: str) -> str:
-    return "pop:{%s}:%s" % (advertiser, day)
-
-
 class Call(NamedTuple):
     """One event's writes, prepared: the ``RUN`` script's KEYS and ARGV in the partition's slot, its
     popularity (the day's key, the event's weight, the skus) for the ``POPULAR`` script, if any, and
@@ -127,20 +123,6 @@ class Call(NamedTuple):
     args: list
     popular: tuple[str, float, list[str]] | None
     counter: str | None = None  # a shared metric it adds one to, summed per call (``counter_args``)
-
-
-def add_popularity(weights: dict[str, dict[str, float]], call: Call) -> None:
-    """Add a prepared event's popularity to ``weights`` (day key -> sku -> weight), summing repeats."""
-    if call.popular is not None:
-        key, weight, skus = call.popular
-        day = weights.setdefault(key, {})
-        for sku in skus:
-            day[sku] = day.get(sku, 0.0) + weight
-
-
-def popular_args(weights: dict[str, dict[str, float]]) -> tuple[list, list]:
-    """The ``POPULAR`` script's KEYS and ARGV adding ``weights`` (day key -> sku -> weight)."""
-    return popular_script_args(weights, (POPULAR_DAYS + 1) * 86400)
 
 
 def utc_day(ts: float) -> str:

@@ -54,7 +54,7 @@ import redis
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
 from tracker.breaker import CircuitBreaker
-from tracker.once import new_once, once_args
+from tracker.once import new_once
 from tracker.popularity import add_popularity, popular_args
 from tracker.stream import Call, EventStream
 
@@ -318,14 +318,13 @@ class Linger:
     @staticmethod
     def _run_call(stream: EventStream, slot: int, hits: list[Pending]) -> _Script:
         once = new_once(stream.partitions, hits[0].call.partition)
-        counter_keys, counter_args = stream.counter_args([p.call for p in hits])
-        head_args = once_args(once) + counter_args
-        keys = list(dict.fromkeys([*(k for p in hits for k in p.keys), *map(bulk, [once[0], *counter_keys])]))
+        head_keys, head_args = stream.call_head([p.call for p in hits], once)
+        keys = list(dict.fromkeys([*(k for p in hits for k in p.keys), *map(bulk, head_keys)]))
         nargs = len(head_args) + sum(p.nargs for p in hits)
         head = b"*%d\r\n$7\r\nEVALSHA\r\n%b%b" % (3 + len(keys) + nargs, bulk(stream.run_script.sha), bulk(len(keys)))
         # the id is encoded apart: ``encode`` would keep each new one in its table of recurring values
         packed = b"".join([head, *keys, *map(bulk, head_args), *(p.args for p in hits)])
-        return _Script(slot, packed, [*(k for p in hits for k in p.call.keys), once[0], *counter_keys],
+        return _Script(slot, packed, [*(k for p in hits for k in p.call.keys), *head_keys],
                        [*head_args, *(a for p in hits for a in p.call.args)], hits, once)
 
     @staticmethod

@@ -237,8 +237,8 @@ class EventStream:
         A call sent again with the ``once`` of an earlier try that did run (its answer lost) writes
         nothing and returns False; True when it wrote now.
         """
-        counter_keys, counter_args = self.counter_args([call])
-        keys, args = [*call.keys, once[0], *counter_keys], [*once_args(once), *counter_args, *call.args]
+        head_keys, head_args = self.call_head([call], once)
+        keys, args = [*call.keys, *head_keys], [*head_args, *call.args]
         if call.popular is None:
             return self.run_script(keys=keys, args=args) != -1
         weights: dict[str, dict[str, float]] = {}
@@ -249,9 +249,9 @@ class EventStream:
         """Run several prepared events' writes (all in one slot) as one atomic call ``once``, then their
         popularity if it wrote now: how a batch of ``tracker.linger`` that failed is replayed. Returns
         False if an earlier try of the same call had written it."""
-        counter_keys, counter_args = self.counter_args(calls)
-        keys = list(dict.fromkeys([k for call in calls for k in call.keys] + [once[0], *counter_keys]))
-        args = once_args(once) + counter_args + [a for call in calls for a in call.args]
+        head_keys, head_args = self.call_head(calls, once)
+        keys = list(dict.fromkeys([k for call in calls for k in call.keys] + head_keys))
+        args = head_args + [a for call in calls for a in call.args]
         if self.run_script(keys=keys, args=args) == -1:
             return False
         weights: dict[str, dict[str, float]] = {}
@@ -264,6 +264,12 @@ class EventStream:
             except redis.RedisError:  # a lost weight in a cache; the events themselves are written
                 pass
         return True
+
+    def call_head(self, calls: list[Call], once: tuple[str, int]) -> tuple[list, list]:
+        """The KEYS and ARGV a ``RUN`` call of ``calls`` carries before their own: its id (``@ONCE``) and
+        their counters, summed (``counter_args``); for a single call, a replay and a lingered batch alike."""
+        counter_keys, counter_args = self.counter_args(calls)
+        return [once[0], *counter_keys], once_args(once) + counter_args
 
     def counter_args(self, calls: list[Call]) -> tuple[list, list]:
         """KEYS and ARGV adding the calls' counters, summed: one ``HINCRBY`` per partition and counter

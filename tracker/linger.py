@@ -7,7 +7,8 @@ once per hit as well. Like a Kafka producer's ``linger.ms``, :meth:`Linger.offer
 script arguments already encoded in Redis' wire protocol (RESP), on a bounded in-memory queue and
 returns at once; one background thread wakes when the first hit arrives, waits ``linger`` seconds
 for others (less if a batch fills up), and sends everything queued: one ``EVALSHA`` of the ``RUN``
-script per hash slot holding every hit of that slot, their commands one after the other, plus one
+script per hash slot holding every hit of that slot, their commands one after the other and their
+events packed into one stream entry per partition (``tracker.stream_entries``), plus one
 ``POPULAR`` call per slot of the popularity keys with the batch's weights summed. On one server
 that is two commands written in one go; on a Redis Cluster, the calls of the slots a primary owns
 are written to it in one go. The connection is redis-py's (its pool, timeouts and reconnects);

@@ -229,7 +229,7 @@ VARIABLES: tuple[Var, ...] = (
         "third of it); a dead writer's partitions are taken over after one to two leases. At least twice "
         "`ADSERVER_CLICKHOUSE_TIMEOUT`", shown_default="twice `ADSERVER_CLICKHOUSE_TIMEOUT`"),
     Var("ADSERVER_WRITER_BATCH_SIZE", "writer_batch_size", p.integer, "5000",
-        "rows at most per writer batch", minimum=1),
+        "events per writer batch (a read sized by the last packing can bring more when the stream's entries pack more events, at most 16 times)", minimum=1),
     # Bounds the lag from pixel to row at low traffic. Each batch makes a part in ClickHouse (and one per
     # report view): 1 s rather than 0.5 halves the parts to merge and kept ClickHouse's memory flat in
     # the soak (docs/soak.md). The writer reads for this long less what its inserts take, so that the

@@ -66,8 +66,6 @@ that is the profiles, popularity and other cache-like keys, never an event not y
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,12 +79,8 @@ from tracker.events import INTEREST_EVENTS, INTEREST_WEIGHTS
 from tracker.once import new_once, once_args
 from tracker.partitions import Partitions
 from tracker.popularity import POPULAR_DAYS, add_popularity, popular_args, popular_key
+from tracker.stream_entries import encode_row, entry_commands
 from tracker.stream_scripts import POPULAR, READ_INTERESTS, RUN, RUN_CLUSTER
-
-try:
-    from orjson import dumps as _orjson_dumps
-except ImportError:  # pragma: no cover - pinned in requirements.txt; json is the fallback
-    _orjson_dumps = None
 
 METRICS_KEY = "adserver:metrics"
 BOUGHT_MAX = 50  # purchased products remembered per visitor and advertiser
@@ -95,34 +89,19 @@ FREQUENCY_FIELDS_MAX = 256  # a frequency hash beyond this (more campaigns than 
 HIDES_MAX = 200  # products and stores a visitor dismissed, remembered at once (tracker/hides.py)
 NEW_VISITOR_TTL = 3600  # seconds a first visit's profile lives until the cookie comes back
 PROFILE_EVENTS = INTEREST_EVENTS | {"purchase"}  # events whose skus enter the profile and popularity
-def encode_row(row: dict) -> bytes | str:
-    """A stream entry's JSON (compact, UTF-8): orjson, ~10x faster than ``json`` on a pixel's row.
-
-    orjson writes NaN and infinities as ``null`` and refuses integers beyond 64 bits; rows holding
-    either go through ``json``, so the writer reads exactly what it always read.
-    """
-    if _orjson_dumps is not None:
-        for value in row.values():
-            if isinstance(value, float) and not math.isfinite(value):
-                break
-        else:
-            try:
-                return _orjson_dumps(row)
-            except TypeError:  # an integer beyond 64 bits, or a type orjson does not know
-                pass
-    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
-
-
 class Call(NamedTuple):
     """One event's writes, prepared: the ``RUN`` script's KEYS and ARGV in the partition's slot, its
-    popularity (the day's key, the event's weight, the skus) for the ``POPULAR`` script, if any, and
-    its counter."""
+    popularity (the day's key, the event's weight, the skus) for the ``POPULAR`` script, if any, its
+    counter, and its stream payload."""
 
     partition: int
     keys: list
     args: list
     popular: tuple[str, float, list[str]] | None
     counter: str | None = None  # a shared metric it adds one to, summed per call (``counter_args``)
+    # The event's JSON, appended to the stream with the call's other events (``entry_args``); None for
+    # a rejected hit, whose ``XADD`` is in ``args``.
+    row: bytes | None = None
 
 
 def utc_day(ts: float) -> str:
@@ -196,7 +175,7 @@ class EventStream:
         partition = self.partitions.of(uid or row.get("uid"))  # a visitor's events stay in order
         stream = self.partitions.stream(partition)
         keys = [stream]
-        cmds: list = [7, "XADD", stream, "*", "t", "ev", "d", encode_row(row)]
+        cmds: list = []
         event, advertiser = row["event"], row["advertiser"]
         skus = (row.get("skus") or []) if profile_skus is None else profile_skus
         now = row.get("ts") or time.time()
@@ -225,7 +204,7 @@ class EventStream:
             popular = (popular_key(advertiser, utc_day(now)), INTEREST_WEIGHTS[event], skus)
         if uid and event in ("impression", "click") and not row.get("invalid"):
             keys += self._frequency(cmds, prefix, row, now)
-        return Call(partition, keys, cmds, popular, counter or None)
+        return Call(partition, keys, cmds, popular, counter or None, encode_row(row))
 
     def once(self, partition: int) -> tuple[str, int]:
         """A fresh call id for ``send`` (see ``@ONCE`` in tracker/stream_scripts.py)."""
@@ -266,10 +245,24 @@ class EventStream:
         return True
 
     def call_head(self, calls: list[Call], once: tuple[str, int]) -> tuple[list, list]:
-        """The KEYS and ARGV a ``RUN`` call of ``calls`` carries before their own: its id (``@ONCE``) and
-        their counters, summed (``counter_args``); for a single call, a replay and a lingered batch alike."""
+        """The KEYS and ARGV a ``RUN`` call of ``calls`` carries before their own: its id (``@ONCE``),
+        their counters, summed (``counter_args``), and their stream entries (``entry_args``); for a
+        single call, a replay and a lingered batch alike."""
         counter_keys, counter_args = self.counter_args(calls)
-        return [once[0], *counter_keys], once_args(once) + counter_args
+        return [once[0], *counter_keys], once_args(once) + counter_args + self.entry_args(calls)
+
+    def entry_args(self, calls: list[Call]) -> list:
+        """ARGV appending the calls' events to their partitions' streams, in order: one entry per
+        partition where it can, not one per event (``tracker.stream_entries``: an entry costs Redis
+        and the writer far more than its bytes)."""
+        rows: dict[int, list[bytes]] = {}
+        for call in calls:
+            if call.row is not None:
+                rows.setdefault(call.partition, []).append(call.row)
+        args: list = []
+        for partition, payloads in rows.items():
+            args += entry_commands(self.partitions.stream(partition), payloads)
+        return args
 
     def counter_args(self, calls: list[Call]) -> tuple[list, list]:
         """KEYS and ARGV adding the calls' counters, summed: one ``HINCRBY`` per partition and counter

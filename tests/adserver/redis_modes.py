@@ -13,6 +13,7 @@ import pytest
 from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
 from tests.conftest import drain as drain_one
 from tests.conftest import server_settings
+from tests.stream_events import events_waiting
 from tracker.partitions import Partitions
 from tracker.writer.fleet import partition_writers
 
@@ -58,5 +59,5 @@ def drain_all(writers) -> int:
 
 
 def stream_length(redis_client, settings) -> int:
-    """Entries in every partition of the test's stream."""
-    return sum(redis_client.xlen(key) for key in Partitions(settings.stream_key, settings.stream_partitions).streams())
+    """Events in every partition of the test's stream (an entry may hold several)."""
+    return events_waiting(redis_client, Partitions(settings.stream_key, settings.stream_partitions).streams())

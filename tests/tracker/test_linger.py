@@ -21,6 +21,7 @@ import redis
 from redis.connection import Connection
 
 from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
+from tests.stream_events import events_waiting, stream_events
 from tracker.breaker import CircuitBreaker
 from tracker.linger import Linger, bulk, encode, encode_keys
 from tracker.stream import EventStream
@@ -105,10 +106,10 @@ def _state(stream: EventStream, shops: list[str]) -> tuple[dict, dict, list]:
     values, ttls, bad = {}, {}, []
     for key in keys:
         kind = client.type(key)
-        if kind == b"stream":
-            entries = [{k: plain(v) for k, v in e.items()} for _, e in client.xrange(key)]
-            bad += sorted(e[b"d"] for e in entries if e[b"t"] == b"bad")
-            value = [e for e in entries if e[b"t"] != b"bad"]
+        if kind == b"stream":  # its events: a batch packs them into fewer entries by design
+            events = stream_events(client, key, plain)
+            bad += sorted(json.dumps(e, sort_keys=True) for k, e in events if k == b"bad")
+            value = [e for k, e in events if k != b"bad"]
         elif kind == b"zset":
             value = [(plain(m), s) for m, s in client.zrange(key, 0, -1, withscores=True)]
         elif kind == b"hash":
@@ -187,8 +188,7 @@ def test_each_visitors_events_land_once_and_in_order_under_concurrent_offers(lay
     assert spilled == []
     seen: dict[str, list[int]] = {}
     for key in stream.partitions.streams():
-        for _, entry in stream.client.xrange(key):
-            row = json.loads(entry[b"d"])
+        for _, row in stream_events(stream.client, key):
             seen.setdefault(row["uid"], []).append(row["seq"])
     assert sorted(seen) == sorted(f"u{v}" for v in range(80))
     assert {uid: seqs for uid, seqs in seen.items() if seqs != list(range(30))} == {}
@@ -202,9 +202,9 @@ def test_a_full_queue_is_flushed_by_the_caller_and_never_drops(layout):
     rows = [{"ts": time.time(), "advertiser": "shop", "event": "view_home", "uid": f"u{n}"} for n in range(12)]
     for row in rows[:5]:
         linger.offer({"kind": "ev", "row": row}, stream, stream.prepare(row, uid=row["uid"]))
-    assert linger.queued == 5 and sum(stream.client.xlen(k) for k in stream.partitions.streams()) == 0
+    assert linger.queued == 5 and events_waiting(stream.client, stream.partitions.streams()) == 0
     linger.offer({"kind": "ev", "row": rows[5]}, stream, stream.prepare(rows[5], uid=rows[5]["uid"]))
-    assert linger.queued == 0 and sum(stream.client.xlen(k) for k in stream.partitions.streams()) == 6
+    assert linger.queued == 0 and events_waiting(stream.client, stream.partitions.streams()) == 6
     breaker.failure()  # Redis failed a moment ago: a full queue goes to the spool, in order
     for row in rows[6:]:
         linger.offer({"kind": "ev", "row": row}, stream, stream.prepare(row, uid=row["uid"]))
@@ -244,7 +244,7 @@ def test_a_batch_sent_to_the_wrong_cluster_primary_follows_the_redirection(reque
     for row in rows:
         linger.offer({"kind": "ev", "row": row}, stream, stream.prepare(row, uid=row["uid"]))
     linger.flush()
-    assert spilled == [] and client.xlen(stream.stream_key) == 5
+    assert spilled == [] and events_waiting(client, [stream.stream_key]) == 5
     linger.close()
 
 
@@ -263,10 +263,10 @@ def test_a_normal_exit_sends_what_is_queued(redis_url, redis_client):
         for n in range(50):
             row = {{"ts": time.time(), "advertiser": "shop", "event": "view_home", "uid": f"u{{n}}"}}
             linger.offer({{"kind": "ev", "row": row}}, stream, stream.prepare(row, uid=row["uid"]))
-        print(linger.queued, stream.client.xlen({key!r}), flush=True)
+        print(linger.queued, stream.client.exists({key!r}), flush=True)
         sys.exit(0)
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["50", "0"]  # queued, not sent, when the process began to exit
-    assert redis_client.xlen(key) == 50
+    assert events_waiting(redis_client, [key]) == 50

@@ -11,7 +11,9 @@ import pytest
 import redis
 
 from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
+from tests.stream_events import stream_events
 from tracker.stream import EventStream
+from tracker.stream_entries import PACK_MAX
 
 CLUSTER_PARTITIONS = 4
 
@@ -263,7 +265,29 @@ def test_a_batch_sent_again_with_its_id_is_written_once(any_redis):
     once = s.once(calls[0].partition)
     assert s.send_all(calls, once) is True
     assert s.send_all(calls, once) is False
-    assert len(any_redis.xrange(s.partitions.stream(calls[0].partition))) == 3
+    stream_key = s.partitions.stream(calls[0].partition)
+    assert [row["skus"] for _, row in stream_events(any_redis, stream_key)] == [["S0"], ["S1"], ["S2"]]
+    assert any_redis.xlen(stream_key) == 1  # one entry holds the batch's events (tracker.stream_entries)
     (interest,), _ = s.interests(uid)
     assert interest.recent == ["S2", "S1", "S0"]
     assert sorted(s.popular("shop")) == ["S0", "S1", "S2"]
+
+
+def test_a_batch_packs_its_events_into_entries_of_at_most_pack_max(any_redis):
+    """A batch's events go to their partition's stream in order, ``PACK_MAX`` per entry at most, a lone
+    event as a plain ``ev`` entry; a rejected hit keeps an entry of its own."""
+    s = _stream(any_redis)
+    rows = [{"ts": time.time(), "advertiser": "shop", "event": "view_item", "uid": "u-pack", "skus": [f"S{n}"], "n": n}
+            for n in range(PACK_MAX + 3)]
+    calls = [s.prepare(row, uid="u-pack") for row in rows]
+    partition = calls[0].partition
+    bad = s.prepare_bad({"event": "view_item", "errors": ["sku: too long"]}, partition=partition)
+    assert s.send_all([*calls[:-1], bad], s.once(partition)) is True
+    assert s.send_all(calls[-1:], s.once(partition)) is True
+    stream_key = s.partitions.stream(partition)
+    assert [(e[b"t"], e.get(b"n")) for _, e in any_redis.xrange(stream_key)] == \
+        [(b"evs", b"%d" % PACK_MAX), (b"evs", b"2"), (b"bad", None), (b"ev", None)]
+    assert [row.get("n") for _, row in stream_events(any_redis, stream_key)] == \
+        [*range(PACK_MAX + 2), None, PACK_MAX + 2]
+    (interest,), _ = s.interests("u-pack")
+    assert interest.recent[0] == f"S{PACK_MAX + 2}"

@@ -28,6 +28,7 @@ from tracker.errors import StoreUnavailable
 from tracker.partitions import parse_range
 from tracker.settings import parse_clickhouse_url
 from tracker.stream import EventStream
+from tracker.stream_entries import PACK_MAX
 from tracker.writer import GROUP, BatchWriter, bad_row, event_block, event_columns
 from tracker.writer import __main__ as writer_main
 from tracker.writer.fleet import partition_writers, stop_all
@@ -195,6 +196,62 @@ def test_batches_are_bounded_by_size(stream, ch, settings, redis_client):
     _push(stream, 10)
     assert small.run_once() == 4
     assert _count(ch) == 4
+
+
+def _push_packed(stream: EventStream, n: int, uid: str = "u-packed") -> None:
+    """``n`` events sent as one batch of ``tracker.linger`` sends them: packed entries of one partition."""
+    calls = [stream.prepare({"ts": time.time(), "advertiser": "shop", "event": "view_item", "skus": [f"S{i}"],
+                             "uid": uid}, uid=uid) for i in range(n)]
+    assert stream.send_all(calls, stream.once(calls[0].partition))
+
+
+def test_each_event_of_a_packed_entry_is_stored_once_under_an_id_of_its_own(stream, writer, ch, settings):
+    _push_packed(stream, 2 * PACK_MAX + 8)
+    _push(stream, 2)
+    assert stream.client.xlen(stream.stream_key) == 5
+    batch = writer._build(writer._gather())
+    assert (len(batch), batch.events_read, batch.rows) == (5, 2 * PACK_MAX + 10, 2 * PACK_MAX + 10)
+    # Part of the batch landed (a shard took its share, another failed), then the writer died before the ack.
+    writer._insert("events", batch.event_names, [column[:PACK_MAX + 3] for column in batch.events])
+    again = BatchWriter(stream.client, ch, settings.stream_key, writer.consumer, batch_seconds=0.05)
+    again.recover()
+    assert _count(ch) == 2 * PACK_MAX + 10 and stream.client.xlen(stream.stream_key) == 0
+    ids = [row[0] for row in ch.execute("SELECT stream_id FROM events")]
+    assert len(set(ids)) == len(ids) == 2 * PACK_MAX + 10
+    packed = sorted(i for i in ids if "." in i)
+    assert len(packed) == 2 * PACK_MAX + 8 and {i.rpartition(".")[2] for i in packed} == {str(n) for n in range(PACK_MAX)}
+
+
+def test_hostile_packed_entries_become_bad_rows_and_their_valid_events_are_stored(stream, writer, ch):
+    client, key = stream.client, stream.stream_key
+    good = b'{"ts": 1700000000, "advertiser": "shop", "event": "view_item", "uid": "a"}'
+    client.xadd(key, {"t": "evs", "n": "3", "d": b"[" + good + b', 5, "x"]'})
+    client.xadd(key, {"t": "evs", "n": "2", "d": b"\xff not json"})
+    client.xadd(key, {"t": "evs", "n": "2", "d": b"[]"})
+    client.xadd(key, {"t": "evs", "n": "not a count", "d": b"[" + good + b"]"})
+    client.xadd(key, {"t": "evs", "n": "99999999999", "d": b"[" + good + b"," + good + b"]"})
+    drain(writer)
+    assert _count(ch) == 4
+    bad = sorted((reason, stream_id.rpartition(".")[2]) for reason, stream_id in
+                 ch.execute("SELECT reason, stream_id FROM bad_events"))
+    assert bad == [("undecodable", "0"), ("undecodable", "0"), ("undecodable", "1"), ("undecodable", "2")]
+    assert client.xlen(key) == 0
+    _push_packed(stream, 3)  # the lying count sized one read, not the next batches
+    assert writer.run_once() == 1 and _count(ch) == 7
+
+
+def test_a_batch_is_sized_by_the_events_its_entries_hold(stream, ch, settings, redis_client):
+    small = BatchWriter(redis_client, ch, settings.stream_key, "w-packed", batch_size=2 * PACK_MAX, batch_seconds=5)
+    small.ensure_group()
+    _push(stream, 1)
+    assert small.run_once() == 1  # entries of one event each so far
+    for n in range(4):
+        _push_packed(stream, PACK_MAX, uid=f"u{n}")
+    assert small.run_once() == 4  # a read sized by the last packing: more events than asked, PACK_MAX times at most
+    for n in range(4):
+        _push_packed(stream, PACK_MAX, uid=f"u{n}")
+    assert small.run_once() == 2  # now sized by what the entries hold
+    assert _count(ch) == 1 + 6 * PACK_MAX
 
 
 def _row(data: dict, stream_id: str = "1-1") -> dict:

@@ -1,30 +1,31 @@
 """A batch of stream entries, and the ``events``/``bad_events`` columns built from it.
 
 Entries stay as Redis returned them (hiredis's flat ``[name, value, ...]`` lists, no dict per
-entry) until their JSON is parsed, and the common case (every entry an event as ``EventStream``
-writes it, every payload a JSON object) is recognised and parsed in C-level passes over the whole
-batch; only a batch with something else in it is looked at entry by entry.
+entry) until their JSON is parsed, and the common cases (every entry an event or a pack of events
+as ``EventStream`` writes them, every payload valid) are recognised and parsed in C-level passes
+over the whole batch; only a batch with something else in it is looked at entry by entry. The
+entries' format is ``tracker.stream_entries``'.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
-from typing import Any
 
 from tracker import schema
+from tracker.stream_entries import PACKED, SINGLE, decode, event_ids, kind_and_payload, packed_rows
 from tracker.writer.columns import event_block, types_of
 from tracker.writer.rows import bad_row
 from tracker.writer.stream_io import pairs
 
-try:  # several times faster than json; ``_decode`` falls back to json for what orjson refuses
+try:  # several times faster than json; ``decode`` falls back to json for what orjson refuses
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover - orjson is in requirements.txt
     _fast_loads = None
 
 
-_HEAD = itemgetter(0, 1, 2)  # b"t", kind, b"d" of an entry's flat field list
+_HEAD = itemgetter(0, 1, 2)  # b"t", kind, b"d" of an event entry's flat field list
 _PAYLOAD = itemgetter(3)
 
 
@@ -39,6 +40,7 @@ class Batch:
 
     ids: list[bytes] = field(default_factory=list)
     fields: list[list | None] = field(default_factory=list)
+    events_read: int = 0  # events the entries say they hold (``stream_entries.events_in``), for sizing reads
     events: list[list] | None = None
     event_names: tuple[str, ...] = schema.EVENTS_COLUMNS
     bad: list[list] | None = None
@@ -53,57 +55,42 @@ class Batch:
         return len(self.ids)
 
     def live_ids(self) -> list[str]:
-        """Stream ids of the entries still in the stream (not deleted while pending)."""
-        return [i.decode() for i, f in zip(self.ids, self.fields) if f is not None]
+        """The ``stream_id`` of every row the entries still in the stream store (for the recovery check)."""
+        return [i for entry_id, fields in zip(self.ids, self.fields) for i in event_ids(entry_id.decode(), fields)]
 
 
 def build(batch: Batch, skip: set[str]) -> Batch:
-    """Fill the batch's columns, leaving out the entries whose stream id is in ``skip``."""
+    """Fill the batch's columns, leaving out the rows whose ``stream_id`` is in ``skip``."""
     stream_ids = list(map(bytes.decode, batch.ids))
-    ev_ids: list[str] = []
-    ev_payloads: list[bytes] = []
-    ev_fields: list[list] = []
+    singles: tuple[list[str], list[bytes], list[list]] = ([], [], [])
+    packs: tuple[list[str], list[bytes], list[list]] = ([], [], [])
     bad: list[tuple] = []
     every = batch.fields
     if (not skip and every and None not in every and set(map(len, every)) == {4}
-            and set(map(_HEAD, every)) == {(b"t", b"ev", b"d")}):
-        every = []  # all are events as EventStream writes them: checked in C-level passes above
-        ev_ids, ev_payloads, ev_fields = stream_ids, list(map(_PAYLOAD, batch.fields)), batch.fields
+            and set(map(_HEAD, every)) == {(b"t", SINGLE, b"d")}):
+        every = []  # all are single events as EventStream writes them: checked in C-level passes above
+        singles = (stream_ids, list(map(_PAYLOAD, batch.fields)), batch.fields)
     for entry_id, fields in zip(stream_ids, every):
-        if fields is None or entry_id in skip:
+        if fields is None:
             continue
-        if len(fields) == 4 and fields[0] == b"t" and fields[2] == b"d":  # what EventStream writes
-            kind, payload = fields[1], fields[3]
-        else:
-            named = pairs(fields)
-            kind, payload = named.get(b"t", b""), named.get(b"d", b"{}")
-        if kind == b"ev":
-            ev_ids.append(entry_id)
-            ev_payloads.append(payload)
-            ev_fields.append(fields)
+        kind, payload = kind_and_payload(fields)
+        if kind == PACKED:
+            target = packs  # its events' ids are checked against ``skip`` once unpacked
+        elif entry_id in skip:
+            continue
+        elif kind == SINGLE:
+            target = singles
         else:
             bad.append(_bad_entry(entry_id, fields, payload))
-    datas: list = []
-    if ev_payloads:
-        try:  # the whole batch in one C-level pass; entry by entry only if something is off
-            datas = list(map(_fast_loads, ev_payloads)) if _fast_loads else []
-            if types_of(datas) != {dict}:
-                datas = []
-        except ValueError:
-            datas = []
-        if not datas:
-            datas, ids_ok = [], []
-            for entry_id, payload, fields in zip(ev_ids, ev_payloads, ev_fields):
-                try:
-                    data = _decode(payload)
-                except ValueError:
-                    data = None
-                if isinstance(data, dict):
-                    datas.append(data)
-                    ids_ok.append(entry_id)
-                else:
-                    bad.append(_undecodable(entry_id, fields))
-            ev_ids = ids_ok
+            continue
+        target[0].append(entry_id)
+        target[1].append(payload)
+        target[2].append(fields)
+    datas, ev_ids = _singles(*singles, bad)
+    if packs[0]:
+        pack_datas, pack_ids = _packs(*packs, skip, bad)
+        datas += pack_datas
+        ev_ids += pack_ids
     batch.event_names, batch.events = event_block(datas, ev_ids)
     batch.bad = _transpose(bad, len(schema.BAD_EVENTS_COLUMNS))
     batch.rows = len(ev_ids) + len(bad)
@@ -111,19 +98,66 @@ def build(batch: Batch, skip: set[str]) -> Batch:
     return batch
 
 
-def _decode(payload: bytes) -> Any:
-    """One entry's JSON; orjson first, json for what it refuses (NaN, huge integers): same acceptance as json."""
-    if _fast_loads is not None:
+def _singles(ids: list[str], payloads: list[bytes], fields: list[list], bad: list) -> tuple[list, list[str]]:
+    """The events of single-event entries and their ids; what is not a JSON object goes to ``bad``."""
+    if not payloads:
+        return [], []
+    try:  # the whole batch in one C-level pass; entry by entry only if something is off
+        datas = list(map(_fast_loads, payloads)) if _fast_loads else []
+        if types_of(datas) == {dict}:
+            return datas, list(ids)
+    except ValueError:
+        pass
+    datas, ids_ok = [], []
+    for entry_id, payload, entry in zip(ids, payloads, fields):
         try:
-            return _fast_loads(payload)
+            data = decode(payload)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            datas.append(data)
+            ids_ok.append(entry_id)
+        else:
+            bad.append(_undecodable(entry_id, entry))
+    return datas, ids_ok
+
+
+def _packs(ids: list[str], payloads: list[bytes], fields: list[list], skip: set[str],
+           bad: list) -> tuple[list, list[str]]:
+    """The events of packed entries and their ids (``<entry id>.<place>``), less those in ``skip``."""
+    if not skip and _fast_loads:
+        try:  # the common case in C-level passes: every payload an array of JSON objects
+            packs = list(map(_fast_loads, payloads))
+            if types_of(packs) == {list} and all(packs):
+                datas = list(chain.from_iterable(packs))
+                if types_of(datas) == {dict}:
+                    return datas, [f"{e}.{p}" for e, pack in zip(ids, packs) for p in range(len(pack))]
         except ValueError:
             pass
-    return json.loads(payload.decode())
+    datas, ids_ok = [], []
+    for entry_id, payload, entry in zip(ids, payloads, fields):
+        rows = packed_rows(payload)
+        if rows is None:
+            if f"{entry_id}.0" not in skip:
+                bad.append(_undecodable(f"{entry_id}.0", entry))
+            continue
+        for place, data in enumerate(rows):
+            row_id = f"{entry_id}.{place}"
+            if row_id in skip:
+                continue
+            if isinstance(data, dict):
+                datas.append(data)
+                ids_ok.append(row_id)
+            else:
+                bad.append(bad_row({"errors": ["undecodable: a packed event is not a JSON object"],
+                                    "raw": repr(data)[:8192]}, row_id))
+    return datas, ids_ok
 
 
 def _bad_entry(entry_id: str, fields: list, payload: bytes) -> tuple:
+    """The ``bad_events`` row of a rejected hit's entry (or of an entry of a kind nobody writes)."""
     try:
-        data = _decode(payload)
+        data = decode(payload)
     except ValueError:
         data = None
     if not isinstance(data, dict):

@@ -9,6 +9,7 @@ A writer under a lease (``tracker.writer.leases``) asks its ``may_insert`` fence
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import signal
@@ -21,6 +22,7 @@ import redis
 from tracker import forget, schema
 from tracker.clickhouse import ClickHouse
 from tracker.errors import StoreError
+from tracker.stream_entries import events_in
 from tracker.writer import stream_io
 from tracker.writer.batch import Batch, build
 from tracker.writer.insert_group import InsertGroup, insert_batches
@@ -98,6 +100,9 @@ class BatchWriter:
         self._tail_spread = 0.0  # running mean deviation of build + insert from their estimate
         self._recheck_pending = False  # an error may have left entries pending for this consumer (see run)
         self._idle_check_at = 0.0  # monotonic time of the next look for strays while idle (_check_idle)
+        # Events per entry in the last read: a read asks for the entries that should hold what the batch
+        # lacks (``batch_size`` counts events; an entry of ``tracker.linger``'s holds up to ``PACK_MAX``).
+        self._packing = 1.0
 
     def _crash_point(self, name: str) -> None:
         """Die like a killed process at a named point (fault-injection tests of exactly-once)."""
@@ -110,8 +115,14 @@ class BatchWriter:
     # --- reading ----------------------------------------------------------------------------------
 
     def _read_into(self, batch: Batch, last_id: str, count: int, block_ms: int | None) -> int:
-        return stream_io.read_into(self._raw, self.stream_key, self.consumer, batch.ids, batch.fields,
-                                   last_id, count, block_ms)
+        before = len(batch.fields)
+        got = stream_io.read_into(self._raw, self.stream_key, self.consumer, batch.ids, batch.fields,
+                                  last_id, count, block_ms)
+        if got:
+            events = sum(map(events_in, batch.fields[before:]))
+            batch.events_read += events
+            self._packing = events / got
+        return got
 
     def _window(self) -> float:
         """Seconds to read entries for one batch: ``batch_seconds`` less what building and inserting the
@@ -136,7 +147,8 @@ class BatchWriter:
         self._note("_insert_seconds", insert)
 
     def _gather(self) -> Batch:
-        """Read one batch: up to ``batch_size`` new entries, waiting at most the window for them.
+        """Read one batch: new entries holding up to ``batch_size`` events (more only if the packing grew
+        within the batch, by ``PACK_MAX`` times at most), waiting at most the window for them.
 
         The last read is made at the window's end, without blocking: entries added during the pause
         before it belong to this batch. Left to the next one they would wait a whole window more.
@@ -149,9 +161,9 @@ class BatchWriter:
         group = self.insert_group
         deadline = group.deadline(self._window()) if group is not None else time.monotonic() + self._window()
         batch.round = deadline
-        while len(batch) < self.batch_size and not self.stop_event.is_set():
+        while batch.events_read < self.batch_size and not self.stop_event.is_set():
             remaining = deadline - time.monotonic()
-            count = min(self.batch_size - len(batch), stream_io.COMMAND_CHUNK)
+            count = min(math.ceil((self.batch_size - batch.events_read) / self._packing), stream_io.COMMAND_CHUNK)
             before = len(batch)
             block = max(1, int(remaining * 1000)) if remaining > 0 and not before else None
             got = self._read_into(batch, ">", count, block)
@@ -280,7 +292,7 @@ class BatchWriter:
         total = 0
         while not self.stop_event.is_set():
             batch = Batch()
-            self._read_into(batch, "0", min(self.batch_size, stream_io.COMMAND_CHUNK), None)
+            self._read_into(batch, "0", min(math.ceil(self.batch_size / self._packing), stream_io.COMMAND_CHUNK), None)
             if not batch.ids:
                 break
             self._flush_with_retry(batch, recovered=True)

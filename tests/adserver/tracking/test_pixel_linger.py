@@ -25,6 +25,7 @@ from tests.adserver.redis_modes import MODES, drain_all, stream_length
 from tests.adserver.test_redis_faults import OwnRedis, _free_port
 from tests.cluster.conftest import wait_for
 from tests.conftest import SECRET
+from tests.stream_events import events_waiting, stream_events
 from tracker.breaker import CircuitBreaker
 from tracker.identity import VisitorIds
 from tracker.linger import Linger
@@ -107,8 +108,8 @@ def test_with_redis_down_a_lingered_batch_is_spooled_and_replayed(tmp_path, clic
         own.start()  # back, empty: the spool refills the stream, in order
         wait_for(lambda: services.spool.pending_records() == 0, 20, "the spool replayed")
         stream = services.stream
-        entries = stream.client.xrange(settings.stream_key)
-        assert [e[b"d"].count(b'"D10%d"' % (10 + n)) for n, (_, e) in enumerate(entries)] == [1] * 20
+        events = stream_events(stream.client, settings.stream_key)
+        assert [row["skus"] for _, row in events] == [[f"D10{10 + n}"] for n in range(20)]
         interests, _ = stream.interests(uid)
         assert interests[0].recent == [f"D10{n}" for n in range(29, 29 - settings.profile_size, -1)][:20]
     finally:
@@ -153,7 +154,7 @@ def test_a_gunicorn_worker_stopped_sends_the_hits_it_holds(tmp_path, redis_url, 
     finally:
         proc.send_signal(stop)
         proc.wait(timeout=60)
-    assert redis_client.xlen(stream_key) == 200, log.read_text()[-3000:]
+    assert events_waiting(redis_client, [stream_key]) == 200, log.read_text()[-3000:]
     assert not (tmp_path / "var" / "spool").exists() or not any((tmp_path / "var" / "spool").glob("*.jsonl"))
 
 

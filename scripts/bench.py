@@ -63,7 +63,7 @@ from scripts.benchlib.traffic import (
     write_requests,
 )
 from scripts.benchlib.web import USER_AGENT, free_port, wait_http, wrk
-from scripts.benchlib.writer import writer_throughput
+from scripts.benchlib.writer import stream_packing, writer_throughput
 
 AD_SIZES = ("300x250", "728x90", "160x600", "320x50", "320x100", "responsive")
 
@@ -271,7 +271,9 @@ def measure_single(args, workdir: Path, results: dict) -> None:
             "click": write_requests(workdir / "click.txt", clicks),
         }
         urls = {"bare": f"{bare_url}/px.gif", "pixel": f"{base}/px.gif", "ad": f"{base}/ad", "click": f"{base}/c/"}
+        rounds_started = time.time()
         runs = web_rounds(args, urls, files)
+        results["packing"] = targets["packing"] = pixel_packing(stack.env, rounds_started)
         for name, measured in runs.items():
             results[name] = median_run(measured)
             print(name, results[name], flush=True)
@@ -300,7 +302,8 @@ def measure_single(args, workdir: Path, results: dict) -> None:
             results["writer"] = writer_throughput(stack, args.writer_events, args.writers)
             n = args.target_writers
             print(f"measuring {n} writers on {n} partitions ...", flush=True)
-            targets["writer"] = writer_throughput(stack, args.writer_events, n, partitions=n)
+            targets["writer"] = writer_throughput(stack, args.writer_events, n, partitions=n,
+                                                  pack=_pack(targets["packing"]))
             print(targets["writer"], flush=True)
         if not args.skip_reports:
             volumes = [int(v) for v in args.report_events.split(",") if v.strip()]
@@ -309,6 +312,19 @@ def measure_single(args, workdir: Path, results: dict) -> None:
             results["reports_seconds"] = round(time.monotonic() - started)
     finally:
         stack.close()
+
+
+def pixel_packing(env: dict, since: float) -> dict:
+    """How the web processes packed the pixel runs' events into stream entries (``stream_packing``),
+    once the writer has stored what they sent: the writer's targets are measured on such a backlog."""
+    time.sleep(3)  # the writer's window (1 s) and its insert
+    packing = stream_packing(env, since)
+    print(f"stream entries during the web runs: {packing}", flush=True)
+    return packing
+
+
+def _pack(packing: dict) -> int:
+    return max(1, round(packing.get("per_entry") or 1))
 
 
 def measure_cluster(args, workdir: Path, results: dict) -> None:
@@ -325,7 +341,9 @@ def measure_cluster(args, workdir: Path, results: dict) -> None:
             "pixel": write_requests(workdir / "pixel.txt", pixel_requests(visitors, rng)),
             "ad": write_requests(workdir / "ad.txt", [("/ad?p=demo-feed&size=300x250", c) for c in visitors]),
         }
+        rounds_started = time.time()
         runs = web_rounds(args, {"bare": f"{bare_url}/px.gif", "pixel": f"{base}/px.gif", "ad": f"{base}/ad"}, files)
+        targets["packing"] = pixel_packing({**stack.env, **mode}, rounds_started)
         results["bare@cluster"] = median_run(runs["bare"])
         for name in ("pixel", "ad"):
             results[f"{name}@cluster"] = median_run(runs[name])
@@ -343,7 +361,7 @@ def measure_cluster(args, workdir: Path, results: dict) -> None:
             print(f"measuring {n} writers on {n} partitions ...", flush=True)
             targets["writer"] = writer_throughput(stack, args.writer_events, n, partitions=n,
                                                   servers=cluster_pids(stack.servers)["cluster"],
-                                                  mode=cluster_mode(stack.servers, n))
+                                                  mode=cluster_mode(stack.servers, n), pack=_pack(targets["packing"]))
             print(targets["writer"], flush=True)
     finally:
         stack.close()

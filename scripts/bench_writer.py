@@ -20,6 +20,7 @@ from pathlib import Path
 
 from scripts.benchlib.stack import PY, ROOT, Stack, server_pids
 from scripts.benchlib.writer import writer_throughput
+from tracker.stream_entries import PACK_MAX
 
 
 def main() -> int:
@@ -28,6 +29,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--writers", type=int, default=1, help="writer processes sharing the stream")
     parser.add_argument("--batch-size", type=int, default=50_000)
+    parser.add_argument("--pack", type=int, default=1, choices=range(1, PACK_MAX + 1), metavar=f"1..{PACK_MAX}",
+                        help="events per stream entry (a web process's batch packs up to PACK_MAX)")
     parser.add_argument("--use-test-servers", action="store_true",
                         help="use the servers of ADSERVER_TEST_REDIS_URL / ADSERVER_TEST_CLICKHOUSE_URL")
     args = parser.parse_args()
@@ -51,13 +54,14 @@ def main() -> int:
                               else workdir / "servers")
         rates, steady, cpus = [], [], []
         for run in range(1, args.runs + 1):
-            result = writer_throughput(stack, args.events, args.writers, args.batch_size, servers)
+            result = writer_throughput(stack, args.events, args.writers, args.batch_size, servers, pack=args.pack)
             rates.append(result["events_per_s"])
             steady.append(result["after_startup_per_s"])
             cpus.append(result["cpu_us_per_event"])
             cpu = ", ".join(f"{k} {v}" for k, v in result["cpu_us_per_event"].items())
             print(f"run {run}: {result['events']:,} events in {result['seconds']} s = {result['events_per_s']:,}/s "
-                  f"({args.writers} writer{'s' if args.writers > 1 else ''}, batch {args.batch_size:,}); "
+                  f"({args.writers} writer{'s' if args.writers > 1 else ''}, batch {args.batch_size:,}, "
+                  f"entries of {args.pack}); "
                   f"{result['after_startup_per_s']:,}/s after a start-up of {result['startup_s']} s; "
                   f"CPU us/event: {cpu}", flush=True)
         median_cpu = {k: statistics.median(c[k] for c in cpus) for k in cpus[0]}

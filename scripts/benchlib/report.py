@@ -135,7 +135,8 @@ def render(r: dict, args, notes: str = "") -> str:
         w = r["writer"]
         lines += [
             "## Writer", "",
-            f"Writer ({w['writers']} process{'es' if w['writers'] > 1 else ''}): {w['events']:,} events from "
+            f"Writer ({w['writers']} process{'es' if w['writers'] > 1 else ''}, entries of {w.get('pack', 1)} "
+            f"event{'s' if w.get('pack', 1) > 1 else ''}): {w['events']:,} events from "
             f"the stream into ClickHouse in {w['seconds']} s = "
             f"**{w['events_per_s']:,} events/s**.", "",
         ]

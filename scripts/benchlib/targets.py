@@ -90,7 +90,10 @@ def _detail(r: dict, mode: str, key: str) -> str:
         return ", ".join(f"{p99:.1f}" for p99 in _p99s(idle.get("runs", [])))
     if key == "writer_per_s" and web.get("writer"):
         w = web["writer"]
-        return f"{w['writers']} writers, {w['partitions']} partitions"
+        packing = web.get("packing", {}).get("per_entry")
+        measured = f" (the pixel runs wrote {packing} per entry)" if packing is not None else ""
+        return (f"{w['writers']} writers, {w['partitions']} partitions, entries of {w.get('pack', 1)} "
+                f"event{'s' if w.get('pack', 1) > 1 else ''}{measured}")
     if key == "lag_p99_s" and web.get("lag"):
         return f"p50 {web['lag']['p50_s']} s, {web['lag']['seen']}/{web['lag']['hits']} hits"
     return ""

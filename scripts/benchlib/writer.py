@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import signal
 import time
 from collections.abc import Mapping
 
 from tracker.partitions import Partitions
+from tracker.stream_entries import encode_row
 
 from .cpu import cpu_seconds, total_cpu_seconds
 from .stack import PY, Stack, clickhouse, redis_client, server_pids
 
-__all__ = ["cpu_seconds", "partition_ranges", "writer_throughput"]
+__all__ = ["cpu_seconds", "partition_ranges", "stream_packing", "writer_throughput"]
 
 
 def partition_ranges(partitions: int, writers: int) -> list[str]:
@@ -24,24 +24,53 @@ def partition_ranges(partitions: int, writers: int) -> list[str]:
     return [f"{lo}-{hi - 1}" for lo, hi in zip(bounds, bounds[1:], strict=False)]
 
 
-def _fill(client, partitions: Partitions, events: int) -> None:
-    """``events`` pixel events of distinct visitors, each on its visitor's partition as the pixel puts it.
+def _fill(client, partitions: Partitions, events: int, pack: int = 1) -> None:
+    """``events`` pixel events of distinct visitors, each on its visitor's partition as the pixel puts it,
+    in entries of ``pack`` events (``tracker.stream_entries``), as the web processes' batches write them.
 
     Distinct visitors spread the rows over every partition and, in ClickHouse, over every shard."""
     now = time.time()
     pipe = client.pipeline(transaction=False)
+    waiting: dict[str, list[bytes]] = {}
     for n in range(events):
         uid = f"bench-{n}"
         row = {"ts": now, "advertiser": "demo", "event": "view_item", "uid": uid, "skus": ["D1001"]}
-        pipe.xadd(partitions.stream(partitions.of(uid)), {"t": "ev", "d": json.dumps(row)})
-        if n % 10000 == 9999:
+        stream = partitions.stream(partitions.of(uid))
+        rows = waiting.setdefault(stream, [])
+        rows.append(encode_row(row))
+        if len(rows) == pack:
+            _add_entry(pipe, stream, waiting.pop(stream))
+        if len(pipe) >= 10_000:
             pipe.execute()
+    for stream, rows in waiting.items():
+        _add_entry(pipe, stream, rows)
     pipe.execute()
+
+
+def _add_entry(pipe, stream: str, payloads: list[bytes]) -> None:
+    if len(payloads) == 1:
+        pipe.xadd(stream, {"t": "ev", "d": payloads[0]})
+    else:
+        pipe.xadd(stream, {"t": "evs", "n": len(payloads), "d": b"[%b]" % b",".join(payloads)})
+
+
+def stream_packing(env: Mapping[str, str], since: float) -> dict:
+    """Events per stream entry among the events ClickHouse stored since ``since`` (unix seconds): how
+    the web processes' batches packed them (a packed event's ``stream_id`` is its entry's id and
+    ``.<place>``, ``tracker.stream_entries``)."""
+    ch = clickhouse(dict(env))
+    try:
+        (events, entries), = ch.execute(
+            "SELECT count(), uniqExact(splitByChar('.', stream_id)[1]) FROM events "
+            "WHERE inserted_at >= toDateTime(%(since)s) AND stream_id != ''", {"since": int(since)})
+    finally:
+        ch.close()
+    return {"events": events, "entries": entries, "per_entry": round(events / entries, 2) if entries else None}
 
 
 def writer_throughput(stack: Stack, events: int, writers: int = 1, batch_size: int = 50_000,
                       servers: Mapping[str, int | list[int]] | None = None, partitions: int = 1,
-                      mode: Mapping[str, str] | None = None) -> dict:
+                      mode: Mapping[str, str] | None = None, pack: int = 1) -> dict:
     """Events per second from the stream into ClickHouse, for a backlog of ``events``.
 
     The backlog is written to Redis before any writer starts; the clock runs from spawning the
@@ -51,7 +80,8 @@ def writer_throughput(stack: Stack, events: int, writers: int = 1, batch_size: i
     several writers share it as consumers of one group. ``mode`` holds settings over the stack's
     (the cluster's, for cluster mode). CPU time per event of the writers (start-up included) and of
     the ``servers`` (name -> pid or pids) is reported too: on a shared machine it varies far less
-    than the wall-clock rate.
+    than the wall-clock rate. The backlog's entries hold ``pack`` events each (``stream_packing``
+    measures what the pixel's runs wrote).
     """
     mode = dict(mode or {})
     env = {**stack.env, **mode}
@@ -59,7 +89,7 @@ def writer_throughput(stack: Stack, events: int, writers: int = 1, batch_size: i
     pids = {name: pid if isinstance(pid, list) else [pid] for name, pid in servers.items()}
     client = redis_client(env)
     layout = Partitions("bench:writer:" + secrets.token_hex(3), partitions)
-    _fill(client, layout, events)
+    _fill(client, layout, events, pack)
     ch = clickhouse(env)
     count = lambda: ch.execute("SELECT count() FROM events")[0][0]  # noqa: E731
     backlog = lambda: sum(client.xlen(stream) for stream in layout.streams())  # noqa: E731
@@ -98,5 +128,5 @@ def writer_throughput(stack: Stack, events: int, writers: int = 1, batch_size: i
     ch.close()
     return {"events": written, "seconds": round(seconds, 2), "events_per_s": round(written / seconds),
             "startup_s": round(ready - started, 2), "after_startup_per_s": round(written / max(done - ready, 1e-3)),
-            "writers": writers, "partitions": partitions,
+            "writers": writers, "partitions": partitions, "pack": pack,
             "cpu_us_per_event": {k: round(v / max(written, 1) * 1e6, 2) for k, v in cpu.items()}}

@@ -4,7 +4,11 @@ with them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,8 @@ from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.errors import StoreError, StoreUnavailable
 from tracker.settings import parse_clickhouse_url
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ROW = (datetime(2026, 11, 27, 8, 30, 1), "shop", "view_item", "uid1", "A1", ["A1", "B2"], [], "", 12.5, "CNY",
        "", "", "", 1, "mobile", "https://shop.example/p/A1", "", "1-0",
@@ -42,6 +48,17 @@ def test_insert_and_read_back_with_types(any_ch):
     assert any_ch.insert("events", schema.EVENTS_COLUMNS, [ROW]) == 1
     rows = any_ch.execute("SELECT ts, date, advertiser, skus, value, addressable, stream_id FROM events")
     assert rows == [(datetime(2026, 11, 27, 8, 30, 1), date(2026, 11, 27), "shop", ["A1", "B2"], 12.5, 1, "1-0")]
+
+
+def test_the_drivers_date_table_is_filled_as_dates_are_met():
+    """Not the whole of 1900-2299 at import (0.3 s and 40 MB in every process); dates read back the same
+    (``test_insert_and_read_back_with_types``)."""
+    script = ("import resource, tracker.clickhouse; from clickhouse_driver.columns.datecolumn import DateColumn; "
+              "print(len(DateColumn.date_lut), DateColumn.date_lut[20419], DateColumn.date_lut_reverse[date(2025, 11, 27)])")
+    env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_DRIVER_LASY_DATE_LUT"}
+    done = subprocess.run([sys.executable, "-c", "from datetime import date; " + script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["0", "2025-11-27", "20419"]
 
 
 @pytest.mark.parametrize("hostile", ["x' OR 1=1 --", "a\\'b", "\\", "'); DROP TABLE events; --", "中文\n\t\0"])

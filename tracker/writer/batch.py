@@ -14,7 +14,7 @@ from itertools import chain
 from operator import itemgetter
 
 from tracker import schema
-from tracker.stream_entries import PACKED, SINGLE, decode, event_ids, kind_and_payload, packed_rows
+from tracker.stream_entries import PACK_MAX, PACKED, SINGLE, decode, event_ids, kind_and_payload, packed_rows
 from tracker.writer.columns import event_block, types_of
 from tracker.writer.rows import bad_row
 from tracker.writer.stream_io import pairs
@@ -25,8 +25,10 @@ except ImportError:  # pragma: no cover - orjson is in requirements.txt
     _fast_loads = None
 
 
-_HEAD = itemgetter(0, 1, 2)  # b"t", kind, b"d" of an event entry's flat field list
+_HEAD = itemgetter(0, 1, 2)  # b"t", kind, b"d" of a single event's flat field list
 _PAYLOAD = itemgetter(3)
+_PACK_HEAD = itemgetter(0, 1, 2, 4)  # b"t", kind, b"n", b"d" of a packed entry's
+_PACK_PAYLOAD = itemgetter(5)
 
 
 @dataclass
@@ -66,10 +68,14 @@ def build(batch: Batch, skip: set[str]) -> Batch:
     packs: tuple[list[str], list[bytes], list[list]] = ([], [], [])
     bad: list[tuple] = []
     every = batch.fields
-    if (not skip and every and None not in every and set(map(len, every)) == {4}
-            and set(map(_HEAD, every)) == {(b"t", SINGLE, b"d")}):
-        every = []  # all are single events as EventStream writes them: checked in C-level passes above
-        singles = (stream_ids, list(map(_PAYLOAD, batch.fields)), batch.fields)
+    if not skip and every and None not in every:  # the common shapes, checked in C-level passes
+        lengths = set(map(len, every))
+        if lengths == {4} and set(map(_HEAD, every)) == {(b"t", SINGLE, b"d")}:
+            every = []  # all are single events as EventStream writes them
+            singles = (stream_ids, list(map(_PAYLOAD, batch.fields)), batch.fields)
+        elif lengths == {6} and set(map(_PACK_HEAD, every)) == {(b"t", PACKED, b"n", b"d")}:
+            every = []  # all are packed events as EventStream writes them
+            packs = (stream_ids, list(map(_PACK_PAYLOAD, batch.fields)), batch.fields)
     for entry_id, fields in zip(stream_ids, every):
         if fields is None:
             continue
@@ -131,7 +137,7 @@ def _packs(ids: list[str], payloads: list[bytes], fields: list[list], skip: set[
             if types_of(packs) == {list} and all(packs):
                 datas = list(chain.from_iterable(packs))
                 if types_of(datas) == {dict}:
-                    return datas, [f"{e}.{p}" for e, pack in zip(ids, packs) for p in range(len(pack))]
+                    return datas, _pack_ids(ids, packs)
         except ValueError:
             pass
     datas, ids_ok = [], []
@@ -152,6 +158,19 @@ def _packs(ids: list[str], payloads: list[bytes], fields: list[list], skip: set[
                 bad.append(bad_row({"errors": ["undecodable: a packed event is not a JSON object"],
                                     "raw": repr(data)[:8192]}, row_id))
     return datas, ids_ok
+
+
+_PLACES = [f".{place}" for place in range(PACK_MAX)]
+
+
+def _pack_ids(ids: list[str], packs: list[list]) -> list[str]:
+    """``<entry id>.<place>`` of every event of the packs (joined, not formatted: one per event)."""
+    out: list[str] = []
+    for entry_id, pack in zip(ids, packs):
+        n = len(pack)
+        places = _PLACES[:n] if n <= PACK_MAX else [f".{place}" for place in range(n)]
+        out += [entry_id + place for place in places]
+    return out
 
 
 def _bad_entry(entry_id: str, fields: list, payload: bytes) -> tuple:

@@ -22,7 +22,7 @@ import redis
 from tracker import forget, schema
 from tracker.clickhouse import ClickHouse
 from tracker.errors import StoreError
-from tracker.stream_entries import events_in
+from tracker.stream_entries import count_events
 from tracker.writer import stream_io
 from tracker.writer.batch import Batch, build
 from tracker.writer.insert_group import InsertGroup, insert_batches
@@ -119,7 +119,7 @@ class BatchWriter:
         got = stream_io.read_into(self._raw, self.stream_key, self.consumer, batch.ids, batch.fields,
                                   last_id, count, block_ms)
         if got:
-            events = sum(map(events_in, batch.fields[before:]))
+            events = count_events(batch.fields[before:])
             batch.events_read += events
             self._packing = events / got
         return got

@@ -254,6 +254,17 @@ def test_a_batch_is_sized_by_the_events_its_entries_hold(stream, ch, settings, r
     assert _count(ch) == 1 + 6 * PACK_MAX
 
 
+def test_entries_deleted_while_pending_are_acknowledged_and_the_writer_reads_on(stream, writer, ch, settings):
+    _push(stream, 3)
+    held = writer._gather()  # pending for this consumer, then deleted (trimmed by an operator, say)
+    stream.client.xdel(stream.stream_key, *held.ids)
+    again = BatchWriter(stream.client, ch, settings.stream_key, writer.consumer, batch_seconds=0.05)
+    assert again.recover() == 3  # read back without their fields (they hold no event), acknowledged
+    assert stream.client.xpending(stream.stream_key, GROUP)["pending"] == 0
+    _push(stream, 2)
+    assert drain(again) == 2 and _count(ch) == 2
+
+
 def _row(data: dict, stream_id: str = "1-1") -> dict:
     """The ``events`` values of one entry, by column name."""
     return {name: column[0] for name, column in zip(schema.EVENTS_COLUMNS, event_columns([data], [stream_id]))}

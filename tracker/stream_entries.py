@@ -57,16 +57,20 @@ def encode_row(row: dict) -> bytes:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def entry_fields(pack: list[bytes]) -> list:
+    """The flat field list of one entry holding ``pack`` (1 to ``PACK_MAX`` payloads of ``encode_row``)."""
+    if len(pack) == 1:
+        return ["t", "ev", "d", pack[0]]
+    return ["t", "evs", "n", len(pack), "d", b"[%b]" % b",".join(pack)]
+
+
 def entry_commands(stream: str, payloads: list[bytes]) -> list:
     """``RUN`` script arguments (count-prefixed commands) appending ``payloads`` (``encode_row``'s) to
     ``stream``, in order: an ``ev`` entry for a lone event, ``evs`` entries of up to ``PACK_MAX``."""
     args: list = []
     for start in range(0, len(payloads), PACK_MAX):
-        pack = payloads[start:start + PACK_MAX]
-        if len(pack) == 1:
-            args += (7, "XADD", stream, "*", "t", "ev", "d", pack[0])
-        else:
-            args += (9, "XADD", stream, "*", "t", "evs", "n", len(pack), "d", b"[%b]" % b",".join(pack))
+        fields = entry_fields(payloads[start:start + PACK_MAX])
+        args += (3 + len(fields), "XADD", stream, "*", *fields)
     return args
 
 
@@ -81,27 +85,37 @@ def kind_and_payload(fields: list) -> tuple[bytes, bytes]:
     return named.get(b"t", b""), named.get(b"d", b"{}")
 
 
-_PACK_HEAD = itemgetter(0, 1, 2, 4)  # b"t", kind, b"n", b"d" of a packed entry's flat field list
+_SINGLE_HEAD = itemgetter(0, 1, 2)  # b"t", kind, b"d" of a single event's flat field list
+_PACK_HEAD = itemgetter(0, 1, 2, 4)  # b"t", kind, b"n", b"d" of a packed entry's
 _PACK_COUNT = itemgetter(3)
-_PACK_HEADS = {(b"t", PACKED, b"n", b"d")}
+
+
+def common_shape(entries: list) -> bytes | None:
+    """``SINGLE`` or ``PACKED`` when every entry is of that kind as ``EventStream`` writes it, checked in
+    C-level passes over all of them (a writer asks it of every read and every batch); None otherwise (a
+    deleted entry, a rejected hit, another kind or layout), for the caller to look entry by entry."""
+    if not entries or None in entries:
+        return None
+    lengths = set(map(len, entries))
+    if lengths == {4} and set(map(_SINGLE_HEAD, entries)) == {(b"t", SINGLE, b"d")}:
+        return SINGLE
+    if lengths == {6} and set(map(_PACK_HEAD, entries)) == {(b"t", PACKED, b"n", b"d")}:
+        return PACKED
+    return None
 
 
 def count_events(entries: list) -> int:
-    """The events ``entries`` (flat field lists, as read) say they hold; the common shapes (all single, all
-    packed) in C-level passes, since a writer asks it of every read."""
-    if not entries:
-        return 0
-    if None not in entries:
-        lengths = set(map(len, entries))
-        if lengths == {4}:
-            return len(entries)
-        if lengths == {6} and set(map(_PACK_HEAD, entries)) == _PACK_HEADS:
-            try:
-                counts = list(map(int, map(_PACK_COUNT, entries)))
-                if 1 <= min(counts) and max(counts) <= PACK_MAX:
-                    return sum(counts)
-            except ValueError:
-                pass
+    """The events ``entries`` (flat field lists, as read) say they hold."""
+    shape = common_shape(entries)
+    if shape == SINGLE:
+        return len(entries)
+    if shape == PACKED:
+        try:
+            counts = list(map(int, map(_PACK_COUNT, entries)))
+            if 1 <= min(counts) and max(counts) <= PACK_MAX:
+                return sum(counts)
+        except ValueError:
+            pass
     return sum(map(events_in, entries))
 
 

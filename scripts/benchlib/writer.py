@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 
 from tracker.partitions import Partitions
-from tracker.stream_entries import encode_row
+from tracker.stream_entries import encode_row, entry_fields
 
 from .cpu import cpu_seconds, total_cpu_seconds
 from .stack import PY, Stack, clickhouse, redis_client, server_pids
@@ -48,10 +48,8 @@ def _fill(client, partitions: Partitions, events: int, pack: int = 1) -> None:
 
 
 def _add_entry(pipe, stream: str, payloads: list[bytes]) -> None:
-    if len(payloads) == 1:
-        pipe.xadd(stream, {"t": "ev", "d": payloads[0]})
-    else:
-        pipe.xadd(stream, {"t": "evs", "n": len(payloads), "d": b"[%b]" % b",".join(payloads)})
+    fields = entry_fields(payloads)
+    pipe.xadd(stream, dict(zip(fields[::2], fields[1::2])))
 
 
 def stream_packing(env: Mapping[str, str], since: float) -> dict:

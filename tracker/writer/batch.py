@@ -14,7 +14,16 @@ from itertools import chain
 from operator import itemgetter
 
 from tracker import schema
-from tracker.stream_entries import PACK_MAX, PACKED, SINGLE, decode, event_ids, kind_and_payload, packed_rows
+from tracker.stream_entries import (
+    PACK_MAX,
+    PACKED,
+    SINGLE,
+    common_shape,
+    decode,
+    event_ids,
+    kind_and_payload,
+    packed_rows,
+)
 from tracker.writer.columns import event_block, types_of
 from tracker.writer.rows import bad_row
 from tracker.writer.stream_io import pairs
@@ -25,10 +34,8 @@ except ImportError:  # pragma: no cover - orjson is in requirements.txt
     _fast_loads = None
 
 
-_HEAD = itemgetter(0, 1, 2)  # b"t", kind, b"d" of a single event's flat field list
-_PAYLOAD = itemgetter(3)
-_PACK_HEAD = itemgetter(0, 1, 2, 4)  # b"t", kind, b"n", b"d" of a packed entry's
-_PACK_PAYLOAD = itemgetter(5)
+_PAYLOAD = itemgetter(3)  # of a single event's flat field list
+_PACK_PAYLOAD = itemgetter(5)  # of a packed entry's
 
 
 @dataclass
@@ -68,14 +75,13 @@ def build(batch: Batch, skip: set[str]) -> Batch:
     packs: tuple[list[str], list[bytes], list[list]] = ([], [], [])
     bad: list[tuple] = []
     every = batch.fields
-    if not skip and every and None not in every:  # the common shapes, checked in C-level passes
-        lengths = set(map(len, every))
-        if lengths == {4} and set(map(_HEAD, every)) == {(b"t", SINGLE, b"d")}:
-            every = []  # all are single events as EventStream writes them
-            singles = (stream_ids, list(map(_PAYLOAD, batch.fields)), batch.fields)
-        elif lengths == {6} and set(map(_PACK_HEAD, every)) == {(b"t", PACKED, b"n", b"d")}:
-            every = []  # all are packed events as EventStream writes them
-            packs = (stream_ids, list(map(_PACK_PAYLOAD, batch.fields)), batch.fields)
+    shape = None if skip else common_shape(every)
+    if shape == SINGLE:
+        every = []  # all are single events as EventStream writes them
+        singles = (stream_ids, list(map(_PAYLOAD, batch.fields)), batch.fields)
+    elif shape == PACKED:
+        every = []  # all are packed events as EventStream writes them
+        packs = (stream_ids, list(map(_PACK_PAYLOAD, batch.fields)), batch.fields)
     for entry_id, fields in zip(stream_ids, every):
         if fields is None:
             continue

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -24,12 +23,6 @@ from tracker.errors import StoreError, StoreUnavailable
 from tracker.settings import ClickHouseURL
 
 log = logging.getLogger(__name__)
-
-# clickhouse-driver fills a table of every date from 1900 to 2299 when it is imported: about 0.3 s of
-# CPU and 40 MB in every process that loads it (each web worker, each writer), where a table filled
-# as dates are met converts them the same. The driver's own variable, read once at its import (an
-# operator's value is kept; the driver's docs spell it "LASY").
-os.environ.setdefault("CLICKHOUSE_DRIVER_LASY_DATE_LUT", "1")
 
 Row = tuple
 

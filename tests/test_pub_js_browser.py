@@ -8,7 +8,6 @@ fold must not load until scrolled near; a slot in view for more than a second mu
 
 from __future__ import annotations
 
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from adserver.tracking.viewability import impression_id_for
 from tests.conftest import SECRET, drain
 from tests.test_browser_e2e import _browser, playwright, sites  # noqa: F401 - fixtures and helpers
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -67,15 +67,6 @@ def _wait_loaded(page, selector: str) -> None:
     page.frame_locator(f"{selector} iframe").locator("a[href*='/c/']").first.wait_for(timeout=10_000)
 
 
-def _wait_for(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_lazy_slot_becomes_viewable_once_and_a_glimpse_is_not_viewable(
         app, sites, playwright, tmp_path, writer, ch, redis_client):  # noqa: F811 - imported fixtures
     port = sites["port"]
@@ -98,7 +89,7 @@ def test_lazy_slot_becomes_viewable_once_and_a_glimpse_is_not_viewable(
     page.wait_for_function("() => document.querySelector('#a iframe').src")
     a_id = _impression_id(page, "#a")
     _wait_loaded(page, "#a")
-    assert _wait_for(lambda: redis_client.exists("vw:{%s}" % a_id)), "no viewable beacon for slot a"
+    wait_for(lambda: redis_client.exists("vw:{%s}" % a_id), 5, "a viewable beacon for slot a")
     assert page.get_attribute("#b iframe", "src") is None
 
     # Slot b: loaded while only a quarter of it shows (and left so for over a second: under half is not

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from tests.conftest import SECRET, drain
+from tests.waiting import wait_for
 from tracker.settings import load_settings
 from tracker.writer import BatchWriter
 
@@ -91,14 +92,6 @@ def fault_app(tmp_path, own_redis, clickhouse_url, ch, demo_loaded):
     app.extensions["adserver"].close()
 
 
-def _wait(condition, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 def _events_in_clickhouse(app, ch, expected: int) -> None:
     settings = app.extensions["adserver"].settings
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
@@ -124,7 +117,7 @@ def test_redis_down_pixels_answer_and_nothing_is_lost(fault_app, own_redis, ch):
     assert ad.status_code == 200 and ad.get_json()["path"] == "fallback" and ad.get_json()["products"]
 
     own_redis.start()  # back, empty (no persistence): the spool refills the stream
-    _wait(lambda: services.spool.pending_records() == 0)
+    wait_for(lambda: services.spool.pending_records() == 0, 20, "the spool replayed")
     # 20 views + the impression served while down are replayed; the first view was lost with Redis's memory.
     stream = redis.Redis.from_url(own_redis.url).xlen(services.settings.stream_key)
     assert stream == 21
@@ -147,7 +140,7 @@ def test_redis_hanging_times_out_into_the_spool_and_recovers(fault_app, own_redi
         assert services.spool.pending_records() == 11
     finally:
         own_redis.resume()
-    _wait(lambda: services.spool.pending_records() == 0)
+    wait_for(lambda: services.spool.pending_records() == 0, 20, "the spool replayed")
     _events_in_clickhouse(fault_app, ch, expected=10)
 
 

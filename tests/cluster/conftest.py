@@ -21,6 +21,7 @@ from scripts.testservers.clickhouse import clickhouse_env
 from scripts.testservers.clickhouse_cluster import read_layout
 from scripts.testservers.common import tail
 from scripts.testservers.processes import find_our_servers, spawn, terminate
+from tests import waiting
 from tests.conftest import SECRET
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
@@ -202,19 +203,8 @@ def clickhouse_nodes(cluster: ClusterServers) -> list[ClickHouseNode]:
 
 
 def wait_for(check, seconds: float, what: str, tolerate: tuple[type[Exception], ...] = (redis.RedisError,)):
-    """Poll ``check()`` until it returns something true and return that; an error of a ``tolerate`` kind
-    counts as "not yet" (a node restarting, a failover under way). Fails naming ``what`` after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except tolerate:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        time.sleep(0.05)
+    """``tests.waiting.wait_for`` where a Redis error counts as "not yet" (a node restarting, a failover under way)."""
+    return waiting.wait_for(check, seconds, what, tolerate)
 
 
 def drill_settings(cluster: ClusterServers, database: str, nodes: list[ClickHouseNode], partitions: int,

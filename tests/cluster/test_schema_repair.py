@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 
 import pytest
 
+from tests.waiting import wait_for
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.settings_parsers import parse_clickhouse_url
@@ -63,13 +63,6 @@ def layout(url: str, database: str) -> dict[str, tuple]:
                                                  "FROM system.columns WHERE database = %(db)s"):
         columns[table].append(tuple(column))
     return {name: (engine, tuple(columns[name])) for name, engine in engines.items()}
-
-
-def wait_until(check, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"still not {what} after {timeout} s"
-        time.sleep(0.2)
 
 
 def event(uid: str, n: int) -> tuple:
@@ -162,9 +155,9 @@ def test_an_add_column_finished_half_way_is_finished_by_migrate(cluster, databas
                                            "AND table = %(table)s AND name = %(name)s",
                             {"table": table, "name": name})[0][0])
 
-    wait_until(lambda: not has(nodes[3], "events_local", column) and not any(
+    wait_for(lambda: not has(nodes[3], "events_local", column) and not any(
         has(url, "advertisers", schema.ADVERTISERS_DOMAINS_COLUMN) for url in nodes),
-               "replicated the DROP COLUMN")
+             60, "the DROP COLUMN replicated", tolerate=(), interval=0.2)
     assert has(nodes[0], "events_local", column)
 
     ch = client(nodes[0], database, cluster.name)

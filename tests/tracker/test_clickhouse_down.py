@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 
 import pytest
 
 from scripts import testservers
 from tests.conftest import SECRET
+from tests.waiting import wait_for
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.settings import load_settings, parse_clickhouse_url
@@ -26,14 +26,6 @@ def own_clickhouse(tmp_path):
     server = testservers.start_clickhouse(ch_bin, tmp_path / "ch", detached=False)
     yield server
     testservers.stop_processes(tmp_path / "ch", [server.proc], grace=2.0, sweep=True)
-
-
-def _wait(condition, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def test_clickhouse_down_under_traffic(tmp_path, own_clickhouse, redis_url, redis_client):
@@ -57,14 +49,14 @@ def test_clickhouse_down_under_traffic(tmp_path, own_clickhouse, redis_url, redi
         for n in range(10):
             assert client.get(f"/px.gif?a=demo&e=view_item&sku=D10{10 + n}").status_code == 200
         count = lambda: ch.execute("SELECT count() FROM events")[0][0]  # noqa: E731
-        _wait(lambda: count() == 10)
+        wait_for(lambda: count() == 10, 60, "the first 10 events stored")
 
         own_clickhouse.proc.terminate()
         own_clickhouse.proc.wait(timeout=30)
         for n in range(30):
             response = client.get(f"/px.gif?a=demo&e=view_item&sku=D10{20 + n % 10}")
             assert response.status_code == 200 and response.mimetype == "image/gif"
-        _wait(lambda: writer.failures >= 2)  # the writer is retrying, and acknowledged nothing
+        wait_for(lambda: writer.failures >= 2, 60, "the writer retrying")  # and acknowledging nothing
         health = client.get("/healthz")
         assert health.status_code == 503 and health.get_json()["clickhouse"].startswith("down")
         entries = redis_client.xrange(settings.stream_key)  # the 30 events, packed by the web process's batches
@@ -76,8 +68,8 @@ def test_clickhouse_down_under_traffic(tmp_path, own_clickhouse, redis_url, redi
         restarted = subprocess.Popen(own_clickhouse.cmd, cwd=own_clickhouse.cwd, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         own_clickhouse.proc = restarted
-        _wait(lambda: _safe(count) == 40)
-        _wait(lambda: redis_client.xlen(settings.stream_key) == 0)
+        wait_for(lambda: _safe(count) == 40, 60, "all 40 events stored")
+        wait_for(lambda: redis_client.xlen(settings.stream_key) == 0, 60, "the stream emptied")
         assert client.get("/healthz").get_json()["stream"]["length"] == 0
     finally:
         writer.stop()

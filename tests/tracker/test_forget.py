@@ -12,6 +12,7 @@ from datetime import datetime
 
 import pytest
 
+from tests.waiting import poll
 from tracker import schema
 from tracker.forget import (
     BATCH,
@@ -47,11 +48,7 @@ def _left(ch) -> dict[str, dict[str, int]]:
 
 def _wait_until_gone(ch, uids: list[str]) -> None:
     """Until the rows are gone and the deletions done (mutations apply asynchronously on the server)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if not any(set(uids) & set(rows) for rows in _left(ch).values()) and not unfinished_deletions(ch):
-            return
-        time.sleep(0.05)
+    poll(lambda: not any(set(uids) & set(rows) for rows in _left(ch).values()) and not unfinished_deletions(ch), 20)
 
 
 def test_the_job_deletes_exactly_the_queued_visitors(any_ch, any_redis):

@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.waiting import poll
 from tracker import stores
 
 pytestmark = pytest.mark.slow
@@ -65,15 +65,6 @@ def redis_servers_in(folder: Path) -> list[int]:
     return found
 
 
-def _wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def _servers_left(children: dict[str, tuple[Path, subprocess.Popen]]) -> dict[str, list[int]]:
     return {way: pids for way, (folder, _proc) in children.items() if (pids := redis_servers_in(folder))}
 
@@ -111,7 +102,7 @@ def test_the_embedded_redis_server_ends_with_the_process_however_it_ends(tmp_pat
                 proc.kill()
                 proc.wait()
         # A server stops a moment after its last client has gone; whatever the outcome, none is left running.
-        _wait_until(lambda: not _servers_left(children), 10.0)
+        poll(lambda: not _servers_left(children), 10)
         left = _servers_left(children)
         for pids in left.values():
             for pid in pids:

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import SECRET
+from tests.waiting import wait_for
 from tracker.partitions import Partitions
 from tracker.stream import EventStream
 from tracker.writer import GROUP, BatchWriter
@@ -24,13 +25,7 @@ from tracker.writer.pipeline import FencedOut
 
 PARTITIONS = 4
 LEASE = 1.2  # seconds; renewed every 0.4 s
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 20.0, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+WAIT = 20.0  # seconds for what the writers do on their own
 
 
 class Writers:
@@ -101,24 +96,24 @@ def _left(stream: EventStream) -> int:
 def test_two_writers_share_the_partitions_and_one_takes_all_when_the_other_stops(writers, stream, ch, caplog):
     caplog.set_level(logging.INFO, logger="tracker.writer")
     first = writers.start("wa")
-    _wait(lambda: first.held() == [0, 1, 2, 3], what="the first writer to take every partition")
+    wait_for(lambda: first.held() == [0, 1, 2, 3], WAIT, "the first writer to take every partition")
     second = writers.start("wb")
-    _wait(lambda: len(first.held()) == len(second.held()) == 2, what="a 2/2 share")
+    wait_for(lambda: len(first.held()) == len(second.held()) == 2, WAIT, "a 2/2 share")
     assert sorted(first.held() + second.held()) == [0, 1, 2, 3]
     holders = {stream.client.get(lease_key(stream.partitions, p)).decode().split("/")[0] for p in range(PARTITIONS)}
     assert holders == {"wa", "wb"}
 
     _push(stream, 400, "shared")
-    _wait(lambda: _stored(ch, "shared")[0] == 400, what="400 rows")
+    wait_for(lambda: _stored(ch, "shared")[0] == 400, WAIT, "400 rows")
     assert first.written() > 0 and second.written() > 0  # both drained their own partitions
 
     caplog.clear()
     writers.stop(second)  # it flushes and marks its leases released ...
-    _wait(lambda: first.held() == [0, 1, 2, 3], timeout=5 * LEASE, what="the survivor to take every partition")
+    wait_for(lambda: first.held() == [0, 1, 2, 3], 5 * LEASE, "the survivor to take every partition")
     assert caplog.text.count("released partition") == 2
     assert caplog.text.count("took partition") == 2 and "waiting" not in caplog.text  # ... so taken at once
     _push(stream, 300, "shared", start=400)
-    _wait(lambda: _stored(ch, "shared")[0] == 700 and _left(stream) == 0, what="700 rows")
+    wait_for(lambda: _stored(ch, "shared")[0] == 700 and _left(stream) == 0, WAIT, "700 rows")
     assert _stored(ch, "shared") == (700, 700)
     assert stream.client.zrange(registry_key(stream.partitions), 0, -1) == [first.holder.encode()]
 
@@ -127,7 +122,7 @@ def test_a_writer_whose_lease_is_taken_stops_without_inserting_what_it_holds(wri
     caplog.set_level(logging.INFO, logger="tracker.writer")
     # Batches of 3 s: what the writer reads, it holds for a while before inserting.
     holder = writers.start("wa", batch_seconds=3.0)
-    _wait(lambda: holder.held() == [0, 1, 2, 3], what="the writer to take every partition")
+    wait_for(lambda: holder.held() == [0, 1, 2, 3], WAIT, "the writer to take every partition")
     _push(stream, 120, "held")
 
     def pending() -> int:
@@ -136,10 +131,10 @@ def test_a_writer_whose_lease_is_taken_stops_without_inserting_what_it_holds(wri
         except redis.ResponseError:  # a partition's group is not made yet
             return -1
 
-    _wait(lambda: pending() == 120, what="the writer to read every entry")
+    wait_for(lambda: pending() == 120, WAIT, "the writer to read every entry")
     for p in range(PARTITIONS):  # another writer holds them now (the lease had lapsed, say)
         stream.client.set(lease_key(stream.partitions, p), "thief/0", px=60_000)
-    _wait(lambda: holder.held() == [], timeout=3 * LEASE, what="the writer to notice")
+    wait_for(lambda: holder.held() == [], 3 * LEASE, "the writer to notice")
     time.sleep(3.5)  # past the batch interval: the batches it held would have been inserted by now
     assert _stored(ch, "held") == (0, 0)
     assert pending() == 120  # left pending, unacknowledged, for the partitions' next owner
@@ -153,7 +148,7 @@ def test_a_writer_whose_lease_is_taken_stops_without_inserting_what_it_holds(wri
         stream.client.delete(lease_key(stream.partitions, p))
     started = time.monotonic()
     successor = writers.start("wb")
-    _wait(lambda: _stored(ch, "held")[0] == 120 and _left(stream) == 0, what="the successor to store everything")
+    wait_for(lambda: _stored(ch, "held")[0] == 120 and _left(stream) == 0, WAIT, "the successor to store everything")
     assert time.monotonic() - started >= LEASE  # it waited for any insert of the lapsed holder
     assert _stored(ch, "held") == (120, 120)
     assert pending() == 0
@@ -174,7 +169,7 @@ def test_takeover_claims_a_dead_writers_pending_entries_and_stores_each_once(wri
     assert 0 < stored_before < 400
 
     survivor = writers.start("wb")
-    _wait(lambda: _stored(ch, "dead")[0] == 400 and _left(stream) == 0, what="every entry stored")
+    wait_for(lambda: _stored(ch, "dead")[0] == 400 and _left(stream) == 0, WAIT, "every entry stored")
     assert _stored(ch, "dead") == (400, 400)
     consumers = {c["name"]: c["pending"] for key in partitions.streams()
                  for c in stream.client.xinfo_consumers(key, GROUP)}
@@ -201,7 +196,7 @@ def test_a_fenced_writer_leaves_its_batch_pending(stream, ch):
 
 def test_a_second_writer_under_a_live_writers_name_refuses_to_start(writers):
     first = writers.start("same")
-    _wait(lambda: first.held() == [0, 1, 2, 3], what="the first writer to be running")  # registered, then
+    wait_for(lambda: first.held() == [0, 1, 2, 3], WAIT, "the first writer to be running")  # registered, then
     twin = writers.manager("same")
     guard = threading.Timer(LEASE * 20, twin.stop)  # a twin that wrongly starts returns, rather than running on
     guard.start()
@@ -218,7 +213,7 @@ def test_a_restarted_writer_starts_once_its_dead_predecessor_drops_out(writers, 
     # A claim on the name that is not renewed any more: the predecessor was killed.
     stream.client.set(name_key(stream.partitions, "again"), "again/dead", px=600)
     restarted = writers.start("again")
-    _wait(lambda: restarted.held() == [0, 1, 2, 3], what="the restarted writer to take the partitions")
+    wait_for(lambda: restarted.held() == [0, 1, 2, 3], WAIT, "the restarted writer to take the partitions")
 
 
 def test_of_two_namesakes_started_together_exactly_one_runs(writers):
@@ -240,9 +235,9 @@ def test_of_two_namesakes_started_together_exactly_one_runs(writers):
     try:
         for thread in threads:
             thread.start()
-        _wait(lambda: len(refused) == 1, what="one twin to refuse")
+        wait_for(lambda: len(refused) == 1, WAIT, "one twin to refuse")
         running = next(m for m in twins if m not in refused)
-        _wait(lambda: running.held() == [0, 1, 2, 3], what="the other twin to take every partition")
+        wait_for(lambda: running.held() == [0, 1, 2, 3], WAIT, "the other twin to take every partition")
         assert len(refused) == 1
     finally:
         guard.cancel()
@@ -267,7 +262,7 @@ def test_a_writer_whose_name_was_taken_over_stops(writers, stream):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        _wait(lambda: stalled.held() == [0, 1, 2, 3], what="the writer to be running")
+        wait_for(lambda: stalled.held() == [0, 1, 2, 3], WAIT, "the writer to be running")
         stream.client.set(name_key(stream.partitions, "taken"), "taken/newcomer", px=int(LEASE * 1000))
         thread.join(timeout=30)
         assert not thread.is_alive(), "the writer did not stop"

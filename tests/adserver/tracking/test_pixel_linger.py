@@ -17,15 +17,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 from gunicorn.config import Config
 from werkzeug.test import Client
 
 from adserver import create_app
 from tests.adserver.redis_modes import MODES, drain_all, stream_length
 from tests.adserver.test_redis_faults import OwnRedis, _free_port
-from tests.cluster.conftest import wait_for
 from tests.conftest import SECRET
 from tests.stream_events import events_waiting, stream_events
+from tests.waiting import wait_for
 from tracker.breaker import CircuitBreaker
 from tracker.identity import VisitorIds
 from tracker.linger import Linger
@@ -66,7 +67,8 @@ def test_lingered_hits_land_once_with_profiles_and_hostile_hits_as_rejected(sett
             _gif(client.get("/px.gif?" + query, headers={"User-Agent": CHROME}))
         _gif(client.get("/px.gif?a=demo&e=view_item&sku=D1001", headers={"User-Agent": "curl/8.5.0"}))
         sent = 5 * len(visitors) + len(HOSTILE) + 1
-        wait_for(lambda: stream_length(services.stream.client, settings) == sent, 20, "the flusher alone sends them")
+        wait_for(lambda: stream_length(services.stream.client, settings) == sent, 20, "the flusher alone sends them",
+                 tolerate=(redis.RedisError,))
         assert services.linger.queued == 0 and services.spool.pending_records() == 0
         for uid, _ in visitors:
             interests, _ = services.stream.interests(uid)

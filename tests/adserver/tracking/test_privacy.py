@@ -14,11 +14,11 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 from tests.conftest import drain
+from tests.waiting import poll
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 SAME_ORIGIN = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin", "User-Agent": CHROME}
@@ -62,9 +62,7 @@ def _wait_for_no_rows(ch, uid: str) -> None:
     """Until the rows are gone and the deletions done (mutations apply asynchronously)."""
     from tracker.forget import unfinished_deletions
 
-    deadline = time.monotonic() + 20
-    while (_rows(ch, uid) or unfinished_deletions(ch)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: not _rows(ch, uid) and not unfinished_deletions(ch), 20)
 
 
 # --- forgetting: the profile now, the events by the job ------------------------------------------

@@ -15,8 +15,9 @@ import redis
 from adserver.serving.pubjs import PUB_JS
 from adserver.tracking.viewability import NONCE_RE, impression_id_for, valid_nonce
 from adserver.tracking.views import GIF
-from tests.adserver.test_redis_faults import _wait, fault_app, own_redis  # noqa: F401 - fixtures
+from tests.adserver.test_redis_faults import fault_app, own_redis  # noqa: F401 - fixtures
 from tests.conftest import SECRET, drain
+from tests.waiting import wait_for
 from tracker.writer import BatchWriter
 
 NONCE = "q8xN3v0Yb1sWm2Kp7LzA9cDe"  # what pub.js sends: 18 random bytes, base64url
@@ -178,7 +179,7 @@ def test_viewable_is_recorded_with_redis_down(fault_app, own_redis, ch):  # noqa
     beacon(client, f"p=demo-feed&r={NONCE}")
     assert services.spool.pending_records() == 1
     own_redis.start()
-    _wait(lambda: services.spool.pending_records() == 0)
+    wait_for(lambda: services.spool.pending_records() == 0, 20, "the spool replayed")
     settings = services.settings
     writer = BatchWriter(redis.Redis.from_url(settings.redis_url, socket_timeout=5), ch, settings.stream_key,
                          "viewable-writer", batch_seconds=0.05)

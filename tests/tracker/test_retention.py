@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
+from tests.waiting import poll
 from tracker import schema
 from tracker.forget import unfinished_deletions
 from tracker.retention import drop_expired, expired_partitions, forget_visitors, visitor_tables
@@ -26,9 +26,7 @@ def test_forget_visitors_deletes_only_their_rows(any_ch):
     found = forget_visitors(any_ch, ["u1", "u3"])
     assert found["events"] == 3 and found["bad_events"] == 0
     assert forget_visitors(any_ch, []) == {}
-    deadline = time.monotonic() + 20
-    while (_uids(any_ch) != {"u2": 1} or unfinished_deletions(any_ch)) and time.monotonic() < deadline:
-        time.sleep(0.05)  # mutations apply asynchronously
+    poll(lambda: _uids(any_ch) == {"u2": 1} and not unfinished_deletions(any_ch), 20)  # mutations apply asynchronously
     assert _uids(any_ch) == {"u2": 1}
 
 

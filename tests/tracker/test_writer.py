@@ -20,8 +20,9 @@ from hypothesis import given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
-from tests.cluster.conftest import cluster, cluster_settings, cluster_stores, wait_for  # noqa: F401 - fixtures
+from tests.cluster.conftest import cluster, cluster_settings, cluster_stores  # noqa: F401 - fixtures
 from tests.conftest import SECRET, drain
+from tests.waiting import poll, wait_for
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.errors import StoreUnavailable
@@ -293,9 +294,7 @@ def test_writer_process_flushes_and_exits_on_sigterm(stream, ch, settings, redis
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         _push(stream, 50)
-        deadline = time.monotonic() + 20
-        while _count(ch) < 50 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll(lambda: _count(ch) >= 50, 20)
         assert _count(ch) == 50
         _push(stream, 7)
         proc.send_signal(signal.SIGTERM)
@@ -328,9 +327,7 @@ def test_writer_killed_at_any_point_loses_nothing_and_counts_nothing_twice(strea
     proc = subprocess.Popen([sys.executable, "-m", "tracker.writer"], env=env, cwd=os.getcwd(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while stream.client.xlen(stream.stream_key) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll(lambda: not stream.client.xlen(stream.stream_key), 30)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
@@ -475,20 +472,16 @@ def test_several_writer_processes_store_each_event_once_even_when_one_is_killed(
     procs = [run("w3", ADSERVER_WRITER_CRASH_AT="after_insert")]
     consumers = lambda: {c["name"] for c in stream.client.xinfo_consumers(stream.stream_key, GROUP)}  # noqa: E731
     try:
-        deadline = time.monotonic() + 60
-        while procs[0].poll() is None and b"w3" not in _or_empty(consumers) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        poll(lambda: procs[0].poll() is not None or b"w3" in _or_empty(consumers), 60, interval=0.02)
         procs[1:1] = [run("w1"), run("w2")]
         assert procs[0].wait(timeout=60) == -signal.SIGKILL  # inserted a batch, died before acknowledging it
         held = lambda: {c["name"]: c["pending"] for c in  # noqa: E731
                         stream.client.xinfo_consumers(stream.stream_key, GROUP)}.get(b"w3", 0)
-        deadline = time.monotonic() + 60
-        while stream.client.xlen(stream.stream_key) != held() and time.monotonic() < deadline:
-            time.sleep(0.05)  # the others store everything but what w3 held (one batch or more)
+        # the others store everything but what w3 held (one batch or more)
+        poll(lambda: stream.client.xlen(stream.stream_key) == held(), 60)
         assert 0 < held() == stream.client.xlen(stream.stream_key) < 3000
         procs.append(run("w3"))  # its restart recovers what it held
-        while (stream.client.xlen(stream.stream_key) or _count(ch) < 3000) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll(lambda: not stream.client.xlen(stream.stream_key) and _count(ch) >= 3000, 60)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -571,9 +564,7 @@ def _run_until_drained(stream: EventStream, writers: list[BatchWriter], ch, rows
     for thread in threads:
         thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while (_left(stream) or _count(ch) < rows) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        poll(lambda: not _left(stream) and _count(ch) >= rows, 30, interval=0.02)
     finally:
         stop_all(writers)
         for thread in threads:
@@ -643,13 +634,11 @@ def test_two_writer_processes_on_disjoint_partitions_one_killed_store_each_event
     try:
         assert procs[0].wait(timeout=60) == -signal.SIGKILL  # inserted a batch, died before acknowledging it
         held = [stream.partitions.stream(p) for p in (0, 1)]
-        deadline = time.monotonic() + 60
-        while sum(stream.client.xlen(k) for k in stream.partitions.streams()[2:]) and time.monotonic() < deadline:
-            time.sleep(0.05)  # the other writer empties its partitions only
+        # the other writer empties its partitions only
+        poll(lambda: not sum(stream.client.xlen(k) for k in stream.partitions.streams()[2:]), 60)
         assert sum(stream.client.xlen(k) for k in held) > 0
         procs.append(run("wa", "0-1"))  # its restart recovers what it held
-        while (_left(stream) or _count(ch) < 1000) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll(lambda: not _left(stream) and _count(ch) >= 1000, 60)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -763,9 +752,7 @@ def test_entries_of_a_window_whose_later_read_failed_are_written_without_a_resta
     thread = threading.Thread(target=writer.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while _count(ch) < 10 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        poll(lambda: _count(ch) >= 10, 20, interval=0.02)
     finally:
         writer.stop()
         thread.join(timeout=10)

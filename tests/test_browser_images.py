@@ -11,7 +11,6 @@ import io
 import json
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from adserver.catalog.images import resize_images
 from tests.adserver.catalog.pictures import photo
 from tests.adserver.conftest import feed_bytes, product
 from tests.test_browser_e2e import CHROMIUM, DESKTOP_CHROME
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -100,10 +100,8 @@ def test_the_ad_frame_loads_slot_sized_variants(sites, app, tmp_path: Path, dens
             frame.locator("img").first.wait_for(timeout=15_000)
             ad = next(f for f in page.frames if "/ad?" in f.url)
             # Polled from here: wait_for_function evaluates its predicate with eval, which the unit's CSP forbids.
-            deadline = time.monotonic() + 15
-            while not ad.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)"):
-                assert time.monotonic() < deadline, "the unit's images did not load"
-                time.sleep(0.05)
+            wait_for(lambda: ad.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)"), 15,
+                     "the unit's images to load")
             images = ad.evaluate("[...document.images].map(i => [i.currentSrc, i.naturalWidth, i.naturalHeight])")
             assert ad.evaluate("devicePixelRatio") == density
         finally:

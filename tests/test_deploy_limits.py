@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from tests.adserver.test_redis_faults import _free_port
+from tests.waiting import poll
 from tracker.stream import EventStream
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -36,16 +37,11 @@ def conf_redis(tmp_path):
                              "--dir", str(tmp_path), "--daemonize", "no", "--save", ""],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     client = redis.Redis(port=port, socket_timeout=5)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"redis-server refused {REDIS_CONF}: {proc.stdout.read().decode()}") from None
-            time.sleep(0.02)
+    answered = poll(lambda: proc.poll() is not None or client.ping(), 10, tolerate=(redis.ConnectionError,),
+                    interval=0.02)
+    if not answered or proc.poll() is not None:
+        proc.kill()
+        raise AssertionError(f"redis-server refused {REDIS_CONF}: {proc.stdout.read().decode()}")
     yield client
     client.close()
     proc.kill()

@@ -19,6 +19,7 @@ from gunicorn.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SECRET
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -125,21 +126,14 @@ def test_two_gunicorn_workers_one_scrape(tmp_path, redis_url, clickhouse_url, re
     base = f"http://127.0.0.1:{port}"
     folders: list[Path] = []
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                _get(f"{base}/healthz")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(log.read_text()[-3000:]) from None
-                time.sleep(0.2)
+        log_tail = lambda: log.read_text()[-3000:]  # noqa: E731
+        wait_for(lambda: proc.poll() is not None or _get(f"{base}/healthz"), 120, log_tail, tolerate=(OSError,),
+                 interval=0.2)
+        assert proc.poll() is None, log_tail()
         folders = list(tmp_path.glob("adserver-prometheus-*"))
         assert len(folders) == 1
         # Each worker makes its file as it loads the app: wait for the second one, which boots later.
-        while len(list(folders[0].glob("histogram_*.db"))) < 2:
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_for(lambda: len(list(folders[0].glob("histogram_*.db"))) >= 2, 120, log_tail, interval=0.2)
         for _ in range(30):
             assert _get(f"{base}/px.gif?a=demo&e=view_home").startswith(b"GIF89a")
         text = _get(f"{base}/metrics").decode()

@@ -32,11 +32,11 @@ def poll(check: Callable[[], T], seconds: float, tolerate: tuple[type[Exception]
         time.sleep(interval)
 
 
-def wait_for(check: Callable[[], T], seconds: float, what: str, tolerate: tuple[type[Exception], ...] = (),
-             interval: float = INTERVAL) -> T:
+def wait_for(check: Callable[[], T], seconds: float, what: str | Callable[[], str],
+             tolerate: tuple[type[Exception], ...] = (), interval: float = INTERVAL) -> T:
     """``poll`` that fails the test, naming ``what``, unless ``check()`` turns true within ``seconds``;
-    returns that true answer."""
+    returns that true answer. ``what`` may be a function, called only on failure (a server log's tail)."""
     result = poll(check, seconds, tolerate, interval)
     if not result:
-        raise AssertionError(f"not within {seconds} s: {what}")
+        raise AssertionError(f"not within {seconds} s: {what() if callable(what) else what}")
     return result

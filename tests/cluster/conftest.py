@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -163,22 +162,21 @@ class ClickHouseNode:
         if not find_our_servers(self.cwd):
             spawn(self.cmd, cwd=self.cwd, log_path=self.cwd / "clickhouse-stdout.log", detached=True,
                   env=clickhouse_env(read_layout().node_env(self.host)))
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def answers() -> bool:
+            ch = self.client("default")
             try:
-                ch = self.client("default")
-                try:
-                    ch.execute("SELECT count() FROM system.zookeeper WHERE path = '/'")
-                    return
-                finally:
-                    ch.close()
-            except Exception as exc:  # noqa: BLE001 - not up yet
-                if time.monotonic() > deadline:
-                    logs = "\n".join(f"{path}:\n{tail(path, 15)}" for path in (
-                        self.cwd / "clickhouse-stdout.log", self.cwd / "clickhouse-log" / "clickhouse-server.err.log"))
-                    raise AssertionError(f"ClickHouse {self.host} did not come back within {timeout} s "
-                                         f"({exc}); its logs end:\n{logs}") from exc
-                time.sleep(0.2)
+                ch.execute("SELECT count() FROM system.zookeeper WHERE path = '/'")
+                return True
+            finally:
+                ch.close()
+
+        def logs() -> str:
+            return f"ClickHouse {self.host} back with its ZooKeeper session; its logs end:\n" + "\n".join(
+                f"{path}:\n{tail(path, 15)}" for path in (
+                    self.cwd / "clickhouse-stdout.log", self.cwd / "clickhouse-log" / "clickhouse-server.err.log"))
+
+        waiting.wait_for(answers, timeout, logs, tolerate=(Exception,), interval=0.2)  # any error: not up yet
 
 
 def settle_ddl(nodes: list[ClickHouseNode], cluster: str, database: str) -> None:

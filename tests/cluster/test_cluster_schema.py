@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pytest
 
+from tests.waiting import poll
 from tracker import schema
 from tracker.clickhouse import DriverClickHouse
 from tracker.settings_parsers import parse_clickhouse_url
@@ -168,8 +169,8 @@ def test_forgetting_removes_the_visitors_rows_on_every_shard_and_replica(cluster
 
     found = forget_visitors(ch, gone)
     assert found["events"] == 40
-    deadline = time.monotonic() + 60
-    while True:
+
+    def per_replica() -> list[tuple[int, int]]:  # (rows of the forgotten visitors, all rows) on each replica
         counts = []
         for url in cluster.clickhouse_nodes:
             replica = node(url, ch.database)
@@ -178,9 +179,10 @@ def test_forgetting_removes_the_visitors_rows_on_every_shard_and_replica(cluster
                                               {"g": tuple(gone)})[0])
             finally:
                 replica.close()
-        if all(left == 0 for left, _ in counts) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        return counts
+
+    poll(lambda: all(left == 0 for left, _ in per_replica()), 60, interval=0.2)
+    counts = per_replica()
     assert [left for left, _ in counts] == [0, 0, 0, 0]  # every shard deleted its own, every replica too
     assert counts[0][1] + counts[2][1] == 40 and counts[0][1] > 0 and counts[2][1] > 0  # the others kept
 

@@ -18,6 +18,7 @@ import pytest
 
 from adserver.console.report import ReportRequest, run_report
 from tests.cluster.conftest import ClickHouseNode, drill_settings, settle_ddl
+from tests.waiting import poll
 from tracker.partitions import Partitions
 from tracker.stores import Stores
 from tracker.stream import EventStream
@@ -154,9 +155,7 @@ def test_stopping_a_replica_of_each_shard_under_traffic_loses_and_doubles_nothin
         threads[1].join(timeout=30)
         threads[2].join(timeout=30)
 
-        deadline = time.monotonic() + 60
-        while stored_through_distributed()[0] < traffic.sent and time.monotonic() < deadline:
-            time.sleep(0.2)
+        poll(lambda: stored_through_distributed()[0] >= traffic.sent, 60, interval=0.2)
         time.sleep(1)  # a late second copy would show here
         for node in clickhouse_nodes:
             _sync(node, database)

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from scripts.testservers import procfs
 from scripts.testservers.install import find_binary
 from scripts.testservers.leftovers import find_leftovers, var_folders
+from tests.waiting import wait_for
 
 
 def _free_port() -> int:
@@ -41,11 +41,11 @@ def _started(proc: subprocess.Popen, deadline_s: float = 10.0) -> subprocess.Pop
     lays out the new program's arguments and environment: for a moment ``/proc/<pid>/cmdline`` and
     ``environ`` are empty, and a scan would judge the process on nothing.
     """
-    deadline = time.monotonic() + deadline_s
-    while not procfs.cmdline(proc.pid):
+    def readable() -> bool:
         assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
-        assert time.monotonic() < deadline, f"{proc.args}: no command line after {deadline_s} s"
-        time.sleep(0.001)
+        return bool(procfs.cmdline(proc.pid))
+
+    wait_for(readable, deadline_s, f"{proc.args}: a command line", interval=0.001)
     return proc
 
 

@@ -22,7 +22,6 @@ Where the histogram lives depends on how the app runs:
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,12 +35,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from tracker.settings import PROMETHEUS_MULTIPROC_ENV, prometheus_multiproc_dir
 from tracker.writer import GROUP
 
-# prometheus_client's own variable, not a setting of ours: the library reads it when it is imported and
-# gunicorn's config sets it before the workers import anything (deploy/gunicorn.conf.py), so the app
-# reads the same variable to agree with what the library will do, rather than a copy in tracker.settings.
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # From a pixel answered in a millisecond to an ad or report near the 2-second mark; +Inf is added.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 DURATION = "adserver_request_duration_seconds"
@@ -144,7 +140,7 @@ def _multiprocess_duration(folder: str) -> Histogram:
     """The process's histogram in multiprocess mode: its values are this process's files, whichever app writes."""
     global _process_duration
     if values.ValueClass is values.MutexValue:
-        raise RuntimeError(f"{MULTIPROC_ENV} was set after prometheus_client was imported: "
+        raise RuntimeError(f"{PROMETHEUS_MULTIPROC_ENV} was set after prometheus_client was imported: "
                            "set it before the process starts")
     Path(folder).mkdir(parents=True, exist_ok=True)
     with _process_lock:
@@ -203,7 +199,7 @@ def init_app(app: Flask, services) -> Metrics:
     Call it before other ``before_request`` hooks are added: app-level hooks run in the order they
     were added, and one that answers early (a redirect to the login page) stops the later ones.
     """
-    metrics = app.extensions["adserver_metrics"] = Metrics(services, os.environ.get(MULTIPROC_ENV) or None)
+    metrics = app.extensions["adserver_metrics"] = Metrics(services, prometheus_multiproc_dir())
 
     @app.before_request
     def start_timer() -> None:

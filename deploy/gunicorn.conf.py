@@ -21,7 +21,14 @@ from pathlib import Path
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tracker.settings import SettingsError, load_settings  # noqa: E402 - needs the path above
+from tracker.settings import (  # noqa: E402 - needs the path above
+    PROMETHEUS_MULTIPROC_ENV as MULTIPROC_ENV,
+)
+from tracker.settings import (
+    SettingsError,
+    load_settings,
+    prometheus_multiproc_dir,
+)
 
 # The same checks and messages as the app's own start (README.md lists the variables). SystemExit,
 # unlike other errors, is not wrapped by gunicorn in a traceback: the operator sees just the message.
@@ -64,7 +71,6 @@ SWITCH_INTERVAL = 0.001
 # PROMETHEUS_MULTIPROC_DIR and a scrape of /metrics, answered by any worker, merges them all. The
 # operator may set it to a folder of its own, empty at each start (e.g. systemd's RuntimeDirectory=);
 # unset, the arbiter makes a fresh one under the temporary directory and removes it when it exits.
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _made_multiproc_dir: list[str] = []
 
 
@@ -72,7 +78,7 @@ def on_starting(server):
     """Runs in the arbiter before any worker loads the app: the variable must be set before that."""
     import tempfile
 
-    folder = os.environ.get(MULTIPROC_ENV)
+    folder = prometheus_multiproc_dir()
     if not folder:
         if server.cfg.preload_app:  # the app, and prometheus_client with it, is loaded already
             server.log.warning("%s is not set and the app is preloaded: each worker's /metrics shows "
@@ -95,7 +101,7 @@ def child_exit(server, worker):  # noqa: ARG001 - gunicorn's hook signature
     """A worker exited: prometheus_client forgets its live gauges (its histograms keep counting)."""
     from prometheus_client import multiprocess
 
-    if os.environ.get(MULTIPROC_ENV):
+    if prometheus_multiproc_dir():
         multiprocess.mark_process_dead(worker.pid)
 
 

@@ -36,6 +36,17 @@ LIBRARY_DEFAULTS = {
 for _name, _value in LIBRARY_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
 
+# prometheus_client's own variable: the folder where each gunicorn worker writes its metrics. The library
+# reads it when it is imported; ``deploy/gunicorn.conf.py`` sets it in the arbiter, after these settings
+# were loaded and before any worker imports the library. So it is read when asked, never copied into
+# ``Settings``: a copy could disagree with what the library itself does.
+PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prometheus_multiproc_dir() -> str | None:
+    """The folder of prometheus_client's multiprocess mode as the library sees it now; None when unset."""
+    return os.environ.get(PROMETHEUS_MULTIPROC_ENV) or None
+
 __all__ = ["VARIABLES", "ClickHouseURL", "Settings", "SettingsError", "Var", "load_settings", "markdown_table",
            "parse_clickhouse_url"]
 

@@ -17,22 +17,19 @@ from tracker import schema
 from tracker.stream_entries import (
     PACK_MAX,
     PACKED,
+    PLACES,
     SINGLE,
     common_shape,
     decode,
     event_ids,
+    fast_loads,
     kind_and_payload,
+    packed_id,
     packed_rows,
 )
 from tracker.writer.columns import event_block, types_of
 from tracker.writer.rows import bad_row
 from tracker.writer.stream_io import pairs
-
-try:  # several times faster than json; ``decode`` falls back to json for what orjson refuses
-    from orjson import loads as _fast_loads
-except ImportError:  # pragma: no cover - orjson is in requirements.txt
-    _fast_loads = None
-
 
 _PAYLOAD = itemgetter(3)  # of a single event's flat field list
 _PACK_PAYLOAD = itemgetter(5)  # of a packed entry's
@@ -115,7 +112,7 @@ def _singles(ids: list[str], payloads: list[bytes], fields: list[list], bad: lis
     if not payloads:
         return [], []
     try:  # the whole batch in one C-level pass; entry by entry only if something is off
-        datas = list(map(_fast_loads, payloads)) if _fast_loads else []
+        datas = list(map(fast_loads, payloads)) if fast_loads else []
         if types_of(datas) == {dict}:
             return datas, list(ids)
     except ValueError:
@@ -137,9 +134,9 @@ def _singles(ids: list[str], payloads: list[bytes], fields: list[list], bad: lis
 def _packs(ids: list[str], payloads: list[bytes], fields: list[list], skip: set[str],
            bad: list) -> tuple[list, list[str]]:
     """The events of packed entries and their ids (``<entry id>.<place>``), less those in ``skip``."""
-    if not skip and _fast_loads:
+    if not skip and fast_loads:
         try:  # the common case in C-level passes: every payload an array of JSON objects
-            packs = list(map(_fast_loads, payloads))
+            packs = list(map(fast_loads, payloads))
             if types_of(packs) == {list} and all(packs):
                 datas = list(chain.from_iterable(packs))
                 if types_of(datas) == {dict}:
@@ -150,11 +147,11 @@ def _packs(ids: list[str], payloads: list[bytes], fields: list[list], skip: set[
     for entry_id, payload, entry in zip(ids, payloads, fields):
         rows = packed_rows(payload)
         if rows is None:
-            if f"{entry_id}.0" not in skip:
-                bad.append(_undecodable(f"{entry_id}.0", entry))
+            if packed_id(entry_id, 0) not in skip:
+                bad.append(_undecodable(packed_id(entry_id, 0), entry))
             continue
         for place, data in enumerate(rows):
-            row_id = f"{entry_id}.{place}"
+            row_id = packed_id(entry_id, place)
             if row_id in skip:
                 continue
             if isinstance(data, dict):
@@ -166,16 +163,15 @@ def _packs(ids: list[str], payloads: list[bytes], fields: list[list], skip: set[
     return datas, ids_ok
 
 
-_PLACES = [f".{place}" for place in range(PACK_MAX)]
-
-
 def _pack_ids(ids: list[str], packs: list[list]) -> list[str]:
     """``<entry id>.<place>`` of every event of the packs (joined, not formatted: one per event)."""
     out: list[str] = []
     for entry_id, pack in zip(ids, packs):
         n = len(pack)
-        places = _PLACES[:n] if n <= PACK_MAX else [f".{place}" for place in range(n)]
-        out += [entry_id + place for place in places]
+        if n <= PACK_MAX:
+            out += [entry_id + place for place in PLACES[:n]]
+        else:  # an entry no linger wrote
+            out += [packed_id(entry_id, place) for place in range(n)]
     return out
 
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from tracker.partitions import Partitions
 from tracker.stream_entries import encode_row, entry_fields
+from tracker.writer.stream_io import pairs
 
 from .cpu import cpu_seconds, total_cpu_seconds
 from .stack import PY, Stack, clickhouse, redis_client, server_pids
@@ -48,8 +49,7 @@ def _fill(client, partitions: Partitions, events: int, pack: int = 1) -> None:
 
 
 def _add_entry(pipe, stream: str, payloads: list[bytes]) -> None:
-    fields = entry_fields(payloads)
-    pipe.xadd(stream, dict(zip(fields[::2], fields[1::2])))
+    pipe.xadd(stream, pairs(entry_fields(payloads)))
 
 
 def stream_packing(env: Mapping[str, str], since: float) -> dict:
